@@ -1,0 +1,1 @@
+//! Load tools; see the binaries under src/bin.

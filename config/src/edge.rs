@@ -1,0 +1,279 @@
+//! `edge` configuration. See `config/examples/edge.toml` for every key with its default.
+
+use crate::{ConfigError, Validate};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub sip: SipConfig,
+    pub limits: LimitsConfig,
+    pub timers: TimersConfig,
+    pub routing: RoutingConfig,
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP listen addresses (IPv4 or IPv6).
+    pub listen_udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub listen_tcp: Vec<SocketAddr>,
+    /// Host (or IP) written into Via and Record-Route instead of the listen IP, e.g. the public
+    /// address when the edge sits behind a 1:1 NAT. Empty: the listen address.
+    pub advertise: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let addr: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        SipConfig {
+            listen_udp: vec![addr],
+            listen_tcp: vec![addr],
+            advertise: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest SIP message accepted (bytes); larger ones get 513 or are dropped.
+    pub max_message_bytes: usize,
+    /// Most header fields in one message; more gets 400.
+    pub max_headers: usize,
+    /// Most live transactions; beyond it new requests get 503.
+    pub max_transactions: usize,
+    /// Most simultaneous TCP connections.
+    pub max_tcp_connections: usize,
+    /// Idle TCP connections are closed after this many seconds.
+    pub tcp_idle_timeout_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 65_535,
+            max_headers: 128,
+            max_transactions: 200_000,
+            max_tcp_connections: 10_000,
+            tcp_idle_timeout_s: 600,
+        }
+    }
+}
+
+/// RFC 3261 §17 timer bases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimersConfig {
+    /// T1: RTT estimate (ms).
+    pub t1_ms: u64,
+    /// T2: maximum retransmit interval for non-INVITE requests and INVITE responses (ms).
+    pub t2_ms: u64,
+    /// T4: maximum time a message stays in the network (ms).
+    pub t4_ms: u64,
+    /// Timer C (§16.6 step 11): proxy INVITE transaction timeout (s), > 3 minutes per RFC.
+    pub timer_c_s: u64,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
+            timer_c_s: 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Core proxies/registrars in order of preference: `host:port`, optionally prefixed by
+    /// `udp:` or `tcp:` (default udp). The first healthy one gets access-side requests.
+    pub core: Vec<String>,
+    /// Sources in these networks are "core side" (besides the core addresses themselves).
+    pub trusted_networks: Vec<IpNet>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            core: vec!["127.0.0.1:5070".to_string()],
+            trusted_networks: Vec::new(),
+        }
+    }
+}
+
+/// Transport of a SIP hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// One entry of `routing.core`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreTarget {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl CoreTarget {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (transport, rest) = if let Some(r) = s.strip_prefix("udp:") {
+            (Transport::Udp, r)
+        } else if let Some(r) = s.strip_prefix("tcp:") {
+            (Transport::Tcp, r)
+        } else {
+            (Transport::Udp, s)
+        };
+        let addr = rest
+            .parse()
+            .map_err(|_| format!("`{s}` is not [udp:|tcp:]ip:port"))?;
+        Ok(CoreTarget { transport, addr })
+    }
+}
+
+impl RoutingConfig {
+    pub fn core_targets(&self) -> Vec<CoreTarget> {
+        // validate() has checked every entry.
+        self.core
+            .iter()
+            .filter_map(|s| CoreTarget::parse(s).ok())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForkingMode {
+    Parallel,
+    Sequential,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Insert Record-Route so in-dialog requests traverse the edge (needed for NAT traversal).
+    pub record_route: bool,
+    /// Follow 3xx Contacts (§16.7 step 6) instead of passing the 3xx upstream.
+    pub recurse_3xx: bool,
+    /// Most 3xx recursions for one request.
+    pub max_redirects: u32,
+    /// How several targets of one request are tried (§16.6).
+    pub forking: ForkingMode,
+    /// Max-Forwards put on requests that arrive without one.
+    pub default_max_forwards: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            record_route: true,
+            recurse_3xx: true,
+            max_redirects: 5,
+            forking: ForkingMode::Parallel,
+            default_max_forwards: 70,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// HTTP listener for `/metrics` and `/health`.
+    pub listen: SocketAddr,
+}
+
+impl AdminConfig {
+    fn with_port(port: u16) -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig::with_port(9560)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// tracing filter, e.g. `info` or `edge=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Validate for EdgeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.sip.listen_udp.is_empty() && self.sip.listen_tcp.is_empty() {
+            return Err(ConfigError::invalid(
+                "sip.listen_udp",
+                "no UDP or TCP listen address",
+            ));
+        }
+        for c in &self.routing.core {
+            CoreTarget::parse(c).map_err(|r| ConfigError::invalid("routing.core", r))?;
+        }
+        let l = &self.limits;
+        if !(512..=1 << 20).contains(&l.max_message_bytes) {
+            return Err(ConfigError::invalid(
+                "limits.max_message_bytes",
+                "must be between 512 and 1048576",
+            ));
+        }
+        if l.max_headers < 8 {
+            return Err(ConfigError::invalid("limits.max_headers", "must be >= 8"));
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+            return Err(ConfigError::invalid(
+                "timers.t2_ms",
+                "need 0 < timers.t1_ms <= timers.t2_ms",
+            ));
+        }
+        if t.timer_c_s < 1 {
+            return Err(ConfigError::invalid("timers.timer_c_s", "must be >= 1"));
+        }
+        if self.proxy.default_max_forwards == 0 || self.proxy.default_max_forwards > 255 {
+            return Err(ConfigError::invalid(
+                "proxy.default_max_forwards",
+                "must be 1..=255",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Shared with rtprelay's config.
+pub(crate) fn admin_default(port: u16) -> AdminConfig {
+    AdminConfig::with_port(port)
+}

@@ -1,0 +1,141 @@
+//! `rtprelay` configuration. See `config/examples/rtprelay.toml` for every key with its default.
+
+use crate::edge::{admin_default, AdminConfig, LogConfig};
+use crate::{ConfigError, Validate};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    pub control: ControlConfig,
+    pub media: MediaConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            control: ControlConfig::default(),
+            media: MediaConfig::default(),
+            admin: admin_default(9561),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// rtpproxy protocol over UDP (cookie-framed). rtpproxy's customary port is 22222.
+    pub udp: Option<SocketAddr>,
+    /// rtpproxy protocol over a unix stream socket (`unix:` one command per connection is also
+    /// accepted as a persistent line-per-command connection).
+    pub unix: Option<String>,
+    /// Only these sources may send commands (the protocol has no authentication).
+    pub allow: Vec<IpNet>,
+    /// How long a reply stays in the retransmission cache (s).
+    pub reply_cache_s: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            udp: Some(SocketAddr::from(([127, 0, 0, 1], 22222))),
+            unix: None,
+            allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            reply_cache_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DatapathKind {
+    /// io_uring when it can be set up, else the recvmmsg/sendmmsg fallback.
+    #[default]
+    Auto,
+    IoUring,
+    Fallback,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address the media sockets bind to.
+    pub listen: IpAddr,
+    /// Address announced in replies (public address behind 1:1 NAT). Empty: `listen`.
+    pub advertise: Option<IpAddr>,
+    /// Optional second ("external") interface for bridging (`e`/`i` modifiers).
+    pub external: Option<IpAddr>,
+    /// First media port (inclusive, made even).
+    pub port_min: u16,
+    /// Last media port (inclusive).
+    pub port_max: u16,
+    /// Datapath threads (= port-table shards); 0 = number of CPUs.
+    pub threads: usize,
+    pub datapath: DatapathKind,
+    /// Pin each datapath thread to a CPU.
+    pub pin_threads: bool,
+    /// A session with no packets for this long is deleted (s).
+    pub timeout_s: u64,
+    /// Latch only the address given by signalling (or the first source when that is private);
+    /// never re-latch to another address except by the SSRC-checked rule.
+    pub strict_source: bool,
+    /// Provided buffers per shard ring (io_uring); a power of two.
+    pub ring_buffers: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            listen: IpAddr::from([127, 0, 0, 1]),
+            advertise: None,
+            external: None,
+            port_min: 30_000,
+            port_max: 40_000,
+            threads: 0,
+            datapath: DatapathKind::Auto,
+            pin_threads: true,
+            timeout_s: 60,
+            strict_source: true,
+            ring_buffers: 4096,
+        }
+    }
+}
+
+impl Validate for RelayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.media;
+        if m.port_min < 1024 || m.port_max <= m.port_min {
+            return Err(ConfigError::invalid(
+                "media.port_max",
+                "need 1024 <= media.port_min < media.port_max",
+            ));
+        }
+        if (m.port_max - m.port_min) < 3 {
+            return Err(ConfigError::invalid(
+                "media.port_max",
+                "range must hold at least two port pairs",
+            ));
+        }
+        if !m.ring_buffers.is_power_of_two() || !(16..=32768).contains(&m.ring_buffers) {
+            return Err(ConfigError::invalid(
+                "media.ring_buffers",
+                "must be a power of two in 16..=32768",
+            ));
+        }
+        if m.timeout_s == 0 {
+            return Err(ConfigError::invalid("media.timeout_s", "must be >= 1"));
+        }
+        if self.control.udp.is_none() && self.control.unix.is_none() {
+            return Err(ConfigError::invalid(
+                "control.udp",
+                "no control socket (set control.udp or control.unix)",
+            ));
+        }
+        Ok(())
+    }
+}

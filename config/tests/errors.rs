@@ -1,0 +1,49 @@
+//! Config errors must name the key and the line.
+use config::{EdgeConfig, RelayConfig};
+
+#[test]
+fn empty_file_gives_loopback_defaults() {
+    let e: EdgeConfig = config::from_str("").unwrap();
+    assert_eq!(e.sip.listen_udp[0].to_string(), "127.0.0.1:5060");
+    assert!(e.sip.listen_udp[0].ip().is_loopback());
+    let r: RelayConfig = config::from_str("").unwrap();
+    assert!(r.media.listen.is_loopback());
+    assert_eq!((r.media.port_min, r.media.port_max), (30_000, 40_000));
+}
+
+#[test]
+fn type_error_names_key_and_line() {
+    let err = config::from_str::<EdgeConfig>("[timers]\n\nt1_ms = \"fast\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("t1_ms"), "{msg}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_line() {
+    let err = config::from_str::<RelayConfig>("[media]\nport_mni = 4000\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("line 2") && msg.contains("port_mni"), "{msg}");
+}
+
+#[test]
+fn semantic_error_names_key() {
+    let err = config::from_str::<RelayConfig>("[media]\nport_min = 5000\nport_max = 4000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("media.port_max"), "{err}");
+    let err = config::from_str::<EdgeConfig>("[routing]\ncore = [\"nowhere\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routing.core") && err.contains("nowhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn example_files_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+    config::from_file::<EdgeConfig>(format!("{dir}edge.toml").as_ref()).unwrap();
+    config::from_file::<RelayConfig>(format!("{dir}rtprelay.toml").as_ref()).unwrap();
+}

@@ -1,0 +1,2 @@
+//! `rtprelay`: an RTP/RTCP relay with one io_uring datapath thread per core, driven by the
+//! rtpproxy control protocol.
