@@ -1,2 +1,4 @@
 //! `rtprelay`: an RTP/RTCP relay with one io_uring datapath thread per core, driven by the
 //! rtpproxy control protocol.
+
+pub mod backend;
