@@ -6,5 +6,5 @@
 
 pub mod metrics;
 pub mod proxy;
-
+pub mod transaction;
 pub mod transport;
