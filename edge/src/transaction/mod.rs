@@ -16,3 +16,6 @@ pub use output::{Output, RequestMatch, ResponseMatch, Transmit, TuEvent, TxId, T
 pub use server::ServerState;
 pub use table::{TransactionTable, TxError};
 pub use timers::Timers;
+
+#[cfg(test)]
+mod tests;
