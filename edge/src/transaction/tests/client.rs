@@ -319,3 +319,14 @@ fn non_invite_client_respects_non_default_t1_t2_t4() {
     let log = sim.run_until(ms(60_000));
     assert_eq!(log, vec![(ms(5_000 + 2_500), Output::Terminated(tx))]);
 }
+
+#[test]
+fn client_drops_non_sip_status_without_state_change() {
+    let mut sim = Sim::default_timers();
+    let (tx, _) = sim.client("z9hG4bK1", Method::Invite, false);
+    let (m, out) = sim.response("z9hG4bK1", Method::Invite, 42);
+    assert_eq!(m, ResponseMatch::Absorbed(tx));
+    assert!(out.is_empty());
+    assert_eq!(sim.table.client_state(tx), Some(ClientState::Calling));
+    assert_eq!(sim.table.stats().absorbed, 0);
+}
