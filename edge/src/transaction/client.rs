@@ -88,7 +88,8 @@ impl ClientTransaction {
         actions: &mut Vec<Action>,
     ) -> Disposition {
         if status < 100 {
-            return Disposition::Absorbed;
+            // Not a SIP status (§7.2: 1xx–6xx); dropped without counting it as a retransmission.
+            return Disposition::Consumed;
         }
         if self.invite {
             self.invite_response(status, timers, now, build_ack, actions)
