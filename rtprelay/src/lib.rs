@@ -2,3 +2,4 @@
 //! rtpproxy control protocol.
 
 pub mod backend;
+pub mod table;
