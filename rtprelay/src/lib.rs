@@ -2,4 +2,7 @@
 //! rtpproxy control protocol.
 
 pub mod backend;
+pub mod datapath;
+pub mod media;
+pub mod stun;
 pub mod table;

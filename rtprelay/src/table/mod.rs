@@ -293,6 +293,12 @@ impl Table {
         n
     }
 
+    /// Give back expired streams whose report could not be delivered.
+    pub fn requeue_expired(&mut self, mut e: Vec<Expired>) {
+        e.append(&mut self.expired);
+        self.expired = e;
+    }
+
     /// Streams expired since the last call.
     pub fn take_expired(&mut self) -> Vec<Expired> {
         std::mem::take(&mut self.expired)
