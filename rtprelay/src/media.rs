@@ -330,7 +330,11 @@ mod tests {
 
     #[test]
     fn small_range_means_fewer_shards() {
-        assert_eq!(split_range(40_000, 40_007, 8), vec![(40_000, 4)]);
+        assert_eq!(
+            split_range(40_000, 40_007, 8),
+            vec![(40_000, 2), (40_004, 2)]
+        );
+        assert_eq!(split_range(40_000, 40_005, 8), vec![(40_000, 3)]);
         assert_eq!(split_range(40_000, 40_001, 2), vec![(40_000, 1)]);
     }
 }
