@@ -7,6 +7,7 @@
 //!   straight from the received buffer, one `submit_and_wait` per loop iteration;
 //! - [`fallback`]: epoll + recvmmsg/sendmmsg, for kernels or sandboxes without io_uring.
 
+pub mod bufring;
 pub mod eventfd;
 pub mod fallback;
 pub mod sockaddr;
