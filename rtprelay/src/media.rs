@@ -178,7 +178,7 @@ impl Media {
         };
         let (base_port, pairs) = (params.base_port, params.pairs);
         let thread = std::thread::Builder::new()
-            .name(format!("rtprelay-shard-{index}"))
+            .name(format!("rtp-shard-{index}"))
             .spawn(move || shard_main(params, requested, ctl, ready_tx))
             .map_err(|e| shard_err(e.to_string()))?;
         let kind = match ready_rx.recv_timeout(READY_TIMEOUT) {
