@@ -137,3 +137,15 @@ impl Edge {
         )
     }
 }
+
+/// Panics with the SIPp failure report and the edge's state and log unless every run exited 0.
+pub fn assert_calls_ok(test: &str, outcomes: &[crate::sipp::SippOutcome], edge: &mut Edge) {
+    if let Some(msg) = crate::sipp::failure_report(test, outcomes) {
+        panic!("{msg}{}", edge.report());
+    }
+}
+
+/// Starts the edge or panics with the reason (its log included).
+pub fn start_or_panic(bin: &Path, dir: &WorkDir, args: &EdgeArgs) -> Edge {
+    Edge::start(bin, dir, args).unwrap_or_else(|e| panic!("edge did not start: {e}"))
+}

@@ -394,11 +394,11 @@ impl SippOutcome {
     }
 }
 
-/// Panics with every run's summary and the full report of each failed one.
-pub fn assert_all_ok(test: &str, outcomes: &[SippOutcome]) {
+/// `None` if every run exited 0, else every run's summary and the full report of each failed one.
+pub fn failure_report(test: &str, outcomes: &[SippOutcome]) -> Option<String> {
     let failed: Vec<&SippOutcome> = outcomes.iter().filter(|o| !o.ok()).collect();
     if failed.is_empty() {
-        return;
+        return None;
     }
     let mut msg = format!(
         "{test}: {} of {} SIPp runs failed\n",
@@ -411,5 +411,12 @@ pub fn assert_all_ok(test: &str, outcomes: &[SippOutcome]) {
     for o in failed {
         msg += &o.report;
     }
-    panic!("{msg}");
+    Some(msg)
+}
+
+/// Panics with [`failure_report`] unless every run exited 0.
+pub fn assert_all_ok(test: &str, outcomes: &[SippOutcome]) {
+    if let Some(msg) = failure_report(test, outcomes) {
+        panic!("{msg}");
+    }
 }

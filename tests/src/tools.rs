@@ -62,6 +62,15 @@ pub fn edge_tools_or_skip(test: &str) -> Option<EdgeTools> {
     Some(EdgeTools { sipp, edge })
 }
 
+/// The edge binary alone (for tests that need no SIPp), or `None` after printing why.
+pub fn edge_or_skip(test: &str) -> Option<PathBuf> {
+    let found = workspace_bin("edge");
+    if found.is_none() {
+        eprintln!("SKIP {test}: edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
+    }
+    found
+}
+
 pub fn sipp_or_skip(test: &str) -> Option<PathBuf> {
     let found = sipp();
     if found.is_none() {
