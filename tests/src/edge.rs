@@ -8,12 +8,12 @@ use crate::http;
 use crate::metrics::{self, Sample};
 use crate::ports::free_port;
 use crate::process::ChildGuard;
-use crate::sip_probe;
+use crate::sip_probe::OptionsProbe;
 use crate::workdir::{tail, WorkDir};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to start the edge with.
 #[derive(Debug, Clone, Default)]
@@ -83,12 +83,41 @@ impl Edge {
             log,
             command_line,
         };
-        let ready = sip_probe::wait_for_200(sip, Duration::from_secs(15))
-            .and_then(|()| http::wait_ok(admin, "/health", Duration::from_secs(10)).map(|_| ()));
-        match ready {
+        match edge.wait_ready(Duration::from_secs(15)) {
             Ok(()) => Ok(edge),
             Err(e) => Err(format!("{e}\n{}", edge.report())),
         }
+    }
+
+    /// Until an OPTIONS is answered 200 and `/health` answers 200; fails at once if the edge
+    /// exits.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let probe = OptionsProbe::new(self.sip).map_err(|e| format!("bind probe: {e}"))?;
+        let mut last = String::from("never tried");
+        let mut sip_ok = false;
+        while Instant::now() < deadline {
+            if let Some(status) = self.guard.try_wait() {
+                return Err(format!(
+                    "edge exited during startup ({status}); last probe: {last}"
+                ));
+            }
+            if !sip_ok {
+                match probe.transaction(Duration::from_millis(100), Duration::from_millis(300)) {
+                    Ok(a) if a.status == 200 => sip_ok = true,
+                    Ok(a) => last = format!("OPTIONS to {} answered {}", self.sip, a.status),
+                    Err(e) => last = e,
+                }
+                continue;
+            }
+            match http::get(self.admin, "/health", Duration::from_secs(1)) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = format!("GET /health on {} answered {}", self.admin, r.status),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("edge not ready within {timeout:?}: {last}"))
     }
 
     /// SIP address (UDP, and TCP when enabled).

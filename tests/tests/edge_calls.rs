@@ -93,7 +93,9 @@ fn udp_2000_calls_then_metrics_count_them() {
     // Each request method was seen at least once per call in some direction (one series per
     // method/direction; retransmissions may add a few).
     for method in ["INVITE", "ACK", "BYE"] {
-        let seen = max_where(&samples, "edge_sip_requests_total", "method", |m| m == method);
+        let seen = max_where(&samples, "edge_sip_requests_total", "method", |m| {
+            m == method
+        });
         assert!(
             seen >= calls,
             "{test}: edge_sip_requests_total{{method=\"{method}\"}} max {seen} < {calls}\n{}",

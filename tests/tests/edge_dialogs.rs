@@ -55,7 +55,10 @@ fn register_reaches_registrar_and_200_comes_back() {
         return;
     };
     let dir = WorkDir::new(test);
-    let registrar = spawn(&dir, sipp(&tools, "registrar", "uas_registrar.xml").calls(3));
+    let registrar = spawn(
+        &dir,
+        sipp(&tools, "registrar", "uas_registrar.xml").calls(3),
+    );
     let mut edge = edge_with_core(&tools, &dir, &registrar, &[]);
     let ua = spawn(
         &dir,
@@ -154,8 +157,7 @@ fn fork_via_3xx_second_target_answers() {
         return;
     };
     let dir = WorkDir::new(test);
-    let (mut edge, servers) =
-        forking_setup(&tools, &dir, "uas_busy.xml", "uas_answer.xml", &[]);
+    let (mut edge, servers) = forking_setup(&tools, &dir, "uas_busy.xml", "uas_answer.xml", &[]);
     let caller = spawn(
         &dir,
         sipp(&tools, "caller", "uac_call.xml").remote(edge.sip_addr()),
