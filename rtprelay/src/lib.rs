@@ -1,4 +1,5 @@
 //! `rtprelay`: an RTP/RTCP relay with one io_uring datapath thread per core, driven by the
 //! rtpproxy control protocol.
 
+pub mod admin;
 pub mod backend;
