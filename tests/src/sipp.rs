@@ -47,6 +47,7 @@ pub struct Sipp {
     transport: Transport,
     local_port: Option<u16>,
     remote: Option<SocketAddr>,
+    send_to: Option<SocketAddr>,
     calls: u32,
     rate: Option<u32>,
     keys: Vec<(String, String)>,
@@ -65,6 +66,7 @@ impl Sipp {
             transport: Transport::Udp,
             local_port: None,
             remote: None,
+            send_to: None,
             calls: 1,
             rate: None,
             keys: Vec::new(),
@@ -88,6 +90,13 @@ impl Sipp {
     /// Where requests go (the edge, or another SIPp when validating scenarios directly).
     pub fn remote(mut self, addr: SocketAddr) -> Sipp {
         self.remote = Some(addr);
+        self
+    }
+
+    /// Send every message to `addr` (`-rsa`) while `[remote_ip]:[remote_port]` (the
+    /// Request-URI of the scenarios) stay the `remote`: a call to a target through a proxy.
+    pub fn send_to(mut self, addr: SocketAddr) -> Sipp {
+        self.send_to = Some(addr);
         self
     }
 
@@ -161,6 +170,9 @@ impl Sipp {
             .arg("-trace_stat")
             .arg("-stf")
             .arg(&files.stats);
+        if let Some(addr) = self.send_to {
+            cmd.args(["-rsa", &addr.to_string()]);
+        }
         if let Some(rate) = self.rate {
             cmd.args(["-r", &rate.to_string()]);
         }

@@ -166,6 +166,30 @@ fn fork_via_3xx_second_target_answers() {
     assert_calls_ok(test, &out, &mut edge);
 }
 
+/// Same as above with `--forking sequential`: fork1 is tried alone first (486), then fork2
+/// (RFC 3261 16.6: targets in order), which answers.
+#[test]
+fn sequential_fork_via_3xx_second_target_answers() {
+    let test = "sequential_fork_via_3xx_second_target_answers";
+    let Some(tools) = edge_tools_or_skip(test) else {
+        return;
+    };
+    let dir = WorkDir::new(test);
+    let (mut edge, servers) = forking_setup(
+        &tools,
+        &dir,
+        "uas_busy.xml",
+        "uas_answer.xml",
+        &["--forking", "sequential"],
+    );
+    let caller = spawn(
+        &dir,
+        sipp(&tools, "caller", "uac_call.xml").remote(edge.sip_addr()),
+    );
+    let out = finish(caller, servers);
+    assert_calls_ok(test, &out, &mut edge);
+}
+
 /// 300 with two Contacts; fork1 declines with 603 while fork2 rings → fork2 gets a CANCEL
 /// (RFC 3261 16.7 step 5) and the caller gets the 603.
 #[test]
@@ -212,4 +236,38 @@ fn redirect_passed_through_when_recursion_disabled() {
     );
     let out = finish(caller, vec![core]);
     assert_calls_ok(test, &out, &mut edge);
+}
+
+/// A call from the core side: the core (sending from the `--core` address) calls a user on the
+/// access side; the edge routes it by its Request-URI (the access UA), and the dialog's ACK and
+/// BYE follow Record-Route back through the edge.
+#[test]
+fn core_side_invite_routed_by_request_uri() {
+    let test = "core_side_invite_routed_by_request_uri";
+    let Some(tools) = edge_tools_or_skip(test) else {
+        return;
+    };
+    let dir = WorkDir::new(test);
+    let access_ua = spawn(&dir, sipp(&tools, "access_ua", "uas_answer.xml"));
+    let core_port = free_port();
+    let core_addr = std::net::SocketAddr::from(([127, 0, 0, 1], core_port));
+    let args = EdgeArgs {
+        cores: vec![format!("udp:{core_addr}")],
+        ..EdgeArgs::default()
+    };
+    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let core = spawn(
+        &dir,
+        sipp(&tools, "core", "uac_call.xml")
+            .local_port(core_port)
+            .remote(access_ua.local_addr())
+            .send_to(edge.sip_addr()),
+    );
+    let out = finish(core, vec![access_ua]);
+    assert_calls_ok(test, &out, &mut edge);
+    let ua_trace = trace(&out, "access_ua");
+    assert!(
+        ua_trace.contains("Record-Route:"),
+        "{test}: the INVITE reached the access UA without Record-Route:\n{ua_trace}"
+    );
 }
