@@ -6,5 +6,6 @@
 
 pub mod metrics;
 pub mod proxy;
+pub mod sip;
 pub mod transaction;
 pub mod transport;
