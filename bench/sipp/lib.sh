@@ -7,6 +7,10 @@ SIPP="${SIPP:-sipp}"
 EDGE_BIN="${EDGE_BIN:-$ROOT/target/release/edge}"
 CLK_TCK="$(getconf CLK_TCK)"
 STARTED_PIDS=()
+# The edge tells core from access side by source IP: keep the peers on different loopback IPs.
+EDGE_IP=127.0.0.1
+ACCESS_IP=127.0.0.2
+CORE_IP=127.0.0.3
 
 die() { echo "error: $*" >&2; exit 1; }
 

@@ -5,7 +5,7 @@
 #
 #   bench/sipp/register_rate.sh [-r RATE] [-m REGISTERS] [-t udp|tcp]
 #
-# Defaults: 1,000 REGISTER/s, 20,000 REGISTERs, UDP. Ports as in callrate.sh.
+# Defaults: 1,000 REGISTER/s, 20,000 REGISTERs, UDP. Addresses and ports as in callrate.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -19,24 +19,24 @@ while getopts "r:m:t:" opt; do
   esac
 done
 case "$TRANSPORT" in udp) T=u1 ;; tcp) T=t1 ;; *) die "transport must be udp or tcp" ;; esac
-EDGE="127.0.0.1:${EDGE_PORT:-25060}" UAS_P="${UAS_PORT:-25070}" UAC_P="${UAC_PORT:-25080}"
-ADMIN="127.0.0.1:${ADMIN_PORT:-25090}"
+EDGE="$EDGE_IP:${EDGE_PORT:-25060}" UAS_P="${UAS_PORT:-25070}" UAC_P="${UAC_PORT:-25080}"
+ADMIN="$EDGE_IP:${ADMIN_PORT:-25090}"
 check_tools
 OUT="$(mktemp -d /tmp/register_rate.XXXXXX)"
 trap cleanup EXIT
 LIMIT=$((COUNT / RATE + 60))
 
-"$SIPP" -sf "$HERE/uas_registrar.xml" -nostdin -i 127.0.0.1 -p "$UAS_P" -cp $((UAS_P + 1)) \
+"$SIPP" -sf "$HERE/uas_registrar.xml" -nostdin -i "$CORE_IP" -p "$UAS_P" -cp $((UAS_P + 1)) \
   -t "$T" -m "$COUNT" -timeout "${LIMIT}s" -trace_err -error_file "$OUT/registrar_errors.log" \
   >"$OUT/registrar.out" 2>&1 &
 STARTED_PIDS+=($!)
 wait_bound "$UAS_P" 10 || die "sipp registrar did not bind $UAS_P"
-start_edge "$EDGE" "$TRANSPORT:127.0.0.1:$UAS_P" "$ADMIN" "$TRANSPORT" "$OUT/edge.log"
+start_edge "$EDGE" "$TRANSPORT:$CORE_IP:$UAS_P" "$ADMIN" "$TRANSPORT" "$OUT/edge.log"
 
 before="$(cpu_ticks "$EDGE_PID")"
 t0="$(date +%s.%N)"
 set +e
-"$SIPP" 127.0.0.1:"${EDGE##*:}" -sf "$HERE/uac_register.xml" -nostdin -i 127.0.0.1 -p "$UAC_P" \
+"$SIPP" "$EDGE" -sf "$HERE/uac_register.xml" -nostdin -i "$ACCESS_IP" -p "$UAC_P" \
   -cp $((UAC_P + 1)) -t "$T" -m "$COUNT" -r "$RATE" -timeout "${LIMIT}s" -timeout_error \
   -trace_err -error_file "$OUT/ua_errors.log" -trace_stat -stf "$OUT/ua_stats.csv" \
   >"$OUT/ua.out" 2>&1

@@ -1,4 +1,5 @@
-//! Starting the `edge` binary on fresh loopback ports and waiting until it answers.
+//! Starting the `edge` binary on fresh ports of [`EDGE_IP`] and waiting until it answers an
+//! OPTIONS sent from the access side.
 //!
 //! CLI used (the edge's contract): `--listen-udp ADDR`, `--listen-tcp ADDR`, `--core
 //! [udp:|tcp:]IP:PORT`, `--admin ADDR`, plus any extra flags a test passes
@@ -6,11 +7,11 @@
 
 use crate::http;
 use crate::metrics::{self, Sample};
-use crate::ports::free_port;
+use crate::ports::{free_port, ACCESS_IP, EDGE_IP};
 use crate::process::ChildGuard;
 use crate::sip_probe::OptionsProbe;
 use crate::workdir::{tail, WorkDir};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,8 +54,8 @@ impl Edge {
     /// Starts the edge and waits (bounded) until an OPTIONS to it is answered 200 and its admin
     /// `/health` answers 200. On failure the error carries the edge's exit status and log tail.
     pub fn start(bin: &Path, dir: &WorkDir, args: &EdgeArgs) -> Result<Edge, String> {
-        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let sip = SocketAddr::from((EDGE_IP, free_port()));
+        let admin = SocketAddr::from((EDGE_IP, free_port()));
         let log = dir.path().join("edge.log");
         let out = std::fs::File::create(&log).map_err(|e| format!("create edge log: {e}"))?;
         let err = out.try_clone().map_err(|e| format!("dup edge log: {e}"))?;
@@ -93,7 +94,8 @@ impl Edge {
     /// exits.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let probe = OptionsProbe::new(self.sip).map_err(|e| format!("bind probe: {e}"))?;
+        let probe =
+            OptionsProbe::new(ACCESS_IP, self.sip).map_err(|e| format!("bind probe: {e}"))?;
         let mut last = String::from("never tried");
         let mut sip_ok = false;
         while Instant::now() < deadline {

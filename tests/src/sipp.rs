@@ -45,6 +45,7 @@ pub struct Sipp {
     label: String,
     scenario: Scenario,
     transport: Transport,
+    ip: Ipv4Addr,
     local_port: Option<u16>,
     remote: Option<SocketAddr>,
     send_to: Option<SocketAddr>,
@@ -64,6 +65,7 @@ impl Sipp {
             label: label.to_string(),
             scenario,
             transport: Transport::Udp,
+            ip: Ipv4Addr::LOCALHOST,
             local_port: None,
             remote: None,
             send_to: None,
@@ -78,6 +80,13 @@ impl Sipp {
 
     pub fn transport(mut self, t: Transport) -> Sipp {
         self.transport = t;
+        self
+    }
+
+    /// Local IP (`-i`, also the media IP `-mi`); 127.0.0.1 if not set. Edge tests put access-side
+    /// peers on [`crate::ports::ACCESS_IP`] and core-side ones on [`crate::ports::CORE_IP`].
+    pub fn ip(mut self, ip: Ipv4Addr) -> Sipp {
+        self.ip = ip;
         self
     }
 
@@ -155,7 +164,8 @@ impl Sipp {
             Scenario::Builtin(name) => cmd.args(["-sn", name]),
             Scenario::File(path) => cmd.arg("-sf").arg(path),
         };
-        cmd.args(["-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        let ip = self.ip.to_string();
+        cmd.args(["-nostdin", "-i", &ip, "-mi", &ip])
             .args(["-p", &port.to_string(), "-cp", &control_port.to_string()])
             .args(["-t", self.transport.flag()])
             .args(["-m", &self.calls.to_string()])
@@ -199,7 +209,7 @@ impl Sipp {
         let mut run = SippRun {
             guard: ChildGuard::new(&self.label, child),
             label: self.label,
-            local: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            local: SocketAddr::from((self.ip, port)),
             command_line,
             files,
             wait_limit: self.timeout + Duration::from_secs(15),
@@ -237,7 +247,7 @@ pub struct SippRun {
 }
 
 impl SippRun {
-    /// The address SIPp listens on (`127.0.0.1:-p`).
+    /// The address SIPp listens on (`-i`:`-p`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }

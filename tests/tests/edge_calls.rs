@@ -2,13 +2,14 @@
 //! 200 calls/s with no failed call, over UDP and over TCP; then the edge's /metrics must count
 //! what went through it.
 //!
-//! The built-in uac sends ACK and BYE to the remote host (the edge) with the edge in the
+//! The uac is on the access side (ACCESS_IP), the uas is the core (CORE_IP). The built-in uac sends ACK and BYE to the remote host (the edge) with the edge in the
 //! Request-URI; the edge forwards access-side requests to its first core, so the whole dialog
 //! reaches the uas.
 
 use e2e::edge::{assert_calls_ok, start_or_panic, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::metrics::{self, Sample};
+use e2e::ports::{ACCESS_IP, CORE_IP};
 use e2e::sipp::{Scenario, Sipp, Transport};
 use e2e::tools::edge_tools_or_skip;
 use e2e::workdir::WorkDir;
@@ -24,6 +25,7 @@ fn load_through_edge(test: &str, transport: Transport) -> Option<Vec<Sample>> {
     let dir = WorkDir::new(test);
     let limit = Duration::from_secs(120);
     let uas = Sipp::new(&tools.sipp, "uas", Scenario::Builtin("uas"))
+        .ip(CORE_IP)
         .transport(transport)
         .calls(CALLS)
         .timeout(limit)
@@ -40,6 +42,7 @@ fn load_through_edge(test: &str, transport: Transport) -> Option<Vec<Sample>> {
     };
     let mut edge = start_or_panic(&tools.edge, &dir, &args);
     let uac = Sipp::new(&tools.sipp, "uac", Scenario::Builtin("uac"))
+        .ip(ACCESS_IP)
         .transport(transport)
         .remote(edge.sip_addr())
         .calls(CALLS)
