@@ -69,6 +69,10 @@ impl Edge {
         }
         cmd.args(["--admin", &admin.to_string()]);
         cmd.args(&args.extra);
+        // `E2E_EDGE_LOG=debug` (any tracing filter) to see the edge's decisions in its log.
+        if let Ok(level) = std::env::var("E2E_EDGE_LOG") {
+            cmd.args(["--log-level", &level]);
+        }
         cmd.current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(out)
