@@ -315,12 +315,13 @@ impl Proxy {
         };
         let invite = method == Method::Invite;
         let sequential = self.cfg.forking == ForkingMode::Sequential;
-        let (rc, acts) = ResponseContext::new(
-            invite,
-            vec![route.target],
-            sequential,
-            self.cfg.max_redirects,
-        );
+        // §16.5: recursing on 3xx is a local policy; without it a 3xx is a final like others.
+        let redirects = if self.cfg.recurse_3xx {
+            self.cfg.max_redirects
+        } else {
+            0
+        };
+        let (rc, acts) = ResponseContext::new(invite, vec![route.target], sequential, redirects);
         let id = self.next_ctx;
         self.next_ctx += 1;
         self.server_ctx.insert(server_tx, id);
@@ -366,6 +367,7 @@ impl Proxy {
             }
         }
         // Loose routing: our own Route entries (two of them after double Record-Route).
+        let mut ours_removed = false;
         while let Some(first) = routes.first() {
             let ours = NameAddr::parse(first)
                 .ok()
@@ -375,6 +377,7 @@ impl Proxy {
                 break;
             }
             routes.remove(0);
+            ours_removed = true;
         }
         let remaining = routes.len();
         let hop = if let Some(first) = routes.first() {
@@ -383,7 +386,10 @@ impl Proxy {
                 .and_then(|na| na.uri().ok())
                 .ok_or((400, "Bad Request (invalid Route)"))?;
             dest_for(&uri).ok_or((404, "Not Found (unroutable Route)"))?
-        } else if side == Side::Access {
+        } else if side == Side::Access
+            && !ours_removed
+            && !ruri_is_us_strict(ruri_is_us, &target, ruri)
+        {
             self.policy
                 .core_dest(now)
                 .ok_or((503, "Service Unavailable (no core)"))?
@@ -863,6 +869,12 @@ impl Proxy {
         };
         self.apply(id, acts, now);
     }
+}
+
+/// True when a strict router put our URI in the Request-URI: the real target came from the
+/// Route set, i.e. this is a request inside a dialog we record-routed.
+fn ruri_is_us_strict(ruri_is_us: bool, target: &[u8], ruri: &[u8]) -> bool {
+    ruri_is_us && target != ruri
 }
 
 struct Route {

@@ -456,3 +456,37 @@ fn tcp_dest_reused_for_responses() {
         .collect();
     assert_eq!(back.len(), 1, "100 Trying over the same connection");
 }
+
+#[test]
+fn access_in_dialog_request_with_our_route_goes_to_request_uri() {
+    let mut h = Harness::new();
+    let bye = "BYE sip:bob@10.9.0.2:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye2\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: d4\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, bye.as_bytes());
+    assert_eq!(
+        only_to(&out, "10.9.0.2:5060").len(),
+        1,
+        "dialog target, not the core"
+    );
+    assert!(only_to(&out, CORE).is_empty());
+}
+
+#[test]
+fn redirect_is_relayed_when_recursion_is_off() {
+    let mut h = Harness::with(|c| c.proxy.recurse_3xx = false);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKnr", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(&fwd, 302, "r", &[("Contact", b"<sip:bob@10.9.0.1:5060>")]),
+    );
+    assert!(only_to(&out, "10.9.0.1:5060").is_empty());
+    assert_eq!(status(only_to(&out, PHONE)[0]), 302);
+}
