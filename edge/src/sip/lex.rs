@@ -320,14 +320,11 @@ mod find_top_level_tests {
 
     proptest! {
         /// The memchr version agrees with the byte-by-byte definition wherever angle brackets
-        /// hold no quote (the only place the two readings could differ).
+        /// hold no quote (the only place the two readings could differ): the generator only
+        /// makes `<…>` groups without quotes.
         #[test]
-        fn agrees_with_reference(s in "[a-z,;<>\"\\\\ ]{0,40}") {
+        fn agrees_with_reference(s in "([a-z,;\"\\\\ ]|<[a-z,; ]{0,5}>){0,20}") {
             let b = s.as_bytes();
-            let quote_in_angle = b.iter().enumerate().any(|(i, c)| {
-                *c == b'<' && b[i..].iter().take_while(|c| **c != b'>').any(|c| *c == b'"')
-            });
-            prop_assume!(!quote_in_angle);
             prop_assert_eq!(find_top_level(b, b','), find_top_level_slow(b, b','));
             prop_assert_eq!(find_top_level(b, b';'), find_top_level_slow(b, b';'));
         }
