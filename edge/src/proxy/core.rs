@@ -15,14 +15,14 @@ use super::received;
 use crate::metrics::Metrics;
 use crate::sip::{self, HeaderName, Host, Limits, Message, Method, NameAddr, Uri};
 use crate::transaction::{
-    self as tx, ClientKey, Output, RequestMatch, ResponseMatch, ServerKey, TransactionTable,
+    self as tx, ClientKey, IdMap, Output, RequestMatch, ResponseMatch, ServerKey, TransactionTable,
     TuEvent, TxId,
 };
 use crate::transport::{Dest, Source, Transmit, Transport};
 use bytes::Bytes;
 use config::{EdgeConfig, ForkingMode};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -57,10 +57,10 @@ pub struct Proxy {
     policy: Policy,
     txs: TransactionTable<Dest>,
     branches: BranchGen,
-    contexts: HashMap<u64, Ctx>,
+    contexts: IdMap<u64, Ctx>,
     next_ctx: u64,
-    server_ctx: HashMap<TxId, u64>,
-    client_ctx: HashMap<TxId, (u64, usize)>,
+    server_ctx: IdMap<TxId, u64>,
+    client_ctx: IdMap<TxId, (u64, usize)>,
     timer_c_heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     tag_seed: u64,
     out: Vec<Transmit>,
@@ -90,10 +90,10 @@ impl Proxy {
             policy: Policy::new(&cfg.routing),
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
             branches: BranchGen::new(seed),
-            contexts: HashMap::new(),
+            contexts: IdMap::default(),
             next_ctx: 0,
-            server_ctx: HashMap::new(),
-            client_ctx: HashMap::new(),
+            server_ctx: IdMap::default(),
+            client_ctx: IdMap::default(),
             timer_c_heap: BinaryHeap::new(),
             tag_seed: seed.rotate_left(17),
             out: Vec::new(),

@@ -9,11 +9,19 @@ pub struct Locals {
     listen: Vec<(Transport, SocketAddr)>,
     /// Host written instead of the listen IP (public address, DNS name).
     advertise: Option<String>,
+    /// `host_port` of each listen address, computed once (it is written into every forward).
+    cached: Vec<(SocketAddr, String)>,
 }
 
 impl Locals {
     pub fn new(listen: Vec<(Transport, SocketAddr)>, advertise: Option<String>) -> Self {
-        Locals { listen, advertise }
+        let mut l = Locals {
+            listen,
+            advertise,
+            cached: Vec::new(),
+        };
+        l.cached = l.listen.iter().map(|(_, a)| (*a, l.format(*a))).collect();
+        l
     }
 
     /// The listen address used for messages toward `dest` over `transport`: same transport and
@@ -29,6 +37,13 @@ impl Locals {
 
     /// `host:port` for Via sent-by and Record-Route, for a local listen address.
     pub fn host_port(&self, local: SocketAddr) -> String {
+        match self.cached.iter().find(|(a, _)| *a == local) {
+            Some((_, hp)) => hp.clone(),
+            None => self.format(local),
+        }
+    }
+
+    fn format(&self, local: SocketAddr) -> String {
         let host = match (&self.advertise, local.ip()) {
             (Some(h), _) => h.clone(),
             (None, IpAddr::V6(v6)) => format!("[{v6}]"),

@@ -110,7 +110,9 @@ mod timers;
 pub use client::ClientState;
 pub use key::{ClientKey, Method, ServerKey};
 pub use machine::Timer;
-pub use output::{Output, RequestMatch, ResponseMatch, Transmit, TuEvent, TxId, TxStats};
+pub use output::{
+    IdHasher, IdMap, Output, RequestMatch, ResponseMatch, Transmit, TuEvent, TxId, TxStats,
+};
 pub use server::ServerState;
 pub use table::{TransactionTable, TxError};
 pub use timers::Timers;

@@ -89,3 +89,29 @@ pub struct TxStats {
     /// Transport errors reported by the shell.
     pub transport_errors: u64,
 }
+
+/// Hasher for maps keyed by [`TxId`] (and other ids the edge allocates itself): ids are
+/// sequential and never chosen by the network, so a multiplicative hash is safe here and much
+/// cheaper than SipHash on the per-message path. Maps keyed by network-chosen values (branches)
+/// keep the default, DoS-resistant hasher.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b) ^ (self.0 >> 56);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// `HashMap` keyed by edge-allocated ids.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

@@ -13,6 +13,7 @@ use super::server::{ServerState, ServerTransaction};
 use super::timers::Timers;
 use bytes::Bytes;
 use std::cmp::Reverse;
+use super::output::IdMap;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
@@ -72,7 +73,7 @@ impl<D> Entry<D> {
 pub struct TransactionTable<D> {
     timers: Timers,
     next_id: u64,
-    entries: HashMap<TxId, Entry<D>>,
+    entries: IdMap<TxId, Entry<D>>,
     clients: HashMap<ClientKey, TxId>,
     servers: HashMap<ServerKey, TxId>,
     heap: BinaryHeap<Reverse<(Instant, TxId, Slot)>>,
@@ -86,7 +87,7 @@ impl<D: Clone> TransactionTable<D> {
         TransactionTable {
             timers,
             next_id: 0,
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             clients: HashMap::new(),
             servers: HashMap::new(),
             heap: BinaryHeap::new(),
