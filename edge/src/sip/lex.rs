@@ -9,14 +9,25 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// `token` characters (§25.1).
+/// `token` characters (§25.1) as a lookup table: the hot path classifies every header name.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[b as usize]
 }
 
 pub(crate) fn is_token(s: &[u8]) -> bool {
@@ -30,38 +41,50 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or(&[])
 }
 
-pub(crate) fn trim_str(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
-}
-
 /// Index of the first `sep` that is outside a quoted string (with `\` escapes) and outside
-/// `<...>`; `s.len()` when there is none.
+/// `<...>`; `s.len()` when there is none. Jumps between interesting bytes with memchr.
 pub(crate) fn find_top_level(s: &[u8], sep: u8) -> usize {
-    let mut in_quotes = false;
-    let mut in_angle = false;
     let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if in_quotes {
-            if b == b'\\' {
+    loop {
+        let Some(rest) = s.get(i..) else {
+            return s.len();
+        };
+        let Some(off) = memchr::memchr3(sep, b'"', b'<', rest) else {
+            return s.len();
+        };
+        i += off;
+        match s.get(i) {
+            Some(&b) if b == sep => return i,
+            Some(b'"') => {
+                // Skip the quoted string; an unterminated one runs to the end.
                 i += 1;
-            } else if b == b'"' {
-                in_quotes = false;
+                loop {
+                    let Some(rest) = s.get(i..) else {
+                        return s.len();
+                    };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        None => return s.len(),
+                        Some(off) => {
+                            i += off;
+                            if s.get(i) == Some(&b'\\') {
+                                i += 2;
+                            } else {
+                                i += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
             }
-        } else if b == b'"' {
-            in_quotes = true;
-        } else if in_angle {
-            if b == b'>' {
-                in_angle = false;
+            _ => {
+                // '<': skip to the matching '>'.
+                match s.get(i..).and_then(|r| memchr::memchr(b'>', r)) {
+                    None => return s.len(),
+                    Some(off) => i += off + 1,
+                }
             }
-        } else if b == b'<' {
-            in_angle = true;
-        } else if b == sep {
-            return i;
         }
-        i += 1;
     }
-    s.len()
 }
 
 /// Iterator over the `sep`-separated parts of `s` at top level, trimmed, empty parts skipped.
@@ -128,54 +151,50 @@ pub(crate) fn parse_u16(s: &[u8]) -> Option<u16> {
     parse_u32(s).and_then(|v| u16::try_from(v).ok())
 }
 
+/// One `name[=value]` of a raw parameter list, both trimmed (value raw, quotes kept).
+pub(crate) fn split_param(p: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'=', p) {
+        Some(eq) => (trim(&p[..eq]), Some(trim(&p[eq + 1..]))),
+        None => (p, None),
+    }
+}
+
 /// Looks up `name` (case-insensitive) in a raw `;a=b;c` parameter list. `Some(None)` for a
 /// parameter without value; the value is returned raw (quotes kept).
 pub(crate) fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
     for p in split_top(params.as_bytes(), b';') {
-        // `p` is a sub-slice of a &str split at ASCII bytes, so it is valid UTF-8.
-        let p = std::str::from_utf8(p).ok()?;
-        let (n, v) = match p.find('=') {
-            Some(eq) => (trim_str(&p[..eq]), Some(trim_str(&p[eq + 1..]))),
-            None => (p, None),
-        };
-        if n.eq_ignore_ascii_case(name) {
-            return Some(v);
+        let (n, v) = split_param(p);
+        if n.eq_ignore_ascii_case(name.as_bytes()) {
+            // Sub-slices of a &str cut at ASCII bytes are valid UTF-8.
+            return Some(v.map(|v| std::str::from_utf8(v).unwrap_or("")));
         }
     }
     None
 }
 
-/// Checks a raw parameter list (`;name[=value]`*): names are tokens, values are tokens,
-/// quoted strings or bracketed IPv6 references (§25.1 generic-param).
+/// Checks one generic-param: the name is a token, the value a token, quoted string or
+/// bracketed IPv6 reference (§25.1).
+pub(crate) fn valid_param(name: &[u8], value: Option<&[u8]>) -> bool {
+    is_token(name) && value.is_none_or(valid_gen_value)
+}
+
+/// Checks a raw parameter list (`;name[=value]`*), see [`valid_param`].
 pub(crate) fn valid_params(params: &[u8]) -> bool {
     let params = trim(params);
     if params.is_empty() {
         return true;
     }
-    if params.first() != Some(&b';') {
+    let Some(body) = params.strip_prefix(b";") else {
+        return false;
+    };
+    // A trailing lone ";" is an empty parameter.
+    if trim(body).is_empty() {
         return false;
     }
-    let mut any_empty = false;
-    let body = params.get(1..).unwrap_or(&[]);
-    // An empty parameter (";;") is tolerated by split_top, but a trailing lone ";" is not.
-    if trim(body).is_empty() {
-        any_empty = true;
-    }
-    for p in split_top(body, b';') {
-        let (n, v) = match p.iter().position(|&b| b == b'=') {
-            Some(eq) => (trim(&p[..eq]), Some(trim(&p[eq + 1..]))),
-            None => (p, None),
-        };
-        if !is_token(n) {
-            return false;
-        }
-        if let Some(v) = v {
-            if !valid_gen_value(v) {
-                return false;
-            }
-        }
-    }
-    !any_empty
+    split_top(body, b';').all(|p| {
+        let (n, v) = split_param(p);
+        valid_param(n, v)
+    })
 }
 
 fn valid_gen_value(v: &[u8]) -> bool {

@@ -335,7 +335,7 @@ impl Message {
 }
 
 /// Content-Length of the header section (§20.14): all fields must agree.
-fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
+pub(crate) fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
     let mut found = None;
     for f in fields
         .iter()
@@ -354,8 +354,4 @@ fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseErro
         found = Some(n);
     }
     Ok(found)
-}
-
-pub(crate) fn content_length_of(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
-    content_length(buf, fields)
 }
