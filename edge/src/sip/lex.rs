@@ -208,7 +208,9 @@ fn valid_gen_value(v: &[u8]) -> bool {
                 .iter()
                 .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
     }
-    is_token(v)
+    // gen-value = token / host / quoted-string: a bare IPv6 address is a host (e.g. the
+    // `received` of RFC 3261 §20.42 and `maddr`), so ':' joins the token characters.
+    !v.is_empty() && v.iter().all(|&b| is_token_char(b) || b == b':')
 }
 
 /// A complete quoted string: `"` ... `"` with `\` escapes and nothing after the closing quote.
@@ -266,6 +268,8 @@ mod tests {
         assert_eq!(find_param(p, "nope"), None);
         assert!(valid_params(p.as_bytes()));
         assert!(valid_params(b";maddr=[2001:db8::1]"));
+        assert!(valid_params(b";received=2001:db8::1"));
+        assert!(!valid_params(b";received=[2001:db8::1"));
         assert!(!valid_params(b";a b"));
         assert!(!valid_params(b";=x"));
         assert!(!valid_params(b";"));

@@ -80,7 +80,7 @@ impl Message {
             }
         })?;
         if let StartLine::Response { version, .. } = head.start_line {
-            if version.get(&buf) != b"SIP/2.0" {
+            if !version.get(&buf).eq_ignore_ascii_case(b"SIP/2.0") {
                 return Err(ParseError::start_line(
                     "unsupported SIP version in response",
                 ));
