@@ -1,0 +1,175 @@
+//! Prometheus metrics of the edge. Labels have bounded cardinality: methods outside the known set
+//! are counted as "other", never by their text.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `direction`: "in" (received) or "out" (sent, incl. forwarded).
+    pub requests: IntCounterVec,
+    /// `class`: 1xx..6xx.
+    pub responses: IntCounterVec,
+    pub transactions_active: IntGauge,
+    /// `kind`: request (answered 4xx/5xx), response (dropped), framing (dropped), oversize.
+    pub parse_errors: IntCounterVec,
+    pub retransmissions: IntCounter,
+    /// Retransmitted requests absorbed by a server transaction.
+    pub absorbed: IntCounter,
+    /// Messages not processed, by reason (no_route, send_failed, tcp_limit, stray_response…).
+    pub dropped: IntCounterVec,
+    pub tcp_connections: IntGauge,
+    /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
+    /// atomic instead of hashing label values under a lock.
+    request_children: Vec<[IntCounter; 2]>,
+    response_children: Vec<[IntCounter; 2]>,
+}
+
+const DIRECTIONS: [&str; 2] = ["in", "out"];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let requests = counter_vec(
+            "edge_sip_requests_total",
+            "SIP requests by method and direction",
+            &["method", "direction"],
+        );
+        let responses = counter_vec(
+            "edge_sip_responses_total",
+            "SIP responses by class and direction",
+            &["class", "direction"],
+        );
+        let parse_errors = counter_vec(
+            "edge_sip_parse_errors_total",
+            "Malformed SIP messages by kind",
+            &["kind"],
+        );
+        let dropped = counter_vec(
+            "edge_sip_dropped_total",
+            "SIP messages not processed, by reason",
+            &["reason"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let children = |vec: &IntCounterVec, first: &[&str]| {
+            first
+                .iter()
+                .map(|f| DIRECTIONS.map(|d| vec.with_label_values(&[f, d])))
+                .collect::<Vec<_>>()
+        };
+        let mut methods: Vec<&str> = KNOWN.to_vec();
+        methods.push("other");
+        let request_children = methods
+            .iter()
+            .map(|m| DIRECTIONS.map(|d| requests.with_label_values(&[m, d])))
+            .collect();
+        let response_children = children(&responses, &CLASSES);
+        Metrics {
+            request_children,
+            response_children,
+            transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
+            tcp_connections: gauge("edge_tcp_connections", "Open SIP TCP connections"),
+            retransmissions: counter(
+                "edge_sip_retransmissions_total",
+                "Requests and responses retransmitted by the edge's transactions",
+            ),
+            absorbed: counter(
+                "edge_sip_retransmissions_absorbed_total",
+                "Retransmissions received and absorbed by a transaction",
+            ),
+            registry,
+            requests,
+            responses,
+            parse_errors,
+            dropped,
+        }
+    }
+
+    pub fn request(&self, method: &str, direction: &'static str) {
+        let i = KNOWN
+            .iter()
+            .position(|k| *k == method)
+            .unwrap_or(KNOWN.len());
+        self.request_children[i][dir_index(direction)].inc();
+    }
+
+    pub fn response(&self, status: u16, direction: &'static str) {
+        let class = (status / 100).clamp(1, 6) as usize - 1;
+        self.response_children[class][dir_index(direction)].inc();
+    }
+
+    pub fn parse_error(&self, kind: &'static str) {
+        self.parse_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn drop(&self, reason: &'static str) {
+        self.dropped.with_label_values(&[reason]).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bounded label set for methods; anything else is "other".
+const KNOWN: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+fn dir_index(direction: &str) -> usize {
+    usize::from(direction != "in")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let m = Metrics::new();
+        m.request("FOO", "in");
+        m.request("BAR", "in");
+        m.request("INVITE", "in");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        assert!(text.contains(r#"edge_sip_requests_total{direction="in",method="other"} 2"#));
+        assert!(text.contains(r#"edge_sip_requests_total{direction="in",method="INVITE"} 1"#));
+    }
+}
