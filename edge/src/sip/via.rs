@@ -143,32 +143,6 @@ impl<'a> Via<'a> {
             .unwrap_or_else(|| self.transport_kind().map_or(5060, Transport::default_port))
     }
 
-    /// The Via value `raw` with `received` (§18.2.1) and, when given, a filled-in `rport`
-    /// (RFC 3581 §4) written at the end, replacing any existing `received`/`rport` parameter.
-    /// `raw` must be one Via value that [`Via::parse`] accepts; the result is written to `out`
-    /// (cleared first) for [`super::Edit::replace_first_value`].
-    pub fn stamp_received(raw: &[u8], received: &str, rport: Option<u16>, out: &mut Vec<u8>) {
-        out.clear();
-        let raw = trim(raw);
-        let first_semi = super::lex::find_top_level(raw, b';');
-        out.extend_from_slice(trim(raw.get(..first_semi).unwrap_or(raw)));
-        for p in split_top(raw.get(first_semi + 1..).unwrap_or(&[]), b';') {
-            let (n, _) = split_param(p);
-            if n.eq_ignore_ascii_case(b"received") || n.eq_ignore_ascii_case(b"rport") {
-                continue;
-            }
-            out.push(b';');
-            out.extend_from_slice(p);
-        }
-        out.extend_from_slice(b";received=");
-        out.extend_from_slice(received.as_bytes());
-        if let Some(port) = rport {
-            use std::io::Write;
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, ";rport={port}");
-        }
-    }
-
     /// Whether the branch carries the RFC 3261 magic cookie (§8.1.1.7).
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch.is_some_and(|b| b.starts_with("z9hG4bK"))
@@ -207,26 +181,6 @@ mod tests {
         assert_eq!(v.params, "; received=192.0.2.1;rport=4000;branch=x");
         let v = Via::parse(b"SIP/2.0/UDP [2001:db8::1];received=2001:db8::2;rport=1").unwrap();
         assert_eq!(v.received, Some("2001:db8::2"));
-    }
-
-    #[test]
-    fn stamps_received_and_rport() {
-        let mut out = Vec::new();
-        Via::stamp_received(
-            b"SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bKx;received=1.1.1.1",
-            "203.0.113.7",
-            Some(40000),
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            b"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKx;received=203.0.113.7;rport=40000"
-        );
-        let v = Via::parse(&out).unwrap();
-        assert_eq!(v.rport, Some(Some(40000)));
-        Via::stamp_received(b"SIP/2.0/TCP h", "2001:db8::1", None, &mut out);
-        assert_eq!(out, b"SIP/2.0/TCP h;received=2001:db8::1");
-        assert!(Via::parse(&out).is_ok());
     }
 
     #[test]
