@@ -79,6 +79,8 @@ pub(crate) fn find_top_level(s: &[u8], sep: u8) -> usize {
     s.len()
 }
 
+/// The byte-by-byte definition: inside `<...>` (a URI) only `>` matters, a quote there is
+/// not a quoted string; inside quotes `\` escapes the next byte.
 fn find_top_level_slow(s: &[u8], sep: u8) -> usize {
     let mut in_quotes = false;
     let mut in_angle = false;
@@ -91,12 +93,12 @@ fn find_top_level_slow(s: &[u8], sep: u8) -> usize {
             } else if b == b'"' {
                 in_quotes = false;
             }
-        } else if b == b'"' {
-            in_quotes = true;
         } else if in_angle {
             if b == b'>' {
                 in_angle = false;
             }
+        } else if b == b'"' {
+            in_quotes = true;
         } else if b == b'<' {
             in_angle = true;
         } else if b == sep {
@@ -326,15 +328,11 @@ mod find_top_level_tests {
     }
 
     proptest! {
-        /// The memchr version agrees with the byte-by-byte definition wherever angle brackets
-        /// hold no quote (the only place the two readings could differ).
+        /// The memchr version agrees with the byte-by-byte definition (no rejected cases, so
+        /// it holds at any PROPTEST_CASES).
         #[test]
         fn agrees_with_reference(s in "[a-z,;<>\"\\\\ ]{0,40}") {
             let b = s.as_bytes();
-            let quote_in_angle = b.iter().enumerate().any(|(i, c)| {
-                *c == b'<' && b[i..].iter().take_while(|c| **c != b'>').any(|c| *c == b'"')
-            });
-            prop_assume!(!quote_in_angle);
             prop_assert_eq!(find_top_level(b, b','), find_top_level_slow(b, b','));
             prop_assert_eq!(find_top_level(b, b';'), find_top_level_slow(b, b';'));
         }
