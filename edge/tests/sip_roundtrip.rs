@@ -365,3 +365,47 @@ fn response_to_keeps_existing_to_tag_and_sanitises_reason() {
     assert!(s.contains("To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf\r\n"));
     assert!(!s.contains("tag=new"));
 }
+
+#[test]
+fn edit_non_list_and_unnamed() {
+    let m = msg(data::INVITE);
+    let mut e = Edit::new(&m);
+    e.prepend(HeaderName::Other, b"ignored");
+    e.append(HeaderName::Other, b"ignored");
+    assert_eq!(text(&e.finish()), data::INVITE);
+    // From is not a list: the comma inside the display name does not split it.
+    let s = data::INVITE.replace("From: \"Alice \\\"Al\\\" Smith\"", "From: \"Smith, Alice\"");
+    let m = msg(&s);
+    let mut e = Edit::new(&m);
+    assert!(e.remove_first_value(HeaderName::From));
+    let out = e.finish();
+    assert!(!text(&out).contains("From"));
+    assert!(!text(&out).contains("Alice"));
+}
+
+#[test]
+fn parse_error_partial_gives_response() {
+    let s = data::INVITE.replace("Content-Length: 134", "Content-Length: 999");
+    let err = parse(Bytes::from(s), &Limits::default()).unwrap_err();
+    assert_eq!(err.status_code(), 400);
+    assert!(err.can_respond());
+    let partial = err.partial().unwrap();
+    assert_eq!(
+        partial.call_id(),
+        Some(&b"a84b4c76e66710@pc33.atlanta.example.com"[..])
+    );
+    let r = err.response(None, Some("x")).unwrap();
+    assert!(text(&r).starts_with(
+        "SIP/2.0 400 Bad Request (body shorter than Content-Length)\r\nVia: SIP/2.0/UDP pc33"
+    ));
+    assert!(text(&r).contains("To: Bob <sip:bob@biloxi.example.com>;tag=x\r\n"));
+}
+
+#[test]
+fn limits_from_config() {
+    let c = config::LimitsConfig::default();
+    let l = Limits::from(&c);
+    assert_eq!(l.max_message_bytes, c.max_message_bytes);
+    assert_eq!(l.max_headers, c.max_headers);
+    assert_eq!(l, Limits::default());
+}

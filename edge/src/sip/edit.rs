@@ -87,22 +87,20 @@ impl<'m> Edit<'m> {
             .position(|f| m.matches(f.name, self.bytes(f.raw_name)))
     }
 
-    fn new_field(&mut self, m: HeaderMatch<'_>, value: &[u8]) -> EField {
-        let raw_name = match m {
-            HeaderMatch::Known(h) => Src::Static(h.as_str()),
-            HeaderMatch::Other(s) => self.store(s.as_bytes()),
-        };
-        let name = match m {
-            HeaderMatch::Known(h) => h,
-            HeaderMatch::Other(_) => HeaderName::Other,
+    /// A new field; `None` for `HeaderName::Other`, which names no header to write.
+    fn new_field(&mut self, m: HeaderMatch<'_>, value: &[u8]) -> Option<EField> {
+        let (name, raw_name) = match m {
+            HeaderMatch::Known(HeaderName::Other) => return None,
+            HeaderMatch::Known(h) => (h, Src::Static(h.as_str())),
+            HeaderMatch::Other(s) => (HeaderName::Other, self.store(s.as_bytes())),
         };
         let value = self.store(trim(value));
-        EField {
+        Some(EField {
             name,
             raw_name,
             value,
             verbatim: None,
-        }
+        })
     }
 
     /// Replaces the Request-URI (requests only; ignored for responses).
@@ -120,15 +118,17 @@ impl<'m> Edit<'m> {
     pub fn prepend<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
         let m = name.into();
         let at = self.position(m).unwrap_or(0);
-        let f = self.new_field(m, value);
-        self.fields.insert(at, f);
+        if let Some(f) = self.new_field(m, value) {
+            self.fields.insert(at, f);
+        }
     }
 
     /// Adds a field after the last field of the header section (before a Content-Length
     /// written by this edit).
     pub fn append<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
-        let f = self.new_field(name.into(), value);
-        self.fields.push(f);
+        if let Some(f) = self.new_field(name.into(), value) {
+            self.fields.push(f);
+        }
     }
 
     /// Inserts a field before the field with original index `index` (or at the end).
@@ -139,8 +139,9 @@ impl<'m> Edit<'m> {
         value: &[u8],
     ) {
         let at = self.current_pos(index).unwrap_or(self.fields.len());
-        let f = self.new_field(name.into(), value);
-        self.fields.insert(at, f);
+        if let Some(f) = self.new_field(name.into(), value) {
+            self.fields.insert(at, f);
+        }
     }
 
     /// Position in the edited list of the field that had original index `index`.
@@ -153,16 +154,22 @@ impl<'m> Edit<'m> {
 
     /// Drops the first comma-separated value of the first field of that name, or the whole
     /// field when it held one value (top Via on responses §16.7 step 3, top Route §16.4).
-    /// Returns false when there was no such field.
+    /// Returns false when there was no such field. A field that is not a list (From, ...)
+    /// is removed whole.
     pub fn remove_first_value<'k>(&mut self, name: impl Into<HeaderMatch<'k>>) -> bool {
-        let Some(pos) = self.position(name.into()) else {
+        let m = name.into();
+        let Some(pos) = self.position(m) else {
             return false;
         };
         let Some(f) = self.fields.get(pos).copied() else {
             return false;
         };
         let v = self.bytes(f.value);
-        let comma = find_top_level(v, b',');
+        let comma = if m.is_list() {
+            find_top_level(v, b',')
+        } else {
+            v.len()
+        };
         let rest = trim(v.get(comma + 1..).unwrap_or(&[]));
         if rest.is_empty() {
             self.fields.remove(pos);

@@ -2,7 +2,7 @@
 //! first empty line and the body is exactly Content-Length bytes, which is mandatory here.
 
 use super::error::{ParseError, ParseErrorKind};
-use super::message::{content_length_of, Limits};
+use super::message::{content_length, Limits};
 use super::scan::scan;
 
 /// Length of the first complete message at the start of `buf`.
@@ -34,7 +34,7 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseErro
             Ok(None)
         };
     };
-    let cl = content_length_of(window, &head.fields)
+    let cl = content_length(window, &head.fields)
         .map_err(|e| e.with_respondable(false))?
         .ok_or_else(|| {
             ParseError::new(

@@ -59,7 +59,9 @@ pub enum HeaderName {
     Other,
 }
 
-/// (canonical name, variant) — the lookup table for [`HeaderName::from_bytes`].
+/// (canonical name, variant): every known header, so the tests can check that
+/// `from_bytes` and `as_str` agree.
+#[cfg(test)]
 const TABLE: &[(&str, HeaderName)] = &[
     ("Via", HeaderName::Via),
     ("From", HeaderName::From),
@@ -136,28 +138,120 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        let first = match name.first() {
-            Some(b) => b.to_ascii_lowercase(),
-            None => return HeaderName::Other,
+        // Lower-case into a stack buffer, then let the compiler build the decision tree.
+        let mut lower = [0u8; 24];
+        let Some(dst) = lower.get_mut(..name.len()) else {
+            return HeaderName::Other;
         };
-        for (canon, h) in TABLE {
-            let c = canon.as_bytes();
-            if c.len() == name.len()
-                && c[0].to_ascii_lowercase() == first
-                && c.eq_ignore_ascii_case(name)
-            {
-                return *h;
-            }
+        for (d, s) in dst.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
         }
-        HeaderName::Other
+        match &*dst {
+            b"via" => HeaderName::Via,
+            b"from" => HeaderName::From,
+            b"to" => HeaderName::To,
+            b"call-id" => HeaderName::CallId,
+            b"cseq" => HeaderName::CSeq,
+            b"contact" => HeaderName::Contact,
+            b"max-forwards" => HeaderName::MaxForwards,
+            b"route" => HeaderName::Route,
+            b"record-route" => HeaderName::RecordRoute,
+            b"content-length" => HeaderName::ContentLength,
+            b"content-type" => HeaderName::ContentType,
+            b"content-encoding" => HeaderName::ContentEncoding,
+            b"content-disposition" => HeaderName::ContentDisposition,
+            b"expires" => HeaderName::Expires,
+            b"supported" => HeaderName::Supported,
+            b"require" => HeaderName::Require,
+            b"proxy-require" => HeaderName::ProxyRequire,
+            b"unsupported" => HeaderName::Unsupported,
+            b"authorization" => HeaderName::Authorization,
+            b"proxy-authorization" => HeaderName::ProxyAuthorization,
+            b"www-authenticate" => HeaderName::WwwAuthenticate,
+            b"proxy-authenticate" => HeaderName::ProxyAuthenticate,
+            b"authentication-info" => HeaderName::AuthenticationInfo,
+            b"reason" => HeaderName::Reason,
+            b"path" => HeaderName::Path,
+            b"user-agent" => HeaderName::UserAgent,
+            b"server" => HeaderName::Server,
+            b"event" => HeaderName::Event,
+            b"allow-events" => HeaderName::AllowEvents,
+            b"subscription-state" => HeaderName::SubscriptionState,
+            b"subject" => HeaderName::Subject,
+            b"accept" => HeaderName::Accept,
+            b"allow" => HeaderName::Allow,
+            b"min-expires" => HeaderName::MinExpires,
+            b"timestamp" => HeaderName::Timestamp,
+            b"date" => HeaderName::Date,
+            b"warning" => HeaderName::Warning,
+            b"retry-after" => HeaderName::RetryAfter,
+            b"refer-to" => HeaderName::ReferTo,
+            b"referred-by" => HeaderName::ReferredBy,
+            b"session-expires" => HeaderName::SessionExpires,
+            b"min-se" => HeaderName::MinSe,
+            b"rseq" => HeaderName::RSeq,
+            b"rack" => HeaderName::RAck,
+            b"identity" => HeaderName::Identity,
+            b"p-asserted-identity" => HeaderName::PAssertedIdentity,
+            b"p-preferred-identity" => HeaderName::PPreferredIdentity,
+            b"privacy" => HeaderName::Privacy,
+            _ => HeaderName::Other,
+        }
     }
 
     /// Canonical spelling ("Call-ID", "CSeq", "WWW-Authenticate"); "" for `Other`.
     pub fn as_str(self) -> &'static str {
-        TABLE
-            .iter()
-            .find(|(_, h)| *h == self)
-            .map_or("", |(n, _)| n)
+        match self {
+            HeaderName::Via => "Via",
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            HeaderName::CSeq => "CSeq",
+            HeaderName::Contact => "Contact",
+            HeaderName::MaxForwards => "Max-Forwards",
+            HeaderName::Route => "Route",
+            HeaderName::RecordRoute => "Record-Route",
+            HeaderName::ContentLength => "Content-Length",
+            HeaderName::ContentType => "Content-Type",
+            HeaderName::ContentEncoding => "Content-Encoding",
+            HeaderName::ContentDisposition => "Content-Disposition",
+            HeaderName::Expires => "Expires",
+            HeaderName::Supported => "Supported",
+            HeaderName::Require => "Require",
+            HeaderName::ProxyRequire => "Proxy-Require",
+            HeaderName::Unsupported => "Unsupported",
+            HeaderName::Authorization => "Authorization",
+            HeaderName::ProxyAuthorization => "Proxy-Authorization",
+            HeaderName::WwwAuthenticate => "WWW-Authenticate",
+            HeaderName::ProxyAuthenticate => "Proxy-Authenticate",
+            HeaderName::AuthenticationInfo => "Authentication-Info",
+            HeaderName::Reason => "Reason",
+            HeaderName::Path => "Path",
+            HeaderName::UserAgent => "User-Agent",
+            HeaderName::Server => "Server",
+            HeaderName::Event => "Event",
+            HeaderName::AllowEvents => "Allow-Events",
+            HeaderName::SubscriptionState => "Subscription-State",
+            HeaderName::Subject => "Subject",
+            HeaderName::Accept => "Accept",
+            HeaderName::Allow => "Allow",
+            HeaderName::MinExpires => "Min-Expires",
+            HeaderName::Timestamp => "Timestamp",
+            HeaderName::Date => "Date",
+            HeaderName::Warning => "Warning",
+            HeaderName::RetryAfter => "Retry-After",
+            HeaderName::ReferTo => "Refer-To",
+            HeaderName::ReferredBy => "Referred-By",
+            HeaderName::SessionExpires => "Session-Expires",
+            HeaderName::MinSe => "Min-SE",
+            HeaderName::RSeq => "RSeq",
+            HeaderName::RAck => "RAck",
+            HeaderName::Identity => "Identity",
+            HeaderName::PAssertedIdentity => "P-Asserted-Identity",
+            HeaderName::PPreferredIdentity => "P-Preferred-Identity",
+            HeaderName::Privacy => "Privacy",
+            HeaderName::Other => "",
+        }
     }
 
     /// Whether the field's grammar is a comma-separated list (§7.3.1), so that several values

@@ -80,7 +80,7 @@ impl Message {
             }
         })?;
         if let StartLine::Response { version, .. } = head.start_line {
-            if version.get(&buf) != b"SIP/2.0" {
+            if !version.get(&buf).eq_ignore_ascii_case(b"SIP/2.0") {
                 return Err(ParseError::start_line(
                     "unsupported SIP version in response",
                 ));
@@ -335,7 +335,7 @@ impl Message {
 }
 
 /// Content-Length of the header section (§20.14): all fields must agree.
-fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
+pub(crate) fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
     let mut found = None;
     for f in fields
         .iter()
@@ -354,8 +354,4 @@ fn content_length(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseErro
         found = Some(n);
     }
     Ok(found)
-}
-
-pub(crate) fn content_length_of(buf: &[u8], fields: &[Field]) -> Result<Option<u32>, ParseError> {
-    content_length(buf, fields)
 }

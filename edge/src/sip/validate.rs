@@ -22,7 +22,8 @@ impl Message {
         let method = self
             .method()
             .ok_or(ParseError::start_line("not a request"))?;
-        if self.version() != b"SIP/2.0" {
+        // SIP-Version: "SIP" is case-insensitive (§7.1, §25.1).
+        if !self.version().eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::new(
                 ParseErrorKind::Version,
                 "Version Not Supported",

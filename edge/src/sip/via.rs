@@ -4,7 +4,9 @@
 //! the slashes and the colon.
 
 use super::error::ParseError;
-use super::lex::{find_param, is_lws, is_token_char, parse_u16, trim, valid_params};
+use super::lex::{
+    find_param, is_lws, is_token_char, parse_u16, split_param, split_top, trim, valid_param,
+};
 use super::transport::Transport;
 use super::uri::Host;
 
@@ -88,24 +90,33 @@ impl<'a> Via<'a> {
             port = Some(parse_u16(&r[..end]).ok_or_else(bad)?);
             rest = skip_lws(&r[end..]);
         }
-        if !rest.is_empty() && (rest.first() != Some(&b';') || !valid_params(rest)) {
-            return Err(bad());
-        }
         let params = as_str(rest)?;
-        let rport = match find_param(params, "rport") {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(p)) => Some(Some(parse_u16(p.as_bytes()).ok_or_else(bad)?)),
-        };
-        // via-branch and via-received require a value (§20.42).
-        let branch = match find_param(params, "branch") {
-            Some(None) => return Err(bad()),
-            b => b.flatten(),
-        };
-        let received = match find_param(params, "received") {
-            Some(None) => return Err(bad()),
-            r => r.flatten(),
-        };
+        // One pass over the parameters: validate each and pick the ones routing needs.
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        if !rest.is_empty() {
+            let body = rest.strip_prefix(b";").ok_or_else(bad)?;
+            if trim(body).is_empty() {
+                return Err(bad());
+            }
+            for p in split_top(body, b';') {
+                let (n, v) = split_param(p);
+                if !valid_param(n, v) {
+                    return Err(bad());
+                }
+                // via-branch and via-received require a value (§20.42).
+                let value = || v.and_then(|v| std::str::from_utf8(v).ok()).ok_or_else(bad);
+                if n.eq_ignore_ascii_case(b"branch") {
+                    branch = branch.or(Some(value()?));
+                } else if n.eq_ignore_ascii_case(b"received") {
+                    received = received.or(Some(value()?));
+                } else if n.eq_ignore_ascii_case(b"rport") && rport.is_none() {
+                    rport = Some(match v {
+                        None => None,
+                        Some(p) => Some(parse_u16(p).ok_or_else(bad)?),
+                    });
+                }
+            }
+        }
         Ok(Via {
             transport: as_str(transport)?,
             host,
@@ -168,6 +179,8 @@ mod tests {
         assert_eq!(v.rport, Some(Some(4000)));
         assert_eq!(v.branch, Some("x"));
         assert_eq!(v.params, "; received=192.0.2.1;rport=4000;branch=x");
+        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::1];received=2001:db8::2;rport=1").unwrap();
+        assert_eq!(v.received, Some("2001:db8::2"));
     }
 
     #[test]
