@@ -3,3 +3,4 @@
 
 pub mod admin;
 pub mod backend;
+pub mod control;

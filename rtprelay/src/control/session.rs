@@ -1,0 +1,326 @@
+//! The session manager: which legs of the media plane belong to which call.
+//!
+//! Sans-IO: [`SessionManager::handle`] takes one parsed command, the media backend and `now`,
+//! and returns the reply; [`SessionManager::expire`] drops what the media plane timed out.
+//! No sockets, no clock. One file per command family: `update.rs` (U/L), `delete.rs` (D/X),
+//! `query.rs` (Q), `info.rs` (V/VF/I/G and the refused R/N/P/S/C).
+//!
+//! Model. A *call* is everything under one Call-ID. It holds *streams*: one per media stream
+//! number (`;n` on the tags, the m= line position) and `;branch` suffix of the Call-ID. A stream
+//! is one pair of legs in the media plane: leg A faces the party of the from-tag of the `U`
+//! that created it (the offerer), leg B the other party. rtpproxy calls our stream a
+//! "session"; `rtprelay_sessions` counts calls (Call-IDs) and `rtprelay_streams` streams.
+//!
+//! Weak sessions (`w` modifier, rtpproxy semantics): a stream remembers a *strong* reference
+//! (any non-weak `U`/`L`) and one *weak* reference per side (a weak `U`/`L` about that side).
+//! `D` drops the strong reference, `Dw` the weak reference of the side whose tag is its
+//! from-tag; the stream is removed once no reference is left. So when several proxies share
+//! the relay, the weak users' teardown does not kill a call that a strong user still needs,
+//! and a stream created only by weak commands survives a plain `D`.
+
+use super::proto::{CallId, Command, ErrorCode, Reply, Tag};
+use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// What the session manager needs to know about the relay's addresses and limits.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The internal interface (`media.listen`): the default, and what `i` selects.
+    pub internal: IpAddr,
+    /// Announced in replies instead of `internal` (`media.advertise`, 1:1 NAT).
+    pub advertise: Option<IpAddr>,
+    /// The external interface (`media.external`), selected by `e`.
+    pub external: Option<IpAddr>,
+    /// The media plane's inactivity timeout (`media.timeout_s`), for the `Q` ttl.
+    pub timeout: Duration,
+    /// Maximum concurrent calls (Call-IDs); a `U` for a new call beyond it answers `E98`.
+    pub max_sessions: usize,
+}
+
+impl SessionConfig {
+    pub fn from_media(media: &config::MediaConfig, max_sessions: usize) -> Self {
+        SessionConfig {
+            internal: media.listen,
+            advertise: media.advertise,
+            external: media.external,
+            timeout: Duration::from_secs(media.timeout_s),
+            max_sessions,
+        }
+    }
+}
+
+/// Leg A (offerer, from-tag of the creating `U`) or leg B (answerer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    A = 0,
+    B = 1,
+}
+
+impl Side {
+    pub(super) fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    pub(super) fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// One media stream of a call: a pair of legs in the media plane.
+#[derive(Debug, Clone)]
+pub(super) struct Stream {
+    pub(super) branch: Option<String>,
+    pub(super) number: u32,
+    pub(super) a_tag: String,
+    pub(super) b_tag: Option<String>,
+    pub(super) legs: [LegId; 2],
+    pub(super) specs: [LegSpec; 2],
+    pub(super) strong: bool,
+    pub(super) weak: [bool; 2],
+    pub(super) created: Instant,
+    /// Last `U`/`L` about this stream (the media timeout also counts from signalling).
+    pub(super) signalled: Instant,
+}
+
+impl Stream {
+    /// Which side a tag names, if any.
+    pub(super) fn side_of(&self, tag: &str) -> Option<Side> {
+        if self.a_tag == tag {
+            Some(Side::A)
+        } else if self.b_tag.as_deref() == Some(tag) {
+            Some(Side::B)
+        } else {
+            None
+        }
+    }
+
+    /// D/Q matching: the from-tag names a side and the to-tag (if any) the other side or an
+    /// answerer not known yet; `;n` on the from-tag restricts to that stream number.
+    pub(super) fn matches(&self, call: &CallId, from: &Tag, to: Option<&Tag>) -> Option<Side> {
+        if call.branch.is_some() && call.branch != self.branch {
+            return None;
+        }
+        if from.stream.is_some_and(|n| n != self.number) {
+            return None;
+        }
+        let side = self.side_of(&from.tag)?;
+        match (to, side) {
+            (None, _) => Some(side),
+            (Some(t), Side::A) if self.b_tag.is_none() || self.b_tag.as_deref() == Some(&t.tag) => {
+                Some(side)
+            }
+            (Some(t), Side::B) if self.a_tag == t.tag => Some(side),
+            _ => None,
+        }
+    }
+}
+
+/// Relay-wide totals (the `I` and `G` answers; streams that ended are folded in here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub streams_created: u64,
+    pub streams_destroyed: u64,
+    pub streams_timed_out: u64,
+    /// Packets received/relayed/dropped by streams that have ended.
+    pub ended_packets_in: u64,
+    pub ended_packets_relayed: u64,
+    pub ended_packets_dropped: u64,
+}
+
+/// Why a stream ended (logged with its final counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EndReason {
+    Deleted,
+    DeleteAll,
+    Timeout,
+    MediaPlaneLost,
+}
+
+/// Call-ID + tags → legs, for the whole relay. Owned by the single control task.
+#[derive(Debug)]
+pub struct SessionManager {
+    pub(super) cfg: SessionConfig,
+    /// Call-ID → its streams (all branches).
+    pub(super) calls: HashMap<String, Vec<Stream>>,
+    /// Leg A of every stream → its Call-ID (to find streams the media plane expired).
+    pub(super) by_leg: HashMap<LegId, String>,
+    pub(super) stream_count: usize,
+    pub(super) totals: Totals,
+}
+
+impl SessionManager {
+    pub fn new(cfg: SessionConfig) -> Self {
+        SessionManager {
+            cfg,
+            calls: HashMap::new(),
+            by_leg: HashMap::new(),
+            stream_count: 0,
+            totals: Totals::default(),
+        }
+    }
+
+    /// Execute one command. Never panics on any parsed command; failures are `E<n>` replies.
+    pub fn handle(&mut self, cmd: &Command, backend: &mut dyn MediaBackend, now: Instant) -> Reply {
+        match cmd {
+            Command::Version | Command::VersionFeature(_) => self.version(cmd),
+            Command::Update(u) => self.offer(u, backend, now),
+            Command::Lookup(u) => self.answer(u, backend, now),
+            Command::Delete(d) => self.delete(d, backend, now),
+            Command::Query(q) => self.query(q, backend, now),
+            Command::Info { brief } => self.info(*brief, backend, now),
+            Command::Stats { verbose, names } => self.stats(*verbose, names, backend),
+            Command::DeleteAll => self.delete_all(backend, now),
+            Command::MediaOp(op) => self.media_op(op),
+        }
+    }
+
+    /// Drop the streams the media plane timed out (it has already freed their ports).
+    /// Returns how many streams ended.
+    pub fn expire(&mut self, backend: &mut dyn MediaBackend, now: Instant) -> usize {
+        let expired = backend.take_expired();
+        let mut n = 0;
+        for (a, _b, ca, cb) in expired {
+            let Some(call_id) = self.by_leg.get(&a).cloned() else {
+                continue;
+            };
+            let Some(idx) = self
+                .calls
+                .get(&call_id)
+                .and_then(|s| s.iter().position(|st| st.legs[0] == a))
+            else {
+                continue;
+            };
+            self.forget(&call_id, idx, (ca, cb), EndReason::Timeout, now);
+            n += 1;
+        }
+        n
+    }
+
+    /// Calls (Call-IDs) currently known.
+    pub fn sessions(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Streams (leg pairs) currently allocated.
+    pub fn streams(&self) -> usize {
+        self.stream_count
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Tear a stream down in the media plane, then forget it.
+    pub(super) fn remove_stream(
+        &mut self,
+        call_id: &str,
+        idx: usize,
+        backend: &mut dyn MediaBackend,
+        reason: EndReason,
+        now: Instant,
+    ) {
+        let Some(st) = self.calls.get(call_id).and_then(|s| s.get(idx)) else {
+            return;
+        };
+        let counters = match backend.remove(st.legs[0], st.legs[1]) {
+            Ok(c) => c,
+            Err(e) => {
+                // The media plane no longer has it (e.g. it expired between two ticks): the
+                // entry must go anyway, or it would leak.
+                tracing::debug!(call_id, error = %e, "media plane could not remove stream");
+                (LegCounters::default(), LegCounters::default())
+            }
+        };
+        self.forget(call_id, idx, counters, reason, now);
+    }
+
+    /// Remove the entry (the media plane side is already gone), log and account it.
+    pub(super) fn forget(
+        &mut self,
+        call_id: &str,
+        idx: usize,
+        (ca, cb): (LegCounters, LegCounters),
+        reason: EndReason,
+        now: Instant,
+    ) {
+        let Some(streams) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if idx >= streams.len() {
+            return;
+        }
+        let st = streams.swap_remove(idx);
+        if streams.is_empty() {
+            self.calls.remove(call_id);
+        }
+        self.by_leg.remove(&st.legs[0]);
+        self.stream_count = self.stream_count.saturating_sub(1);
+        self.totals.streams_destroyed += 1;
+        if reason == EndReason::Timeout {
+            self.totals.streams_timed_out += 1;
+        }
+        self.totals.ended_packets_in += ca.packets_in + cb.packets_in;
+        self.totals.ended_packets_relayed += ca.packets_out + cb.packets_out;
+        self.totals.ended_packets_dropped += ca.dropped + cb.dropped;
+        tracing::info!(
+            call_id,
+            branch = st.branch.as_deref().unwrap_or(""),
+            stream = st.number,
+            reason = ?reason,
+            duration_s = now.saturating_duration_since(st.created).as_secs(),
+            a_port = st.legs[0].port,
+            b_port = st.legs[1].port,
+            a_packets_in = ca.packets_in,
+            b_packets_in = cb.packets_in,
+            a_bytes_in = ca.bytes_in,
+            b_bytes_in = cb.bytes_in,
+            dropped = ca.dropped + cb.dropped,
+            "stream ended"
+        );
+    }
+
+    /// Seconds until the media plane would time the stream out (never negative).
+    pub(super) fn ttl(&self, st: &Stream, ca: &LegCounters, cb: &LegCounters, now: Instant) -> u64 {
+        let since_signalling = now.saturating_duration_since(st.signalled);
+        let idle = [ca.idle, cb.idle]
+            .into_iter()
+            .flatten()
+            .fold(since_signalling, Duration::min);
+        self.cfg.timeout.saturating_sub(idle).as_secs()
+    }
+
+    /// The address to announce for a local address (`advertise` stands in for `internal`).
+    /// `None` when it would be the unspecified address: the client then keeps its own.
+    pub(super) fn announce(&self, local: IpAddr) -> Option<IpAddr> {
+        let a = if local == self.cfg.internal {
+            self.cfg.advertise.unwrap_or(local)
+        } else {
+            local
+        };
+        (!a.is_unspecified()).then_some(a)
+    }
+}
+
+/// Which shard should own a call: a stable hash of the Call-ID, so all streams of a call
+/// tend to land in one shard.
+pub(super) fn shard_hint(call_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    call_id.hash(&mut h);
+    h.finish()
+}
+
+/// The answer for a media plane refusal.
+pub(super) fn backend_error(e: &BackendError) -> ErrorCode {
+    match e {
+        BackendError::NoPorts => ErrorCode::NO_PORTS,
+        BackendError::Bind(_) => ErrorCode::BIND_FAILED,
+        BackendError::UnknownLeg => ErrorCode::SESSION_UNKNOWN,
+        BackendError::Unavailable => ErrorCode::OVERLOAD,
+    }
+}
