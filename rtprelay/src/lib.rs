@@ -4,3 +4,7 @@
 pub mod admin;
 pub mod backend;
 pub mod control;
+pub mod datapath;
+pub mod media;
+pub mod stun;
+pub mod table;

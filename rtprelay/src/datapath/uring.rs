@@ -1,0 +1,543 @@
+//! The io_uring datapath of one shard.
+//!
+//! Why it is built this way (see DESIGN.md, "What makes the io_uring datapath fast"): on this
+//! class of machine syscalls dominate, so everything is batched into one `io_uring_enter` per
+//! loop iteration:
+//! - the ring is created on the shard thread with SINGLE_ISSUER + DEFER_TASKRUN (completions are
+//!   only produced when this thread enters the kernel, no IPIs/task-work interruptions), falling
+//!   back to COOP_TASKRUN;
+//! - every media socket is a fixed file (index `slot * 2 + component`, so a completion maps to its
+//!   leg by arithmetic) with one multishot RECVMSG armed, all drawing from the shard's
+//!   provided-buffer ring;
+//! - a packet is forwarded by a SENDMSG that points into the very buffer it was received in; the
+//!   buffer returns to the ring when the send completes (no copy);
+//! - a multishot TIMEOUT (100 ms) drives expiry; an eventfd READ wakes the loop for commands.
+//!
+//! `user_data` encoding: top 2 bits = operation; RECV carries (generation << 32 | fixed index) so
+//! completions of a socket that was closed (and maybe reopened for a new leg) are recognised as
+//! stale; SEND carries the buffer id.
+
+use super::bufring::BufRing;
+use super::sockaddr::{self, NAME_LEN};
+use super::socket::bind_pair;
+use super::stats::IoStats;
+use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
+use crate::table::{Action, Component, Sockets, Table};
+use io_uring::squeue::Entry;
+use io_uring::types::{CancelBuilder, Fd, Fixed, RecvMsgOut, TimeoutFlags, Timespec};
+use io_uring::{cqueue, opcode, IoUring, SubmissionQueue, Submitter};
+use std::io;
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc::TryRecvError;
+use std::time::{Duration, Instant};
+
+const OP_SHIFT: u32 = 62;
+const OP_RECV: u64 = 0;
+const OP_SEND: u64 = 1;
+const OP_CTL: u64 = 2;
+const CTL_WAKE: u64 = OP_CTL << OP_SHIFT;
+const CTL_TIMEOUT: u64 = (OP_CTL << OP_SHIFT) | 1;
+const CTL_CANCEL: u64 = (OP_CTL << OP_SHIFT) | 2;
+const CTL_CANCEL_ALL: u64 = (OP_CTL << OP_SHIFT) | 3;
+const BGID: u16 = 0;
+
+fn recv_ud(idx: u32, gen: u32) -> u64 {
+    (OP_RECV << OP_SHIFT) | (u64::from(gen & 0x3fff_ffff) << 32) | u64::from(idx)
+}
+
+fn send_ud(bid: u16) -> u64 {
+    (OP_SEND << OP_SHIFT) | u64::from(bid)
+}
+
+/// The shard's sockets. Ring operations that follow from opening/closing (file-table updates,
+/// arming and cancelling receives) are queued here and applied by the loop: the table calls
+/// [`Sockets`] while the ring is borrowed by the loop.
+struct UringSockets {
+    socks: Vec<Option<UdpSocket>>,
+    gens: Vec<u32>,
+    /// (fixed index, fd or -1) in order.
+    updates: Vec<(u32, RawFd)>,
+    arm: Vec<u32>,
+    cancel: Vec<u64>,
+}
+
+impl Sockets for UringSockets {
+    fn open(&mut self, slot: u32, ip: IpAddr, rtp_port: u16) -> io::Result<()> {
+        let base = slot as usize * 2;
+        if base + 1 >= self.socks.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "slot out of range",
+            ));
+        }
+        let pair = bind_pair(ip, rtp_port)?;
+        for (c, s) in pair.into_iter().enumerate() {
+            let idx = base + c;
+            self.gens[idx] = self.gens[idx].wrapping_add(1);
+            self.updates.push((idx as u32, s.as_raw_fd()));
+            self.arm.push(idx as u32);
+            self.socks[idx] = Some(s);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, slot: u32) {
+        let base = slot as usize * 2;
+        for idx in base..base + 2 {
+            let Some(s) = self.socks.get_mut(idx) else {
+                return;
+            };
+            if s.take().is_some() {
+                // The fixed-file slot keeps the socket alive until the update and the cancel of
+                // its receive are processed; the port is released then.
+                self.updates.push((idx as u32, -1));
+                self.cancel.push(recv_ud(idx as u32, self.gens[idx]));
+                self.gens[idx] = self.gens[idx].wrapping_add(1);
+            }
+        }
+    }
+}
+
+/// Memory a SENDMSG points at while in flight: one per receive buffer, indexed by buffer id
+/// (a buffer is in at most one send at a time).
+struct SendSlot {
+    addr: libc::sockaddr_storage,
+    iov: libc::iovec,
+    msg: libc::msghdr,
+}
+
+/// Everything but the ring (so the loop can borrow the ring's queues and this at once).
+struct State {
+    table: Table,
+    socks: UringSockets,
+    bufs: BufRing,
+    sends: Box<[SendSlot]>,
+    recv_hdr: Box<libc::msghdr>,
+    tick: Box<Timespec>,
+    wake_buf: Box<u64>,
+    ctl: Ctl,
+    io: IoStats,
+    stop: bool,
+    next_tick: Instant,
+}
+
+pub struct UringShard {
+    // Declared first: dropped (and its requests torn down) before the memory they point at.
+    ring: IoUring,
+    st: State,
+}
+
+fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
+    let defer = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(cq)
+        .build(entries);
+    match defer {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            tracing::info!(error = %e, "io_uring DEFER_TASKRUN refused, trying COOP_TASKRUN");
+            IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_submit_all()
+                .setup_cqsize(cq)
+                .build(entries)
+        }
+    }
+}
+
+impl UringShard {
+    /// Set up the ring, the fixed-file table and the buffer ring on the calling (shard) thread.
+    /// On failure the control endpoints are handed back so the fallback can use them.
+    pub fn new(params: &ShardParams, ctl: Ctl) -> Result<UringShard, (io::Error, Ctl)> {
+        match Self::setup(params) {
+            Ok((ring, table, bufs, files)) => {
+                ctl.stats.set_datapath(super::Kind::IoUring);
+                Ok(Self::assemble(ring, table, bufs, files, ctl))
+            }
+            Err(e) => Err((e, ctl)),
+        }
+    }
+
+    fn setup(params: &ShardParams) -> io::Result<(IoUring, Table, BufRing, u32)> {
+        let table = params.table();
+        let files = table.pairs() * 2;
+        let nbuf = params.ring_buffers.clamp(16, 32768);
+        let cq = (nbuf * 2).clamp(1024, 65536);
+        let ring = build_ring(nbuf.min(4096), cq)?;
+        let bufs = BufRing::new(nbuf, BUF_SIZE)?;
+        let sub = ring.submitter();
+        sub.register_files_sparse(files)?;
+        // SAFETY: the ring memory lives in `bufs`, which outlives the ring (see field order
+        // of `UringShard`) and is never moved (mmap).
+        unsafe { sub.register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)? };
+        Ok((ring, table, bufs, files))
+    }
+
+    fn assemble(ring: IoUring, table: Table, bufs: BufRing, files: u32, ctl: Ctl) -> UringShard {
+        let n = files as usize;
+        let mut socks = Vec::new();
+        socks.resize_with(n, || None);
+        // SAFETY: msghdr is plain data; zero = no name, no iov, no control.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        let sends = (0..bufs.entries())
+            .map(|_| SendSlot {
+                addr: sockaddr::empty_storage(),
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                // SAFETY: as above.
+                msg: unsafe { std::mem::zeroed() },
+            })
+            .collect();
+        UringShard {
+            ring,
+            st: State {
+                table,
+                socks: UringSockets {
+                    socks,
+                    gens: vec![0; n],
+                    updates: Vec::new(),
+                    arm: Vec::new(),
+                    cancel: Vec::new(),
+                },
+                bufs,
+                sends,
+                recv_hdr,
+                tick: Box::new(Timespec::from(TICK)),
+                wake_buf: Box::new(0),
+                ctl,
+                io: IoStats::default(),
+                stop: false,
+                next_tick: Instant::now() + TICK,
+            },
+        }
+    }
+
+    /// Run until `Stop` (or the control side hangs up).
+    pub fn run(mut self) {
+        let (mut submitter, mut sq, mut cq) = self.ring.split();
+        // Saves the fd lookup on every io_uring_enter (best effort).
+        let _ = submitter.register_ring_fd();
+        let st = &mut self.st;
+        st.arm_wake(&submitter, &mut sq);
+        st.arm_tick(&submitter, &mut sq);
+        while !st.stop {
+            st.apply_socket_changes(&submitter, &mut sq);
+            st.bufs.commit();
+            sq.sync();
+            match submitter.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // EBUSY: completions are backed up; reaping them below makes room.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => {
+                    tracing::error!(shard = st.table.shard(), error = %e, "io_uring_enter failed; shard stops");
+                    break;
+                }
+            }
+            cq.sync();
+            let now = Instant::now();
+            for cqe in &mut cq {
+                st.on_cqe(&cqe, now, &submitter, &mut sq);
+            }
+            cq.sync();
+            if now >= st.next_tick {
+                st.table.expire(now, &mut st.socks);
+                st.next_tick = now + TICK;
+            }
+            st.io.loop_iterations += 1;
+            st.ctl
+                .stats
+                .publish(&st.table.stats, st.table.active_streams(), &st.io);
+        }
+        st.teardown(&submitter, &mut sq, &mut cq);
+    }
+}
+
+/// Queue an SQE, submitting to make room if the SQ is full. Returns false if it could not be
+/// queued (the ring is wedged); the caller undoes what the entry would have done.
+fn push(submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>, e: &Entry) -> bool {
+    for _ in 0..8 {
+        // SAFETY: every entry built by this module points at memory owned by `State`, which
+        // outlives the request (buffers/slots are reused only after the completion).
+        if unsafe { sq.push(e) }.is_ok() {
+            return true;
+        }
+        sq.sync();
+        let _ = submitter.submit();
+        sq.sync();
+    }
+    false
+}
+
+impl State {
+    fn arm_wake(&mut self, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
+        let e = opcode::Read::new(
+            Fd(self.ctl.wake.as_raw_fd()),
+            (&mut *self.wake_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(CTL_WAKE);
+        push(submitter, sq, &e);
+    }
+
+    fn arm_tick(&mut self, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
+        let e = opcode::Timeout::new(&*self.tick)
+            .count(0)
+            .flags(TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(CTL_TIMEOUT);
+        push(submitter, sq, &e);
+    }
+
+    fn arm_recv(&mut self, idx: u32, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
+        let gen = self.socks.gens.get(idx as usize).copied().unwrap_or(0);
+        let e = opcode::RecvMsgMulti::new(Fixed(idx), &*self.recv_hdr, BGID)
+            .build()
+            .user_data(recv_ud(idx, gen));
+        push(submitter, sq, &e);
+    }
+
+    /// Apply queued file-table updates, cancels and arms (in that order).
+    fn apply_socket_changes(&mut self, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
+        for (idx, fd) in std::mem::take(&mut self.socks.updates) {
+            if let Err(e) = submitter.register_files_update(idx, &[fd]) {
+                tracing::warn!(idx, error = %e, "fixed file update failed");
+            }
+        }
+        for ud in std::mem::take(&mut self.socks.cancel) {
+            let e = opcode::AsyncCancel::new(ud).build().user_data(CTL_CANCEL);
+            push(submitter, sq, &e);
+        }
+        for idx in std::mem::take(&mut self.socks.arm) {
+            if self
+                .socks
+                .socks
+                .get(idx as usize)
+                .is_some_and(Option::is_some)
+            {
+                self.arm_recv(idx, submitter, sq);
+            }
+        }
+    }
+
+    fn on_cqe(
+        &mut self,
+        cqe: &cqueue::Entry,
+        now: Instant,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) {
+        let ud = cqe.user_data();
+        match ud >> OP_SHIFT {
+            OP_RECV => self.on_recv(cqe, now, submitter, sq),
+            OP_SEND => {
+                if cqe.result() < 0 {
+                    self.io.send_errors += 1;
+                }
+                self.bufs.push((ud & 0xffff) as u16);
+            }
+            _ => match ud {
+                CTL_WAKE => {
+                    self.drain_commands(now);
+                    if !self.stop {
+                        self.arm_wake(submitter, sq);
+                    }
+                }
+                // A multishot timeout that ended (should not happen with count 0): re-arm.
+                CTL_TIMEOUT if !cqueue::more(cqe.flags()) && !self.stop => {
+                    self.arm_tick(submitter, sq);
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn drain_commands(&mut self, now: Instant) {
+        loop {
+            match self.ctl.rx.try_recv() {
+                Ok(cmd) => {
+                    self.io.commands += 1;
+                    if !apply(cmd, &mut self.table, &mut self.socks, now) {
+                        self.stop = true;
+                        return;
+                    }
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.stop = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_recv(
+        &mut self,
+        cqe: &cqueue::Entry,
+        now: Instant,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) {
+        let ud = cqe.user_data();
+        let idx = (ud & 0xffff_ffff) as u32;
+        let gen = ((ud >> 32) & 0x3fff_ffff) as u32;
+        let res = cqe.result();
+        let flags = cqe.flags();
+        let current = self.socks.gens.get(idx as usize).map(|g| g & 0x3fff_ffff) == Some(gen)
+            && self
+                .socks
+                .socks
+                .get(idx as usize)
+                .is_some_and(Option::is_some);
+        if !cqueue::more(flags) && current && !self.stop {
+            // The multishot ended (ring ran dry, error): arm it again.
+            self.io.multishot_rearms += 1;
+            self.socks.arm.push(idx);
+        }
+        if res == -libc::ENOBUFS {
+            self.io.buffer_exhausted += 1;
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return;
+        };
+        if res < 0 || !current {
+            self.bufs.push(bid);
+            return;
+        }
+        let len = res as usize;
+        let Some(buf) = self.bufs.get(bid, len) else {
+            return;
+        };
+        let Ok(msg) = RecvMsgOut::parse(buf, &self.recv_hdr) else {
+            self.bufs.push(bid);
+            return;
+        };
+        self.io.rx_packets += 1;
+        self.io.rx_bytes += msg.payload_data().len() as u64;
+        if msg.is_payload_truncated() {
+            self.io.dropped_truncated += 1;
+            self.bufs.push(bid);
+            return;
+        }
+        let Some(src) = sockaddr::parse(msg.name_data()) else {
+            self.bufs.push(bid);
+            return;
+        };
+        let payload = msg.payload_data();
+        let (off, plen) = (len - payload.len(), payload.len());
+        let slot = idx / 2;
+        match self
+            .table
+            .on_packet(slot, Component::from_index(idx as usize), src, payload, now)
+        {
+            Action::Forward {
+                slot: out,
+                component,
+                dst,
+            } => {
+                let out_idx = out * 2 + component.index() as u32;
+                self.send(bid, off, plen, out_idx, dst, submitter, sq);
+            }
+            Action::Stun => match crate::stun::answer(payload, src) {
+                Some(resp) => {
+                    let n = resp.len();
+                    if let Some(b) = self.bufs.get_mut(bid) {
+                        if let Some(dst) = b.get_mut(..n) {
+                            dst.copy_from_slice(&resp);
+                            self.io.stun_answered += 1;
+                            self.send(bid, 0, n, idx, src, submitter, sq);
+                            return;
+                        }
+                    }
+                    self.bufs.push(bid);
+                }
+                None => {
+                    self.io.stun_ignored += 1;
+                    self.bufs.push(bid);
+                }
+            },
+            Action::Drop(_) => self.bufs.push(bid),
+        }
+    }
+
+    /// SENDMSG `len` bytes at `off` of buffer `bid` out of fixed file `out_idx` to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        bid: u16,
+        off: usize,
+        len: usize,
+        out_idx: u32,
+        dst: std::net::SocketAddr,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) {
+        let open = self
+            .socks
+            .socks
+            .get(out_idx as usize)
+            .is_some_and(Option::is_some);
+        let (Some(base), Some(slot)) = (self.bufs.ptr(bid), self.sends.get_mut(usize::from(bid)))
+        else {
+            return;
+        };
+        if !open {
+            self.io.send_errors += 1;
+            self.bufs.push(bid);
+            return;
+        }
+        let namelen = sockaddr::write(dst, &mut slot.addr);
+        slot.iov = libc::iovec {
+            // SAFETY: off + len <= buffer size (both come from the parsed receive).
+            iov_base: unsafe { base.add(off) }.cast(),
+            iov_len: len,
+        };
+        slot.msg.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+        slot.msg.msg_namelen = namelen;
+        slot.msg.msg_iov = &mut slot.iov;
+        slot.msg.msg_iovlen = 1;
+        let e = opcode::SendMsg::new(Fixed(out_idx), &slot.msg)
+            .build()
+            .user_data(send_ud(bid));
+        if !push(submitter, sq, &e) {
+            self.io.send_errors += 1;
+            self.bufs.push(bid);
+        }
+    }
+
+    /// Cancel everything in flight and reap until the cancel completes, so no request still
+    /// points at shard memory when it is freed.
+    fn teardown(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut io_uring::CompletionQueue<'_>,
+    ) {
+        let e = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(CTL_CANCEL_ALL);
+        if !push(submitter, sq, &e) {
+            return;
+        }
+        sq.sync();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let ts = Timespec::from(Duration::from_millis(50));
+            let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+            let _ = submitter.submit_with_args(1, &args);
+            cq.sync();
+            let done = cq.any(|c| c.user_data() == CTL_CANCEL_ALL);
+            cq.sync();
+            if done {
+                return;
+            }
+        }
+    }
+}

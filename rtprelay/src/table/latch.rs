@@ -1,0 +1,381 @@
+//! Symmetric-RTP latching: which source address a leg accepts media from, and therefore where
+//! the other leg's media is sent back to (RFC 4961 symmetric RTP; "comedia", RFC 4145 §4).
+//!
+//! A relay that simply learns "the last source that sent to this port" can be hijacked by anyone
+//! who sprays packets at relay ports ("RTP bleed"): the attacker receives the call's media. The
+//! policy here is a pure function of (latch state, signalled address, packet source, SSRC, now).
+//!
+//! # Strict policy (`media.strict_source = true`, the default)
+//! 1. Unlatched, signalled address public: the first packet whose source *IP* equals the
+//!    signalled IP latches (any port: a NAT keeps the public IP but may change the port, and the
+//!    edge's NAT fixing puts the public IP into the SDP). Packets from any other IP are dropped
+//!    and counted as `ForeignSource`; they change nothing.
+//! 2. Unlatched, signalled address private (RFC 1918, RFC 4193 ULA, RFC 6598 CGNAT 100.64/10,
+//!    link-local), unspecified (`0.0.0.0`, hold) or missing: the party is behind a NAT and its
+//!    real address is unknown, so the first source latches.
+//! 3. Latched: only packets from exactly the latched address are accepted. The one exception
+//!    is **NAT rebinding**: a packet that (a) is RTP/RTCP carrying the *same SSRC* as the last
+//!    packet accepted from the latched address, (b) comes from the *same IP* with a new port, and
+//!    (c) arrives after the latched address has been silent for at least
+//!    [`LatchPolicy::rebind_silence`] moves the latch to the new port. A packet from a foreign
+//!    address with a different SSRC (or from a different IP, or while the latched source is still
+//!    talking) never moves the latch — so an attacker must already know the SSRC *and* share the
+//!    party's public IP *and* wait until the party stops sending.
+//!
+//! # Loose policy (`strict_source = false`)
+//! The first source latches; a different source re-latches once the latched one has been silent
+//! for `rebind_silence` (no IP or SSRC check). Packets from others meanwhile are dropped.
+//!
+//! # Asymmetric legs (`symmetric = false`, rtpproxy's `a` modifier)
+//! Never latch; media goes to the signalled address. In strict mode a packet is accepted only if
+//! its source IP is the signalled IP (when that is public); loose mode accepts any source.
+//!
+//! A change of the signalled address (re-INVITE) resets the latch: the party has moved.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// How long the latched source must be silent before the rebinding rule may apply.
+pub const DEFAULT_REBIND_SILENCE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatchPolicy {
+    pub strict: bool,
+    pub rebind_silence: Duration,
+}
+
+impl LatchPolicy {
+    pub fn strict() -> LatchPolicy {
+        LatchPolicy {
+            strict: true,
+            rebind_silence: DEFAULT_REBIND_SILENCE,
+        }
+    }
+
+    pub fn loose() -> LatchPolicy {
+        LatchPolicy {
+            strict: false,
+            rebind_silence: DEFAULT_REBIND_SILENCE,
+        }
+    }
+}
+
+/// The outcome for one received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// From the latched address (or any acceptable source of an asymmetric leg).
+    Accept,
+    /// First latch on this source.
+    Latched,
+    /// The latch moved (NAT rebinding / loose re-latch) from the given address.
+    Relatched { from: SocketAddr },
+    /// Not from the party: drop, count, change nothing.
+    Foreign,
+}
+
+impl Verdict {
+    pub fn accepted(self) -> bool {
+        !matches!(self, Verdict::Foreign)
+    }
+}
+
+/// Latch state of one component (RTP or RTCP port) of one leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latch {
+    addr: Option<SocketAddr>,
+    /// SSRC of the last RTP/RTCP packet accepted from `addr`.
+    ssrc: Option<u32>,
+    /// Time of the last packet accepted from `addr`.
+    last: Option<Instant>,
+}
+
+/// Private, shared or link-local: an address that says "I am behind a NAT" when it appears in
+/// SDP seen by a public relay. Loopback is *not* private: it is a real, reachable address here.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()                                   // RFC 1918
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)        // RFC 6598 100.64/10
+                || v4.is_link_local()
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let s0 = v6.segments()[0];
+            (s0 & 0xfe00) == 0xfc00              // RFC 4193 ULA fc00::/7
+                || (s0 & 0xffc0) == 0xfe80 // link-local fe80::/10
+        }
+    }
+}
+
+/// A signalled address usable as a destination: not missing, not `0.0.0.0`/`::` (hold), port set.
+pub fn usable(remote: Option<SocketAddr>) -> Option<SocketAddr> {
+    remote.filter(|r| !r.ip().is_unspecified() && r.port() != 0)
+}
+
+impl Latch {
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn reset(&mut self) {
+        *self = Latch::default();
+    }
+
+    /// Decide on a packet from `src` with SSRC `ssrc` (None: not RTP/RTCP), updating the latch.
+    pub fn check(
+        &mut self,
+        policy: &LatchPolicy,
+        signalled: Option<SocketAddr>,
+        symmetric: bool,
+        src: SocketAddr,
+        ssrc: Option<u32>,
+        now: Instant,
+    ) -> Verdict {
+        let public_signalled = usable(signalled).filter(|s| !is_private(s.ip()));
+        if !symmetric {
+            return match public_signalled {
+                Some(s) if policy.strict && s.ip() != src.ip() => Verdict::Foreign,
+                _ => Verdict::Accept,
+            };
+        }
+        let Some(latched) = self.addr else {
+            if let Some(s) = public_signalled {
+                if policy.strict && s.ip() != src.ip() {
+                    return Verdict::Foreign;
+                }
+            }
+            self.latch(src, ssrc, now);
+            return Verdict::Latched;
+        };
+        if latched == src {
+            if ssrc.is_some() {
+                self.ssrc = ssrc;
+            }
+            self.last = Some(now);
+            return Verdict::Accept;
+        }
+        let silent = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= policy.rebind_silence);
+        let may_move = if policy.strict {
+            silent && ssrc.is_some() && ssrc == self.ssrc && src.ip() == latched.ip()
+        } else {
+            silent
+        };
+        if may_move {
+            self.latch(src, ssrc, now);
+            Verdict::Relatched { from: latched }
+        } else {
+            Verdict::Foreign
+        }
+    }
+
+    fn latch(&mut self, src: SocketAddr, ssrc: Option<u32>, now: Instant) {
+        self.addr = Some(src);
+        self.ssrc = ssrc;
+        self.last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    const S: Option<u32> = Some(0x1234);
+    const OTHER: Option<u32> = Some(0x9999);
+
+    #[test]
+    fn strict_latches_signalled_ip_only() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        let mut l = Latch::default();
+        let sig = Some(sa("203.0.113.5:4000"));
+        // Foreign IP first: dropped, nothing latched.
+        assert_eq!(
+            l.check(&p, sig, true, sa("198.51.100.66:4000"), S, t0),
+            Verdict::Foreign
+        );
+        assert_eq!(l.addr(), None);
+        // Same IP (port rewritten by NAT): latches.
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:5555"), S, t0),
+            Verdict::Latched
+        );
+        assert_eq!(l.addr(), Some(sa("203.0.113.5:5555")));
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:5555"), S, t0),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn foreign_source_never_moves_strict_latch() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        let mut l = Latch::default();
+        let sig = Some(sa("203.0.113.5:4000"));
+        l.check(&p, sig, true, sa("203.0.113.5:4000"), S, t0);
+        let later = t0 + Duration::from_secs(60);
+        // Different IP, even with the same SSRC and after long silence.
+        assert_eq!(
+            l.check(&p, sig, true, sa("198.51.100.66:4000"), S, later),
+            Verdict::Foreign
+        );
+        // Same IP, different SSRC.
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4002"), OTHER, later),
+            Verdict::Foreign
+        );
+        // Same IP, no SSRC (not RTP).
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4002"), None, later),
+            Verdict::Foreign
+        );
+        assert_eq!(l.addr(), Some(sa("203.0.113.5:4000")));
+    }
+
+    #[test]
+    fn strict_rebinding_rule_needs_same_ssrc_same_ip_and_silence() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        let mut l = Latch::default();
+        let sig = Some(sa("203.0.113.5:4000"));
+        l.check(&p, sig, true, sa("203.0.113.5:4000"), S, t0);
+        // Too early: the latched source talked 1 s ago.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4100"), S, t1),
+            Verdict::Foreign
+        );
+        let t2 = t0 + p.rebind_silence;
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4100"), S, t2),
+            Verdict::Relatched {
+                from: sa("203.0.113.5:4000")
+            }
+        );
+        assert_eq!(l.addr(), Some(sa("203.0.113.5:4100")));
+        // The old port is now foreign.
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4000"), S, t2),
+            Verdict::Foreign
+        );
+    }
+
+    #[test]
+    fn ssrc_tracks_latest_from_latched_source() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        let mut l = Latch::default();
+        let src = sa("10.0.0.1:4000");
+        l.check(&p, None, true, src, S, t0);
+        l.check(&p, None, true, src, OTHER, t0);
+        let t = t0 + Duration::from_secs(10);
+        assert_eq!(
+            l.check(&p, None, true, sa("10.0.0.1:4444"), S, t),
+            Verdict::Foreign
+        );
+        assert!(matches!(
+            l.check(&p, None, true, sa("10.0.0.1:4444"), OTHER, t),
+            Verdict::Relatched { .. }
+        ));
+    }
+
+    #[test]
+    fn private_or_missing_signalled_latches_first_source() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        for sig in [
+            Some(sa("192.168.1.20:4000")),
+            Some(sa("10.1.2.3:4000")),
+            Some(sa("172.20.0.1:4000")),
+            Some(sa("100.64.3.4:4000")),
+            Some(sa("[fd00::1]:4000")),
+            Some(sa("0.0.0.0:4000")),
+            None,
+        ] {
+            let mut l = Latch::default();
+            assert_eq!(
+                l.check(&p, sig, true, sa("198.51.100.9:31000"), S, t0),
+                Verdict::Latched,
+                "{sig:?}"
+            );
+            assert_eq!(l.addr(), Some(sa("198.51.100.9:31000")));
+        }
+    }
+
+    #[test]
+    fn loose_relatches_after_silence_without_checks() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::loose();
+        let mut l = Latch::default();
+        let sig = Some(sa("203.0.113.5:4000"));
+        assert_eq!(
+            l.check(&p, sig, true, sa("198.51.100.1:1"), None, t0),
+            Verdict::Latched
+        );
+        assert_eq!(
+            l.check(&p, sig, true, sa("198.51.100.2:2"), OTHER, t0),
+            Verdict::Foreign
+        );
+        let t = t0 + p.rebind_silence;
+        assert!(matches!(
+            l.check(&p, sig, true, sa("198.51.100.2:2"), OTHER, t),
+            Verdict::Relatched { .. }
+        ));
+        assert_eq!(l.addr(), Some(sa("198.51.100.2:2")));
+    }
+
+    #[test]
+    fn asymmetric_never_latches() {
+        let t0 = Instant::now();
+        let sig = Some(sa("203.0.113.5:4000"));
+        let mut l = Latch::default();
+        let strict = LatchPolicy::strict();
+        assert_eq!(
+            l.check(&strict, sig, false, sa("203.0.113.5:9"), S, t0),
+            Verdict::Accept
+        );
+        assert_eq!(
+            l.check(&strict, sig, false, sa("198.51.100.1:9"), S, t0),
+            Verdict::Foreign
+        );
+        let loose = LatchPolicy::loose();
+        assert_eq!(
+            l.check(&loose, sig, false, sa("198.51.100.1:9"), S, t0),
+            Verdict::Accept
+        );
+        assert_eq!(l.addr(), None);
+    }
+
+    #[test]
+    fn private_ranges() {
+        for ip in [
+            "10.0.0.1",
+            "172.31.255.255",
+            "192.168.0.1",
+            "100.127.0.1",
+            "169.254.1.1",
+        ] {
+            assert!(is_private(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in [
+            "100.128.0.1",
+            "8.8.8.8",
+            "127.0.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_private(ip.parse().expect("ip")), "{ip}");
+        }
+        assert!(is_private("fe80::1".parse().expect("ip")));
+        assert!(is_private("::ffff:10.0.0.1".parse().expect("ip")));
+    }
+}

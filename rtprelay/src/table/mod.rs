@@ -1,0 +1,387 @@
+//! The port table of one shard (sans-IO): port-pair allocation, legs, latching, forwarding
+//! decisions and timeouts. No sockets and no clock here: the datapath shell opens/closes sockets
+//! through [`Sockets`], passes every received packet to [`Table::on_packet`] with `now`, and
+//! does what the returned [`Action`] says. Tests drive it with fake sockets and injected time.
+//!
+//! Lookup is an array index: a packet's socket index is `slot * 2 + component`, and the slot
+//! indexes the leg slab. Both legs of a stream live in the same table (shard).
+
+pub mod alloc;
+pub mod latch;
+pub mod leg;
+pub mod packet;
+
+use crate::backend::{BackendError, LegCounters, LegId, LegSpec};
+use alloc::PortAllocator;
+use latch::{LatchPolicy, Verdict};
+use leg::{Counters, Leg};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+pub use leg::Component;
+
+/// How often a pair whose port could not be bound is skipped before `create` gives up.
+const BIND_ATTEMPTS: usize = 8;
+
+/// The shell's side of socket ownership: a leg's two sockets are bound when the slot is
+/// allocated and closed when it is freed.
+pub trait Sockets {
+    /// Bind the pair `ip:rtp_port` (RTP) and `ip:rtp_port+1` (RTCP) for `slot`.
+    fn open(&mut self, slot: u32, ip: IpAddr, rtp_port: u16) -> std::io::Result<()>;
+    fn close(&mut self, slot: u32);
+}
+
+/// Why a received packet was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The port has no stream (a late packet after teardown).
+    NoSession,
+    /// Not from the party (see [`latch`]): RTP bleed, strays.
+    ForeignSource,
+    /// The other party's address is not known yet.
+    NoPeer,
+    /// A STUN message that is not a binding request (or a malformed one).
+    Stun,
+}
+
+/// What the shell should do with a received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the payload unchanged out of `slot`'s `component` socket to `dst`.
+    Forward {
+        slot: u32,
+        component: Component,
+        dst: SocketAddr,
+    },
+    /// A STUN message: answer it (see [`crate::stun::answer`]) back to the source from the same
+    /// socket; never forwarded.
+    Stun,
+    Drop(DropReason),
+}
+
+/// Shard-level counters, plain integers owned by the shard (published by the shell).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_no_session: u64,
+    pub dropped_foreign_source: u64,
+    pub dropped_no_peer: u64,
+    pub latches: u64,
+    pub relatches: u64,
+    pub streams_created: u64,
+    pub streams_removed: u64,
+    pub streams_expired: u64,
+}
+
+/// An expired stream: (leg A, leg B, final counters A, B).
+pub type Expired = (LegId, LegId, LegCounters, LegCounters);
+
+#[derive(Debug)]
+pub struct Table {
+    shard: u16,
+    alloc: PortAllocator,
+    legs: Vec<Option<Leg>>,
+    policy: LatchPolicy,
+    timeout: Duration,
+    active_streams: u64,
+    expired: Vec<Expired>,
+    pub stats: TableStats,
+}
+
+impl Table {
+    pub fn new(
+        shard: u16,
+        base_port: u16,
+        pairs: u32,
+        policy: LatchPolicy,
+        timeout: Duration,
+    ) -> Table {
+        let alloc = PortAllocator::new(base_port, pairs);
+        let legs = vec![None; alloc.pairs() as usize];
+        Table {
+            shard,
+            alloc,
+            legs,
+            policy,
+            timeout,
+            active_streams: 0,
+            expired: Vec::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// Number of port pairs (= legs) this shard can hold.
+    pub fn pairs(&self) -> u32 {
+        self.alloc.pairs()
+    }
+
+    pub fn base_port(&self) -> u16 {
+        self.alloc.base()
+    }
+
+    pub fn active_streams(&self) -> u64 {
+        self.active_streams
+    }
+
+    pub fn leg_id(&self, slot: u32) -> LegId {
+        LegId {
+            shard: self.shard,
+            port: self.alloc.port_of(slot),
+        }
+    }
+
+    /// Slot of an existing leg.
+    pub fn slot(&self, leg: LegId) -> Result<u32, BackendError> {
+        if leg.shard != self.shard || !leg.port.is_multiple_of(2) {
+            return Err(BackendError::UnknownLeg);
+        }
+        let slot = self
+            .alloc
+            .slot_of(leg.port)
+            .ok_or(BackendError::UnknownLeg)?;
+        match self.legs.get(slot as usize) {
+            Some(Some(_)) => Ok(slot),
+            _ => Err(BackendError::UnknownLeg),
+        }
+    }
+
+    fn leg(&self, slot: u32) -> Option<&Leg> {
+        self.legs.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// Allocate and bind one pair for `ip`, skipping pairs whose ports are taken.
+    fn allocate_bound(
+        &mut self,
+        ip: IpAddr,
+        sockets: &mut impl Sockets,
+    ) -> Result<u32, BackendError> {
+        let mut last_err = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let slot = self.alloc.allocate().ok_or(BackendError::NoPorts)?;
+            match sockets.open(slot, ip, self.alloc.port_of(slot)) {
+                Ok(()) => return Ok(slot),
+                Err(e) => {
+                    self.alloc.release_unusable(slot);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(BackendError::Bind(
+            last_err.map(|e| e.to_string()).unwrap_or_default(),
+        ))
+    }
+
+    /// Allocate, bind and bridge legs A and B. On failure nothing stays allocated.
+    pub fn create(
+        &mut self,
+        a: LegSpec,
+        b: LegSpec,
+        now: Instant,
+        sockets: &mut impl Sockets,
+    ) -> Result<(LegId, LegId), BackendError> {
+        let sa = self.allocate_bound(a.local_ip, sockets)?;
+        let sb = match self.allocate_bound(b.local_ip, sockets) {
+            Ok(s) => s,
+            Err(e) => {
+                sockets.close(sa);
+                self.alloc.free(sa);
+                return Err(e);
+            }
+        };
+        self.legs[sa as usize] = Some(Leg::new(a, sb, true, now));
+        self.legs[sb as usize] = Some(Leg::new(b, sa, false, now));
+        self.active_streams += 1;
+        self.stats.streams_created += 1;
+        Ok((self.leg_id(sa), self.leg_id(sb)))
+    }
+
+    /// New signalling for a leg; rebinds its sockets if the local address changed.
+    pub fn update(
+        &mut self,
+        leg: LegId,
+        spec: LegSpec,
+        sockets: &mut impl Sockets,
+    ) -> Result<(), BackendError> {
+        let slot = self.slot(leg)?;
+        let port = self.alloc.port_of(slot);
+        let Some(l) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return Err(BackendError::UnknownLeg);
+        };
+        if l.spec.local_ip != spec.local_ip {
+            sockets.close(slot);
+            if let Err(e) = sockets.open(slot, spec.local_ip, port) {
+                // Keep the leg usable on its old address.
+                let _ = sockets.open(slot, l.spec.local_ip, port);
+                return Err(BackendError::Bind(e.to_string()));
+            }
+        }
+        l.update(spec);
+        Ok(())
+    }
+
+    pub fn counters(&self, leg: LegId, now: Instant) -> Result<LegCounters, BackendError> {
+        let slot = self.slot(leg)?;
+        self.leg(slot)
+            .map(|l| l.snapshot(now))
+            .ok_or(BackendError::UnknownLeg)
+    }
+
+    /// Tear down the stream `a`–`b` (either order); both must be partners.
+    pub fn remove(
+        &mut self,
+        a: LegId,
+        b: LegId,
+        now: Instant,
+        sockets: &mut impl Sockets,
+    ) -> Result<(LegCounters, LegCounters), BackendError> {
+        let sa = self.slot(a)?;
+        let sb = self.slot(b)?;
+        if self.leg(sa).map(|l| l.partner) != Some(sb) {
+            return Err(BackendError::UnknownLeg);
+        }
+        let (ca, cb) = self.free_stream(sa, sb, now, sockets);
+        self.stats.streams_removed += 1;
+        Ok((ca, cb))
+    }
+
+    fn free_stream(
+        &mut self,
+        sa: u32,
+        sb: u32,
+        now: Instant,
+        sockets: &mut impl Sockets,
+    ) -> (LegCounters, LegCounters) {
+        let mut out = [LegCounters::default(); 2];
+        for (i, slot) in [sa, sb].into_iter().enumerate() {
+            if let Some(l) = self.legs.get_mut(slot as usize).and_then(Option::take) {
+                out[i] = l.snapshot(now);
+                sockets.close(slot);
+                self.alloc.free(slot);
+            }
+        }
+        self.active_streams = self.active_streams.saturating_sub(1);
+        (out[0], out[1])
+    }
+
+    /// Free every stream whose both legs have been idle for the timeout. Called from the
+    /// shard's periodic tick (one scan per tick, no timer per leg).
+    pub fn expire(&mut self, now: Instant, sockets: &mut impl Sockets) -> usize {
+        let mut n = 0;
+        for slot in 0..self.legs.len() as u32 {
+            let Some(l) = self.leg(slot) else { continue };
+            if !l.is_a {
+                continue;
+            }
+            let partner = l.partner;
+            let idle_a = now.saturating_duration_since(l.last_activity());
+            let idle_b = self.leg(partner).map_or(Duration::MAX, |p| {
+                now.saturating_duration_since(p.last_activity())
+            });
+            if idle_a >= self.timeout && idle_b >= self.timeout {
+                let (ida, idb) = (self.leg_id(slot), self.leg_id(partner));
+                let (ca, cb) = self.free_stream(slot, partner, now, sockets);
+                self.expired.push((ida, idb, ca, cb));
+                self.stats.streams_expired += 1;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Give back expired streams whose report could not be delivered.
+    pub fn requeue_expired(&mut self, mut e: Vec<Expired>) {
+        e.append(&mut self.expired);
+        self.expired = e;
+    }
+
+    /// Streams expired since the last call.
+    pub fn take_expired(&mut self) -> Vec<Expired> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// The forwarding decision for one packet received on `slot`'s `component` socket.
+    /// Counts the packet on both legs and in [`TableStats`].
+    pub fn on_packet(
+        &mut self,
+        slot: u32,
+        component: Component,
+        src: SocketAddr,
+        pkt: &[u8],
+        now: Instant,
+    ) -> Action {
+        let kind = packet::classify(pkt);
+        let policy = self.policy;
+        let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) else {
+            self.stats.dropped_no_session += 1;
+            return Action::Drop(DropReason::NoSession);
+        };
+        if kind == packet::Kind::Stun {
+            return Action::Stun;
+        }
+        let verdict = leg.latch[component.index()].check(
+            &policy,
+            leg.spec.remote,
+            leg.spec.symmetric,
+            src,
+            kind.ssrc(),
+            now,
+        );
+        match verdict {
+            Verdict::Foreign => {
+                leg.counters.dropped += 1;
+                self.stats.dropped_foreign_source += 1;
+                return Action::Drop(DropReason::ForeignSource);
+            }
+            Verdict::Latched => self.stats.latches += 1,
+            Verdict::Relatched { .. } => self.stats.relatches += 1,
+            Verdict::Accept => {}
+        }
+        leg.last_rx = Some(now);
+        let partner = leg.partner;
+        let len = pkt.len() as u64;
+        let dst = self.leg(partner).and_then(|p| p.destination(component));
+        let Some(dst) = dst else {
+            if let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) {
+                leg.counters.dropped += 1;
+            }
+            self.stats.dropped_no_peer += 1;
+            return Action::Drop(DropReason::NoPeer);
+        };
+        if let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) {
+            count(&mut leg.counters, len, true);
+        }
+        if let Some(p) = self.legs.get_mut(partner as usize).and_then(Option::as_mut) {
+            count(&mut p.counters, len, false);
+        }
+        self.stats.forwarded_packets += 1;
+        self.stats.forwarded_bytes += len;
+        Action::Forward {
+            slot: partner,
+            component,
+            dst,
+        }
+    }
+
+    /// Whether `slot` currently holds a leg (used by shells to discard stale completions).
+    pub fn is_active(&self, slot: u32) -> bool {
+        self.leg(slot).is_some()
+    }
+}
+
+fn count(c: &mut Counters, len: u64, inbound: bool) {
+    if inbound {
+        c.packets_in += 1;
+        c.bytes_in += len;
+    } else {
+        c.packets_out += 1;
+        c.bytes_out += len;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,441 @@
+//! Table tests: fake sockets, injected time.
+
+use super::*;
+use std::collections::BTreeSet;
+
+#[derive(Default)]
+struct FakeSockets {
+    open: BTreeSet<u32>,
+    /// Ports that "another process" holds.
+    taken: BTreeSet<u16>,
+    closes: usize,
+}
+
+impl Sockets for FakeSockets {
+    fn open(&mut self, slot: u32, _ip: IpAddr, rtp_port: u16) -> std::io::Result<()> {
+        if self.taken.contains(&rtp_port) {
+            return Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+        }
+        assert!(self.open.insert(slot), "slot {slot} opened twice");
+        Ok(())
+    }
+    fn close(&mut self, slot: u32) {
+        assert!(self.open.remove(&slot), "slot {slot} closed but not open");
+        self.closes += 1;
+    }
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
+
+fn spec(remote: Option<&str>) -> LegSpec {
+    LegSpec {
+        remote: remote.map(sa),
+        symmetric: true,
+        local_ip: "127.0.0.1".parse().expect("ip"),
+    }
+}
+
+fn rtp(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 172];
+    p[0] = 0x80;
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+fn table(pairs: u32, strict: bool) -> Table {
+    let policy = if strict {
+        LatchPolicy::strict()
+    } else {
+        LatchPolicy::loose()
+    };
+    Table::new(3, 30_000, pairs, policy, Duration::from_secs(30))
+}
+
+#[test]
+fn create_forward_both_ways_and_count() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(
+            spec(Some("203.0.113.1:4000")),
+            spec(Some("203.0.113.2:5000")),
+            t0,
+            &mut s,
+        )
+        .expect("create");
+    assert_eq!((a.shard, a.port, b.port), (3, 30_000, 30_002));
+    let sa_ = t.slot(a).expect("a");
+    let sb_ = t.slot(b).expect("b");
+    let p = rtp(1);
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &p, t0),
+        Action::Forward {
+            slot: sb_,
+            component: Component::Rtp,
+            dst: sa("203.0.113.2:5000")
+        }
+    );
+    // B latches on a NATed port; A's media then goes to the latched port.
+    assert_eq!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:6000"), &p, t0),
+        Action::Forward {
+            slot: sa_,
+            component: Component::Rtp,
+            dst: sa("203.0.113.1:4000")
+        }
+    );
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &p, t0),
+        Action::Forward {
+            slot: sb_,
+            component: Component::Rtp,
+            dst: sa("203.0.113.2:6000")
+        }
+    );
+    let ca = t.counters(a, t0).expect("ca");
+    assert_eq!((ca.packets_in, ca.bytes_in, ca.packets_out), (2, 344, 1));
+    assert_eq!(ca.latched, Some(sa("203.0.113.1:4000")));
+    let cb = t.counters(b, t0).expect("cb");
+    assert_eq!((cb.packets_in, cb.packets_out, cb.bytes_out), (1, 2, 344));
+    assert_eq!(t.stats.forwarded_packets, 3);
+    assert_eq!(t.stats.latches, 2);
+}
+
+#[test]
+fn rtcp_latches_separately_and_goes_to_port_plus_one() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(spec(None), spec(Some("203.0.113.2:5000")), t0, &mut s)
+        .expect("create");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
+    let mut rr = vec![0u8; 32];
+    rr[0] = 0x80;
+    rr[1] = 201;
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtcp, sa("198.51.100.7:7001"), &rr, t0),
+        Action::Forward {
+            slot: sb_,
+            component: Component::Rtcp,
+            dst: sa("203.0.113.2:5001")
+        }
+    );
+    // A's RTP is not latched by RTCP: B's RTP has no destination yet.
+    assert_eq!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:5000"), &rtp(2), t0),
+        Action::Drop(DropReason::NoPeer)
+    );
+    assert_eq!(
+        t.on_packet(sb_, Component::Rtcp, sa("203.0.113.2:5001"), &rr, t0),
+        Action::Forward {
+            slot: sa_,
+            component: Component::Rtcp,
+            dst: sa("198.51.100.7:7001")
+        }
+    );
+    assert_eq!(t.stats.dropped_no_peer, 1);
+    assert_eq!(t.counters(b, t0).expect("b").dropped, 1);
+}
+
+#[test]
+fn foreign_source_is_dropped_counted_and_moves_no_latch() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(
+            spec(Some("203.0.113.1:4000")),
+            spec(Some("203.0.113.2:5000")),
+            t0,
+            &mut s,
+        )
+        .expect("create");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
+    // The attacker sends first.
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.66:1234"), &rtp(9), t0),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    let ca = t.counters(a, t0).expect("a");
+    assert_eq!((ca.latched, ca.dropped, ca.packets_in), (None, 1, 0));
+    assert_eq!(t.stats.dropped_foreign_source, 1);
+    // The party latches, then the attacker again: still dropped.
+    t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &rtp(1), t0);
+    let later = t0 + Duration::from_secs(20);
+    assert_eq!(
+        t.on_packet(
+            sa_,
+            Component::Rtp,
+            sa("198.51.100.66:1234"),
+            &rtp(1),
+            later
+        ),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    assert_eq!(
+        t.counters(a, later).expect("a").latched,
+        Some(sa("203.0.113.1:4000"))
+    );
+    // B's media still goes to the party.
+    assert!(matches!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:5000"), &rtp(2), later),
+        Action::Forward { dst, .. } if dst == sa("203.0.113.1:4000")
+    ));
+}
+
+#[test]
+fn private_signalled_latches_first_source() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, _b) = t
+        .create(spec(Some("192.168.1.10:4000")), spec(None), t0, &mut s)
+        .expect("create");
+    let sa_ = t.slot(a).expect("a");
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:40000"), &rtp(1), t0),
+        Action::Drop(DropReason::NoPeer)
+    );
+    assert_eq!(
+        t.counters(a, t0).expect("a").latched,
+        Some(sa("198.51.100.3:40000"))
+    );
+}
+
+#[test]
+fn nat_rebinding_by_ssrc_rule() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(spec(None), spec(Some("203.0.113.2:5000")), t0, &mut s)
+        .expect("create");
+    let sa_ = t.slot(a).expect("a");
+    t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:40000"), &rtp(77), t0);
+    let t3 = t0 + Duration::from_secs(3);
+    // Different SSRC from the new port: refused.
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:40002"), &rtp(78), t3),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    // Same SSRC, same IP, after silence: the NAT rebound, follow it.
+    assert!(matches!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:40002"), &rtp(77), t3),
+        Action::Forward { .. }
+    ));
+    assert_eq!(
+        t.counters(a, t3).expect("a").latched,
+        Some(sa("198.51.100.3:40002"))
+    );
+    assert_eq!(t.stats.relatches, 1);
+    let sb_ = t.slot(b).expect("b");
+    assert!(matches!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:5000"), &rtp(5), t3),
+        Action::Forward { dst, .. } if dst == sa("198.51.100.3:40002")
+    ));
+}
+
+#[test]
+fn loose_mode_relatches() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, false);
+    let (a, _) = t
+        .create(spec(Some("203.0.113.1:4000")), spec(None), t0, &mut s)
+        .expect("create");
+    let sa_ = t.slot(a).expect("a");
+    t.on_packet(sa_, Component::Rtp, sa("198.51.100.66:1"), &rtp(1), t0);
+    assert_eq!(
+        t.counters(a, t0).expect("a").latched,
+        Some(sa("198.51.100.66:1"))
+    );
+    let t5 = t0 + Duration::from_secs(5);
+    t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &rtp(2), t5);
+    assert_eq!(
+        t.counters(a, t5).expect("a").latched,
+        Some(sa("203.0.113.1:4000"))
+    );
+}
+
+#[test]
+fn update_with_new_remote_resets_latch() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, _) = t
+        .create(spec(None), spec(None), t0, &mut s)
+        .expect("create");
+    let sa_ = t.slot(a).expect("a");
+    t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0);
+    t.update(a, spec(None), &mut s).expect("same spec");
+    assert!(t.counters(a, t0).expect("a").latched.is_some());
+    t.update(a, spec(Some("203.0.113.9:9000")), &mut s)
+        .expect("update");
+    let c = t.counters(a, t0).expect("a");
+    assert_eq!(c.latched, None);
+    assert_eq!(
+        c.packets_in, 0,
+        "counters survive update (no peer: not counted in)"
+    );
+    assert_eq!(c.dropped, 1);
+}
+
+#[test]
+fn stun_is_not_forwarded_and_no_session_is_counted() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, _) = t
+        .create(spec(None), spec(None), t0, &mut s)
+        .expect("create");
+    let sa_ = t.slot(a).expect("a");
+    let mut stun = vec![0u8; 20];
+    stun[1] = 1;
+    stun[4..8].copy_from_slice(&packet::STUN_MAGIC.to_be_bytes());
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &stun, t0),
+        Action::Stun
+    );
+    assert_eq!(t.counters(a, t0).expect("a").latched, None);
+    assert_eq!(
+        t.on_packet(3, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0),
+        Action::Drop(DropReason::NoSession)
+    );
+    assert_eq!(
+        t.on_packet(999, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0),
+        Action::Drop(DropReason::NoSession)
+    );
+    assert_eq!(t.stats.dropped_no_session, 2);
+}
+
+#[test]
+fn exhaustion_and_reuse() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(5, true);
+    let (a1, b1) = t.create(spec(None), spec(None), t0, &mut s).expect("1");
+    let (_a2, _b2) = t.create(spec(None), spec(None), t0, &mut s).expect("2");
+    // One pair left: not enough for a stream; nothing leaks.
+    assert_eq!(
+        t.create(spec(None), spec(None), t0, &mut s),
+        Err(BackendError::NoPorts)
+    );
+    assert_eq!(s.open.len(), 4);
+    t.remove(a1, b1, t0, &mut s).expect("remove");
+    assert_eq!(t.counters(a1, t0), Err(BackendError::UnknownLeg));
+    let (a3, b3) = t.create(spec(None), spec(None), t0, &mut s).expect("3");
+    let ports: BTreeSet<u16> = [a3.port, b3.port].into_iter().collect();
+    assert!(
+        ports.contains(&a1.port) || ports.contains(&b1.port),
+        "freed ports are reused: {ports:?}"
+    );
+    assert_eq!(t.active_streams(), 2);
+    assert_eq!(s.open.len(), 4);
+}
+
+#[test]
+fn taken_ports_are_skipped() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    s.taken.insert(30_000);
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(spec(None), spec(None), t0, &mut s)
+        .expect("create");
+    assert_eq!((a.port, b.port), (30_002, 30_004));
+    // Every port taken: a bind error, not a panic or a loop.
+    let mut s2 = FakeSockets::default();
+    s2.taken.extend([30_000, 30_002, 30_004, 30_006]);
+    let mut t2 = table(4, true);
+    assert!(matches!(
+        t2.create(spec(None), spec(None), t0, &mut s2),
+        Err(BackendError::Bind(_))
+    ));
+}
+
+#[test]
+fn remove_checks_partnership_and_ids() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(6, true);
+    let (a1, _b1) = t.create(spec(None), spec(None), t0, &mut s).expect("1");
+    let (_a2, b2) = t.create(spec(None), spec(None), t0, &mut s).expect("2");
+    assert_eq!(t.remove(a1, b2, t0, &mut s), Err(BackendError::UnknownLeg));
+    let odd = LegId {
+        shard: 3,
+        port: a1.port + 1,
+    };
+    assert_eq!(t.counters(odd, t0), Err(BackendError::UnknownLeg));
+    let other_shard = LegId {
+        shard: 4,
+        port: a1.port,
+    };
+    assert_eq!(t.counters(other_shard, t0), Err(BackendError::UnknownLeg));
+    let out_of_range = LegId {
+        shard: 3,
+        port: 50_000,
+    };
+    assert_eq!(t.counters(out_of_range, t0), Err(BackendError::UnknownLeg));
+}
+
+#[test]
+fn timeout_needs_both_legs_idle() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(6, true);
+    let (a, b) = t
+        .create(spec(None), spec(Some("203.0.113.2:5000")), t0, &mut s)
+        .expect("1");
+    let (a2, b2) = t.create(spec(None), spec(None), t0, &mut s).expect("2");
+    let sa_ = t.slot(a).expect("a");
+    // Only leg A of stream 1 talks (one-way audio is still a live call).
+    for sec in [10, 20, 30, 40] {
+        t.on_packet(
+            sa_,
+            Component::Rtp,
+            sa("198.51.100.3:1"),
+            &rtp(1),
+            t0 + Duration::from_secs(sec),
+        );
+    }
+    assert_eq!(t.expire(t0 + Duration::from_secs(29), &mut s), 0);
+    assert_eq!(t.expire(t0 + Duration::from_secs(30), &mut s), 1);
+    let exp = t.take_expired();
+    assert_eq!(exp.len(), 1);
+    assert_eq!((exp[0].0, exp[0].1), (a2, b2));
+    assert!(t.take_expired().is_empty());
+    assert_eq!(t.counters(a2, t0), Err(BackendError::UnknownLeg));
+    assert_eq!(t.expire(t0 + Duration::from_secs(69), &mut s), 0);
+    assert_eq!(t.expire(t0 + Duration::from_secs(70), &mut s), 1);
+    let exp = t.take_expired();
+    assert_eq!((exp[0].0, exp[0].1), (a, b));
+    assert_eq!(exp[0].2.packets_in, 4);
+    assert_eq!(t.active_streams(), 0);
+    assert!(s.open.is_empty());
+    assert_eq!(t.stats.streams_expired, 2);
+}
+
+#[test]
+fn asymmetric_leg_sends_to_signalled_even_after_traffic() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let mut b_spec = spec(Some("203.0.113.2:5000"));
+    b_spec.symmetric = false;
+    let (a, b) = t.create(spec(None), b_spec, t0, &mut s).expect("create");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
+    t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:7777"), &rtp(1), t0);
+    assert_eq!(t.counters(b, t0).expect("b").latched, None);
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0),
+        Action::Forward {
+            slot: sb_,
+            component: Component::Rtp,
+            dst: sa("203.0.113.2:5000")
+        }
+    );
+}

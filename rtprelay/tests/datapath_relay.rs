@@ -1,0 +1,294 @@
+//! End-to-end tests of the media plane on loopback, run against BOTH datapaths (the io_uring
+//! ones skip with a message when io_uring cannot be set up here).
+
+use config::{DatapathKind, MediaConfig};
+use rtprelay::backend::{BackendError, LegId, LegSpec, MediaBackend};
+use rtprelay::datapath::Kind;
+use rtprelay::media::{self, Media, StartError};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+const LOOP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+fn cfg(kind: DatapathKind, port_min: u16, pairs: u16, timeout_s: u64) -> MediaConfig {
+    MediaConfig {
+        listen: LOOP,
+        port_min,
+        port_max: port_min + 2 * pairs - 1,
+        threads: 1,
+        datapath: kind,
+        pin_threads: false,
+        timeout_s,
+        strict_source: true,
+        ring_buffers: 1024,
+        ..MediaConfig::default()
+    }
+}
+
+/// Start the media plane, or `None` (skip) if io_uring is not available here.
+fn start(c: &MediaConfig) -> Option<Media> {
+    match media::start(c) {
+        Ok(m) => {
+            let want = match c.datapath {
+                DatapathKind::IoUring => Kind::IoUring,
+                _ => Kind::Fallback,
+            };
+            assert_eq!(m.datapath_kind(), want);
+            Some(m)
+        }
+        Err(StartError::IoUring(e)) => {
+            eprintln!("SKIP: io_uring datapath cannot be set up here: {e}");
+            None
+        }
+        Err(e) => panic!("media start failed: {e}"),
+    }
+}
+
+fn party() -> UdpSocket {
+    party_on("127.0.0.1")
+}
+
+fn party_on(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).expect("bind party");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s
+}
+
+fn spec(remote: Option<SocketAddr>) -> LegSpec {
+    LegSpec {
+        remote,
+        symmetric: true,
+        local_ip: LOOP,
+    }
+}
+
+fn relay(leg: LegId) -> SocketAddr {
+    SocketAddr::new(LOOP, leg.port)
+}
+
+fn rtp(ssrc: u32, seq: u16) -> [u8; 172] {
+    let mut p = [0u8; 172];
+    p[0] = 0x80;
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// Receive one datagram; returns (len, source, seq).
+fn recv(s: &UdpSocket) -> Option<(usize, SocketAddr, u16)> {
+    let mut buf = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut buf).ok()?;
+    Some((n, from, u16::from_be_bytes([buf[2], buf[3]])))
+}
+
+fn nothing_arrives(s: &UdpSocket) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let none = s.recv_from(&mut buf).is_err();
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    none
+}
+
+fn forwards_1000_each_way(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let (pa, pb) = (party(), party());
+    let (a, b) = m
+        .create(
+            7,
+            spec(Some(pa.local_addr().expect("a"))),
+            spec(Some(pb.local_addr().expect("b"))),
+        )
+        .expect("create");
+    const N: u16 = 1000;
+    const BURST: u16 = 50;
+    let (mut got_a, mut got_b) = (0u16, 0u16);
+    for burst in 0..N / BURST {
+        for i in 0..BURST {
+            let seq = burst * BURST + i;
+            pa.send_to(&rtp(0xaaaa, seq), relay(a)).expect("send a");
+            pb.send_to(&rtp(0xbbbb, seq), relay(b)).expect("send b");
+        }
+        for i in 0..BURST {
+            let seq = burst * BURST + i;
+            let (n, from, s) = recv(&pb).unwrap_or_else(|| panic!("B lost packet {seq}"));
+            assert_eq!((n, from, s), (172, relay(b), seq));
+            got_b += 1;
+            let (n, from, s) = recv(&pa).unwrap_or_else(|| panic!("A lost packet {seq}"));
+            assert_eq!((n, from, s), (172, relay(a), seq));
+            got_a += 1;
+        }
+    }
+    assert_eq!((got_a, got_b), (N, N));
+    let ca = m.counters(a).expect("counters a");
+    let cb = m.counters(b).expect("counters b");
+    let n = u64::from(N);
+    assert_eq!(
+        (ca.packets_in, ca.bytes_in, ca.packets_out, ca.dropped),
+        (n, n * 172, n, 0)
+    );
+    assert_eq!(
+        (cb.packets_in, cb.packets_out, cb.bytes_out),
+        (n, n, n * 172)
+    );
+    assert_eq!(ca.latched, Some(pa.local_addr().expect("a")));
+    assert!(ca.idle.expect("idle") < Duration::from_secs(5));
+    // Stats are published once per loop iteration: give the shard a tick.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let st = m.stats();
+        if st[0].forwarded_packets == 2 * n || Instant::now() > deadline {
+            assert_eq!(st[0].forwarded_packets, 2 * n);
+            assert_eq!(st[0].forwarded_bytes, 2 * n * 172);
+            assert_eq!(st[0].rx_packets, 2 * n);
+            assert_eq!(st[0].active_streams, 1);
+            assert_eq!(st[0].send_errors, 0);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (fa, fb) = m.remove(a, b).expect("remove");
+    assert_eq!((fa.packets_in, fb.packets_in), (n, n));
+    assert_eq!(m.counters(a), Err(BackendError::UnknownLeg));
+    m.shutdown();
+    assert_eq!(m.counters(a), Err(BackendError::Unavailable));
+}
+
+fn attacker_gets_nothing_and_moves_no_latch(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let (pa, pb) = (party(), party());
+    // 127.0.0.2 is loopback too, but a different IP from the signalled 127.0.0.1.
+    let evil = party_on("127.0.0.2");
+    let (a, b) = m
+        .create(
+            1,
+            spec(Some(pa.local_addr().expect("a"))),
+            spec(Some(pb.local_addr().expect("b"))),
+        )
+        .expect("create");
+    for i in 0..10 {
+        evil.send_to(&rtp(0xeeee, i), relay(a)).expect("evil a");
+        evil.send_to(&rtp(0xeeee, i), relay(b)).expect("evil b");
+    }
+    assert!(nothing_arrives(&pb), "attacker packet forwarded to B");
+    assert!(nothing_arrives(&pa), "attacker packet forwarded to A");
+    let ca = m.counters(a).expect("a");
+    assert_eq!((ca.latched, ca.dropped, ca.packets_in), (None, 10, 0));
+    // The real parties talk; the attacker keeps spraying and still gets nothing.
+    for i in 0..5 {
+        pa.send_to(&rtp(0xaaaa, i), relay(a)).expect("a");
+        pb.send_to(&rtp(0xbbbb, i), relay(b)).expect("b");
+        evil.send_to(&rtp(0xaaaa, i), relay(a)).expect("evil");
+    }
+    for _ in 0..5 {
+        assert_eq!(recv(&pb).expect("b gets a").1, relay(b));
+        assert_eq!(recv(&pa).expect("a gets b").1, relay(a));
+    }
+    assert!(nothing_arrives(&evil), "attacker received media");
+    assert!(
+        nothing_arrives(&pb),
+        "attacker packet forwarded after latch"
+    );
+    let ca = m.counters(a).expect("a");
+    assert_eq!(ca.latched, Some(pa.local_addr().expect("a")));
+    assert_eq!((ca.packets_in, ca.dropped), (5, 15));
+    let st = m.stats();
+    assert!(st[0].dropped_foreign_source >= 20);
+}
+
+fn stun_is_answered(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let (pa, pb) = (party(), party());
+    let (a, b) = m
+        .create(3, spec(None), spec(Some(pb.local_addr().expect("b"))))
+        .expect("create");
+    // Binding request, no attributes (RFC 8489 §5).
+    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    req.extend_from_slice(&[9u8; 12]);
+    pa.send_to(&req, relay(a)).expect("stun");
+    let mut buf = [0u8; 512];
+    let (n, from) = pa.recv_from(&mut buf).expect("stun answer");
+    assert_eq!(from, relay(a));
+    let (msg, _) = stun_rs::MessageDecoderBuilder::default()
+        .build()
+        .decode(&buf[..n])
+        .expect("stun response");
+    assert_eq!(msg.class(), stun_rs::MessageClass::SuccessResponse);
+    assert_eq!(msg.transaction_id().as_bytes(), &[9u8; 12]);
+    let xma = msg
+        .get::<stun_rs::attributes::stun::XorMappedAddress>()
+        .expect("xma")
+        .as_xor_mapped_address()
+        .expect("xma");
+    assert_eq!(*xma.socket_address(), pa.local_addr().expect("a"));
+    assert!(nothing_arrives(&pb), "STUN forwarded");
+    assert_eq!(m.counters(a).expect("a").latched, None, "STUN latched");
+    assert_eq!(m.counters(b).expect("b").packets_out, 0);
+}
+
+fn stream_times_out(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 4, 1)) else {
+        return;
+    };
+    let (a, b) = m.create(0, spec(None), spec(None)).expect("create");
+    let (a2, b2) = m.create(0, spec(None), spec(None)).expect("create 2");
+    // The range (4 pairs) is full now.
+    assert_eq!(
+        m.create(0, spec(None), spec(None)),
+        Err(BackendError::NoPorts)
+    );
+    let t0 = Instant::now();
+    let mut expired = Vec::new();
+    while expired.len() < 2 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+        expired.extend(m.take_expired());
+    }
+    let elapsed = t0.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "expired too early: {elapsed:?}"
+    );
+    let mut ids: Vec<(LegId, LegId)> = expired.iter().map(|e| (e.0, e.1)).collect();
+    ids.sort_by_key(|p| p.0.port);
+    let mut want = vec![(a, b), (a2, b2)];
+    want.sort_by_key(|p| p.0.port);
+    assert_eq!(ids, want);
+    assert_eq!(m.counters(a), Err(BackendError::UnknownLeg));
+    assert_eq!(m.stats()[0].streams_expired, 2);
+    // The ports are free again (and the sockets really closed: binding them works).
+    let (a3, _) = m.create(0, spec(None), spec(None)).expect("ports reused");
+    assert!([a.port, b.port, a2.port, b2.port].contains(&a3.port));
+}
+
+macro_rules! both_datapaths {
+    ($($name:ident: $port:expr;)*) => {
+        mod fallback {
+            $(#[test] fn $name() { super::$name(config::DatapathKind::Fallback, $port); })*
+        }
+        mod io_uring {
+            $(#[test] fn $name() { super::$name(config::DatapathKind::IoUring, $port + 1000); })*
+        }
+    };
+}
+
+both_datapaths! {
+    forwards_1000_each_way: 46_000;
+    attacker_gets_nothing_and_moves_no_latch: 46_100;
+    stun_is_answered: 46_200;
+    stream_times_out: 46_300;
+}
+
+#[test]
+fn auto_picks_a_datapath() {
+    let m = media::start(&cfg(DatapathKind::Auto, 46_400, 4, 60)).expect("auto start");
+    eprintln!("auto datapath: {}", m.datapath_kind().as_str());
+    assert_eq!(m.stats()[0].datapath, Some(m.datapath_kind()));
+}
