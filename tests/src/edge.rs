@@ -1,0 +1,151 @@
+//! Starting the `edge` binary on fresh loopback ports and waiting until it answers.
+//!
+//! CLI used (the edge's contract): `--listen-udp ADDR`, `--listen-tcp ADDR`, `--core
+//! [udp:|tcp:]IP:PORT`, `--admin ADDR`, plus any extra flags a test passes
+//! (`--recurse-3xx false`, `--forking sequential`, ...).
+
+use crate::http;
+use crate::metrics::{self, Sample};
+use crate::ports::free_port;
+use crate::process::ChildGuard;
+use crate::sip_probe;
+use crate::workdir::{tail, WorkDir};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// What to start the edge with.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeArgs {
+    /// Also listen on TCP (same port as UDP).
+    pub tcp: bool,
+    /// `--core` values, e.g. `udp:127.0.0.1:5070` or `tcp:127.0.0.1:5070`.
+    pub cores: Vec<String>,
+    /// Extra flags, passed as they are.
+    pub extra: Vec<String>,
+}
+
+impl EdgeArgs {
+    pub fn udp_core(core: SocketAddr) -> EdgeArgs {
+        EdgeArgs {
+            cores: vec![format!("udp:{core}")],
+            ..EdgeArgs::default()
+        }
+    }
+
+    pub fn extra(mut self, flags: &[&str]) -> EdgeArgs {
+        self.extra.extend(flags.iter().map(|s| s.to_string()));
+        self
+    }
+}
+
+/// A running edge.
+pub struct Edge {
+    guard: ChildGuard,
+    sip: SocketAddr,
+    admin: SocketAddr,
+    log: PathBuf,
+    command_line: String,
+}
+
+impl Edge {
+    /// Starts the edge and waits (bounded) until an OPTIONS to it is answered 200 and its admin
+    /// `/health` answers 200. On failure the error carries the edge's exit status and log tail.
+    pub fn start(bin: &Path, dir: &WorkDir, args: &EdgeArgs) -> Result<Edge, String> {
+        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let log = dir.path().join("edge.log");
+        let out = std::fs::File::create(&log).map_err(|e| format!("create edge log: {e}"))?;
+        let err = out.try_clone().map_err(|e| format!("dup edge log: {e}"))?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--listen-udp", &sip.to_string()]);
+        if args.tcp {
+            cmd.args(["--listen-tcp", &sip.to_string()]);
+        }
+        for core in &args.cores {
+            cmd.args(["--core", core]);
+        }
+        cmd.args(["--admin", &admin.to_string()]);
+        cmd.args(&args.extra);
+        cmd.current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let command_line = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut edge = Edge {
+            guard: ChildGuard::new("edge", child),
+            sip,
+            admin,
+            log,
+            command_line,
+        };
+        let ready = sip_probe::wait_for_200(sip, Duration::from_secs(15))
+            .and_then(|()| http::wait_ok(admin, "/health", Duration::from_secs(10)).map(|_| ()));
+        match ready {
+            Ok(()) => Ok(edge),
+            Err(e) => Err(format!("{e}\n{}", edge.report())),
+        }
+    }
+
+    /// SIP address (UDP, and TCP when enabled).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.pid()
+    }
+
+    /// True while the edge process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.guard.is_running()
+    }
+
+    /// `GET /metrics`, as text.
+    pub fn metrics_text(&self) -> Result<String, String> {
+        let r = http::get(self.admin, "/metrics", Duration::from_secs(5))?;
+        if r.status != 200 {
+            return Err(format!("GET /metrics answered {}", r.status));
+        }
+        Ok(r.body)
+    }
+
+    /// `GET /metrics`, parsed.
+    pub fn metrics(&self) -> Result<Vec<Sample>, String> {
+        self.metrics_text().map(|t| metrics::parse(&t))
+    }
+
+    /// Command line, exit status if it died, and the tail of its log.
+    pub fn report(&mut self) -> String {
+        let state = match self.guard.try_wait() {
+            Some(status) => format!("EXITED: {status}"),
+            None => "running".to_string(),
+        };
+        format!(
+            "--- edge ({state}) ---\ncommand: {}\nlog {}:\n{}\n",
+            self.command_line,
+            self.log.display(),
+            tail(&self.log, 4000)
+        )
+    }
+}
+
+/// Panics with the SIPp failure report and the edge's state and log unless every run exited 0.
+pub fn assert_calls_ok(test: &str, outcomes: &[crate::sipp::SippOutcome], edge: &mut Edge) {
+    if let Some(msg) = crate::sipp::failure_report(test, outcomes) {
+        panic!("{msg}{}", edge.report());
+    }
+}
+
+/// Starts the edge or panics with the reason (its log included).
+pub fn start_or_panic(bin: &Path, dir: &WorkDir, args: &EdgeArgs) -> Edge {
+    Edge::start(bin, dir, args).unwrap_or_else(|e| panic!("edge did not start: {e}"))
+}

@@ -1,0 +1,80 @@
+//! Locating the programs the tests run: SIPp on the PATH, the workspace's own binaries in the
+//! cargo target directory of the running test.
+
+use std::path::PathBuf;
+
+/// SIPp, from `$E2E_SIPP`, `/usr/bin/sipp` or the PATH.
+pub fn sipp() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("E2E_SIPP") {
+        return Some(PathBuf::from(p));
+    }
+    let fixed = PathBuf::from("/usr/bin/sipp");
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    find_on_path("sipp")
+}
+
+/// A binary of this workspace (`edge`, `rtprelay`), from `$E2E_<NAME>_BIN` or next to the test
+/// executable: `target/<profile>/deps/<test>-<hash>` → `target/<profile>/<name>`.
+pub fn workspace_bin(name: &str) -> Option<PathBuf> {
+    let var = format!("E2E_{}_BIN", name.to_ascii_uppercase());
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let candidate = profile_dir.join(name);
+    candidate.is_file().then_some(candidate)
+}
+
+/// Where the SIPp scenarios live: `<workspace>/bench/sipp/<file>`.
+pub fn scenario(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("bench")
+        .join("sipp")
+        .join(file)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The tools an edge test needs, or `None` after printing why the test is skipped.
+pub struct EdgeTools {
+    pub sipp: PathBuf,
+    pub edge: PathBuf,
+}
+
+pub fn edge_tools_or_skip(test: &str) -> Option<EdgeTools> {
+    let Some(sipp) = sipp() else {
+        eprintln!("SKIP {test}: sipp not found (install the sip-tester package)");
+        return None;
+    };
+    let Some(edge) = workspace_bin("edge") else {
+        eprintln!("SKIP {test}: edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
+        return None;
+    };
+    Some(EdgeTools { sipp, edge })
+}
+
+/// The edge binary alone (for tests that need no SIPp), or `None` after printing why.
+pub fn edge_or_skip(test: &str) -> Option<PathBuf> {
+    let found = workspace_bin("edge");
+    if found.is_none() {
+        eprintln!("SKIP {test}: edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
+    }
+    found
+}
+
+pub fn sipp_or_skip(test: &str) -> Option<PathBuf> {
+    let found = sipp();
+    if found.is_none() {
+        eprintln!("SKIP {test}: sipp not found (install the sip-tester package)");
+    }
+    found
+}
