@@ -285,14 +285,16 @@ impl SessionManager {
         );
     }
 
-    /// Seconds until the media plane would time the stream out (never negative).
+    /// Whole seconds until the media plane would time the stream out (never negative).
     pub(super) fn ttl(&self, st: &Stream, ca: &LegCounters, cb: &LegCounters, now: Instant) -> u64 {
         let since_signalling = now.saturating_duration_since(st.signalled);
         let idle = [ca.idle, cb.idle]
             .into_iter()
             .flatten()
             .fold(since_signalling, Duration::min);
-        self.cfg.timeout.saturating_sub(idle).as_secs()
+        // Rounded up: a stream with 0.3 s left is not expired yet, so it shows 1.
+        let left = self.cfg.timeout.saturating_sub(idle);
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
     }
 
     /// The address to announce for a local address (`advertise` stands in for `internal`).

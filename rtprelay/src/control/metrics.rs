@@ -1,0 +1,114 @@
+//! Control plane metrics (Prometheus). Labels have bounded cardinality: `command` is one of
+//! the protocol's command names (or `unknown`/`none`), `result` one of `ok`, `error`,
+//! `retransmit`, `dropped`; `reason` one of `source`, `framing`.
+
+use super::endpoint::Outcome;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Handles to the control plane's metrics. Cheap to clone (the handles are shared).
+#[derive(Debug, Clone)]
+pub struct ControlMetrics {
+    /// `rtprelay_control_commands_total{command, result}`.
+    pub commands: IntCounterVec,
+    /// `rtprelay_control_rejected_total{reason}`: inputs dropped before parsing (`source`: not
+    /// in `control.allow`; `framing`: datagram without cookie, line too long).
+    pub rejected: IntCounterVec,
+    /// `rtprelay_sessions`: calls (Call-IDs) with at least one stream.
+    pub sessions: IntGauge,
+    /// `rtprelay_streams`: streams (leg pairs) allocated.
+    pub streams: IntGauge,
+    /// `rtprelay_session_timeouts_total`: streams deleted by the media timeout.
+    pub session_timeouts: IntCounter,
+}
+
+impl ControlMetrics {
+    /// Create the metrics and register them on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = ControlMetrics {
+            commands: IntCounterVec::new(
+                Opts::new(
+                    "rtprelay_control_commands_total",
+                    "Control commands by command and result",
+                ),
+                &["command", "result"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "rtprelay_control_rejected_total",
+                    "Control inputs dropped unanswered",
+                ),
+                &["reason"],
+            )?,
+            sessions: IntGauge::new("rtprelay_sessions", "Calls (Call-IDs) with relayed media")?,
+            streams: IntGauge::new("rtprelay_streams", "Media streams (leg pairs) allocated")?,
+            session_timeouts: IntCounter::new(
+                "rtprelay_session_timeouts_total",
+                "Streams deleted because no media flowed for media.timeout_s",
+            )?,
+        };
+        registry.register(Box::new(m.commands.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.sessions.clone()))?;
+        registry.register(Box::new(m.streams.clone()))?;
+        registry.register(Box::new(m.session_timeouts.clone()))?;
+        Ok(m)
+    }
+
+    /// Count one processed input.
+    pub fn record(&self, outcome: Outcome) {
+        self.commands
+            .with_label_values(&[outcome.command, outcome.result.label()])
+            .inc();
+    }
+
+    /// Count an input dropped before parsing.
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Publish the session manager's current sizes.
+    pub fn set_sizes(&self, sessions: usize, streams: usize) {
+        self.sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.streams.set(i64::try_from(streams).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::endpoint::OutcomeKind;
+    use prometheus::Encoder;
+
+    #[test]
+    fn registered_and_exported() {
+        let r = Registry::new();
+        let m = ControlMetrics::register(&r).unwrap();
+        m.record(Outcome {
+            command: "U",
+            result: OutcomeKind::Ok,
+        });
+        m.record(Outcome {
+            command: "U",
+            result: OutcomeKind::Ok,
+        });
+        m.reject("source");
+        m.set_sizes(3, 5);
+        m.session_timeouts.inc();
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&r.gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("rtprelay_control_commands_total{command=\"U\",result=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("rtprelay_control_rejected_total{reason=\"source\"} 1"));
+        assert!(text.contains("rtprelay_sessions 3"));
+        assert!(text.contains("rtprelay_streams 5"));
+        assert!(text.contains("rtprelay_session_timeouts_total 1"));
+        // Registering twice on one registry is refused, not silently duplicated.
+        assert!(ControlMetrics::register(&r).is_err());
+    }
+}

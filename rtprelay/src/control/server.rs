@@ -1,0 +1,281 @@
+//! The IO shell of the control plane: sockets, the allow-list, the tick.
+//!
+//! One control task owns everything stateful — the [`Endpoint`] (session manager + reply
+//! cache) and the media backend — so commands execute one at a time in arrival order and
+//! nothing needs a lock. It multiplexes:
+//! - the UDP socket (`control.udp`): cookie-framed datagrams; sources outside
+//!   `control.allow` are dropped silently and counted (`rtprelay_control_rejected_total
+//!   {reason="source"}`), since the protocol has no authentication;
+//! - commands from unix stream connections (`control.unix`), read by one small task per
+//!   connection and passed over a channel. A connection may carry one command (`unix:`
+//!   clients such as Kamailio's module: write, read, close) or many (`cunix:`): every LF ends a
+//!   command, and bytes left without LF at the end of a read are taken as a whole command,
+//!   because `unix:` clients send none (rtpproxy likewise takes one read as one command).
+//!   Access to the socket is governed by its file permissions, not by the allow-list;
+//! - a 1 s tick that drops streams the media plane timed out and purges the reply cache.
+//!
+//! The backend is called synchronously from the control task, so its calls must be quick
+//! (enqueue to a shard and wait for a short answer).
+
+use super::cache::ReplyCache;
+use super::endpoint::{Endpoint, OutcomeKind};
+use super::metrics::ControlMetrics;
+use super::session::{SessionConfig, SessionManager};
+use crate::backend::MediaBackend;
+use config::{ControlConfig, IpNet, MediaConfig};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UdpSocket, UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Reply cache bound (entries), against floods of distinct cookies.
+pub const REPLY_CACHE_ENTRIES: usize = 100_000;
+/// Largest datagram or unix read accepted as one command.
+pub const MAX_COMMAND: usize = 16 * 1024;
+/// Period of the expiry tick.
+pub const TICK: Duration = Duration::from_secs(1);
+
+type LineRequest = (Vec<u8>, oneshot::Sender<Vec<u8>>);
+
+/// Bind the sockets of `cfg` and serve forever. The session limit is the number of streams
+/// the media port range can hold (`(port_max - port_min + 1) / 4`: two legs of RTP+RTCP).
+/// Returns only on a bind error (or if every socket fails).
+pub async fn run(
+    cfg: ControlConfig,
+    media_cfg: MediaConfig,
+    backend: Box<dyn MediaBackend>,
+    metrics: ControlMetrics,
+) -> io::Result<()> {
+    let session = SessionConfig::from_media(&media_cfg, default_max_sessions(&media_cfg));
+    Server::bind(&cfg, session, backend, metrics)
+        .await?
+        .serve()
+        .await
+}
+
+/// The session limit [`run`] uses for a media config.
+pub fn default_max_sessions(media: &MediaConfig) -> usize {
+    let ports = usize::from(media.port_max.saturating_sub(media.port_min)) + 1;
+    (ports / 4).max(1)
+}
+
+/// Is `src` allowed to send commands? IPv4-mapped IPv6 sources (dual-stack sockets) are
+/// compared as IPv4.
+pub fn allowed(allow: &[IpNet], src: IpAddr) -> bool {
+    let src = src.to_canonical();
+    allow.iter().any(|net| net.contains(&src))
+}
+
+/// A bound control server, not yet serving (lets a caller learn the bound UDP port).
+pub struct Server {
+    udp: Option<UdpSocket>,
+    unix: Option<UnixListener>,
+    allow: Vec<IpNet>,
+    endpoint: Endpoint,
+    backend: Box<dyn MediaBackend>,
+    metrics: ControlMetrics,
+}
+
+impl Server {
+    /// Bind `control.udp` and `control.unix` (a stale socket file at that path is replaced).
+    pub async fn bind(
+        cfg: &ControlConfig,
+        session: SessionConfig,
+        backend: Box<dyn MediaBackend>,
+        metrics: ControlMetrics,
+    ) -> io::Result<Server> {
+        let udp = match cfg.udp {
+            Some(addr) => Some(UdpSocket::bind(addr).await?),
+            None => None,
+        };
+        let unix = match &cfg.unix {
+            Some(path) => {
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                Some(UnixListener::bind(path)?)
+            }
+            None => None,
+        };
+        let cache = ReplyCache::new(Duration::from_secs(cfg.reply_cache_s), REPLY_CACHE_ENTRIES);
+        Ok(Server {
+            udp,
+            unix,
+            allow: cfg.allow.clone(),
+            endpoint: Endpoint::new(SessionManager::new(session), cache),
+            backend,
+            metrics,
+        })
+    }
+
+    /// The bound UDP address (useful with port 0).
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Serve until the task is dropped.
+    pub async fn serve(self) -> io::Result<()> {
+        let Server {
+            udp,
+            unix,
+            allow,
+            mut endpoint,
+            mut backend,
+            metrics,
+        } = self;
+        let (tx, mut lines) = mpsc::channel::<LineRequest>(1024);
+        if let Some(listener) = unix {
+            tokio::spawn(accept_loop(listener, tx.clone(), metrics.clone()));
+        }
+        // Keep one sender so `lines` never reports closed when there is no unix socket.
+        let _keep_open = tx;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; MAX_COMMAND];
+        tracing::info!(udp = ?udp.as_ref().and_then(|s| s.local_addr().ok()), "control server ready");
+        loop {
+            tokio::select! {
+                r = recv(udp.as_ref(), &mut buf) => {
+                    let (n, src) = match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "control recv failed");
+                            continue;
+                        }
+                    };
+                    if !allowed(&allow, src.ip()) {
+                        metrics.reject("source");
+                        tracing::debug!(%src, "control command from a source not allowed");
+                        continue;
+                    }
+                    let Some(datagram) = buf.get(..n) else { continue };
+                    let (reply, outcome) = endpoint.datagram(src, datagram, backend.as_mut(), Instant::now());
+                    if outcome.result == OutcomeKind::Dropped {
+                        metrics.reject("framing");
+                    } else {
+                        metrics.record(outcome);
+                    }
+                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                    if let (Some(reply), Some(sock)) = (reply, udp.as_ref()) {
+                        if let Err(e) = sock.send_to(&reply, src).await {
+                            tracing::debug!(%src, error = %e, "control reply not sent");
+                        }
+                    }
+                }
+                Some((line, reply_tx)) = lines.recv() => {
+                    let (reply, outcome) = endpoint.line(&line, backend.as_mut(), Instant::now());
+                    metrics.record(outcome);
+                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                    let _ = reply_tx.send(reply);
+                }
+                _ = tick.tick() => {
+                    let expired = endpoint.tick(backend.as_mut(), Instant::now());
+                    metrics.session_timeouts.inc_by(expired as u64);
+                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                }
+            }
+        }
+    }
+}
+
+/// Receive from the UDP socket, or wait forever when there is none.
+async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    tx: mpsc::Sender<LineRequest>,
+    metrics: ControlMetrics,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, tx.clone(), metrics.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control unix accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One unix stream connection: commands in, replies out, in order.
+async fn connection(stream: UnixStream, tx: mpsc::Sender<LineRequest>, metrics: ControlMetrics) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut chunk = vec![0u8; MAX_COMMAND];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        // Every LF ends a command. A tail without LF after a short read is a whole command
+        // (see module doc); after a full read it may be cut, so wait for the rest.
+        let complete = match pending.iter().rposition(|b| *b == b'\n') {
+            Some(last) => last + 1,
+            None => 0,
+        };
+        let take = if n < chunk.len() {
+            pending.len()
+        } else {
+            complete
+        };
+        let commands: Vec<u8> = pending.drain(..take).collect();
+        if pending.len() > MAX_COMMAND {
+            metrics.reject("framing");
+            return;
+        }
+        for line in commands.split(|b| *b == b'\n') {
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if tx.send((line.to_vec(), reply_tx)).await.is_err() {
+                return;
+            }
+            let Ok(reply) = reply_rx.await else { return };
+            if wr.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        let allow: Vec<IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        assert!(allowed(&allow, "127.0.0.1".parse().unwrap()));
+        assert!(allowed(&allow, "::ffff:127.0.0.5".parse().unwrap()));
+        assert!(allowed(&allow, "2001:db8::1".parse().unwrap()));
+        assert!(!allowed(&allow, "10.0.0.1".parse().unwrap()));
+        assert!(!allowed(&allow, "::1".parse().unwrap()));
+        assert!(!allowed(&[], "127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn session_limit_from_port_range() {
+        let media = MediaConfig {
+            port_min: 30000,
+            port_max: 30399,
+            ..MediaConfig::default()
+        };
+        assert_eq!(default_max_sessions(&media), 100);
+    }
+}
