@@ -132,8 +132,8 @@ fn effective_config(cli: &Cli) -> Result<RelayConfig, ConfigError> {
     Ok(cfg)
 }
 
-/// A config error on one line: toml's multi-line snippet is reduced to its location and its
-/// message (which names the key).
+/// A config error on one line: toml's multi-line report (location, source snippet, caret,
+/// message) is reduced to location, message and the offending source line, which names the key.
 fn one_line(e: &ConfigError) -> String {
     let text = e.to_string();
     let lines: Vec<&str> = text
@@ -141,8 +141,17 @@ fn one_line(e: &ConfigError) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
+    // The snippet line looks like `2 | port_min = "x"`.
+    let snippet = lines.iter().find_map(|l| {
+        let (n, src) = l.split_once('|')?;
+        let n = n.trim();
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| src.trim())
+    });
     match (lines.first(), lines.last()) {
-        (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+        (Some(first), Some(last)) if lines.len() > 1 => match snippet {
+            Some(src) => format!("{first}: {last} (in `{src}`)"),
+            None => format!("{first}: {last}"),
+        },
         _ => text.trim().to_string(),
     }
 }
@@ -315,6 +324,9 @@ mod tests {
             l.contains("port_mn") && l.contains("line 2") && !l.contains('\n'),
             "{l}"
         );
+        let e = config::from_str::<RelayConfig>("[media]\nport_min = \"x\"\n").unwrap_err();
+        let l = one_line(&e);
+        assert!(l.contains("port_min = \"x\"") && !l.contains('\n'), "{l}");
         assert!(Cli::try_parse_from(["rtprelay", "--ports", "1-x"]).is_err());
     }
 }
