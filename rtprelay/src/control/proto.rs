@@ -9,6 +9,20 @@
 //! [`Command::parse`] and [`Command::encode`] are exact inverses for every command the encoder
 //! can produce; the same holds for [`Reply`] with the exception documented on [`Reply::parse`].
 //! Errors carry the rtpproxy error number ([`ErrorCode`]) that the server answers with.
+//!
+//! Observed peers (for clients of this codec):
+//! - Kamailio 5.6 `rtpproxy` module: every worker probes `V` (expects `20040107`) and
+//!   `VF 20050322` (must be `1`) at startup, optionally `VF 20071116`/`VF 20081102`; sends
+//!   modifiers in upper case (`A`, `I`, `E`, `S` for its `w` flag, `Z<ms>`, `6`, `c<pts>`),
+//!   `;n` on both tags, an optional timeout-socket argument; reads at most 255 reply bytes as
+//!   `port [addr [6]]`, port 0 meaning failure. Over `unix:` it writes one command without LF
+//!   per connection. (Checked by `rtprelay/tests/control_kamailio.rs`.)
+//! - rtpengine 10.5 (`--listen-udp`): answers `U`/`L` with `port addr 4|6` (`0.0.0.0` when the
+//!   offer was `0.0.0.0`), `VF 20080403` with `0`, `Q` with `ttl p0 p1 p2 p3`, an unknown `L`
+//!   with `0 0.0.0.0`, an unknown `D`/`Q` and `X`/`I` with `E8`; `D` of a known call answers
+//!   `0` again while its deletion is pending (`--delete-delay`, default 30 s). It does not
+//!   match `L` tags in swapped order (it creates a new branch instead). Run several instances
+//!   with distinct `--listen-cli` ports (default 2224 collides).
 
 mod command;
 mod error;

@@ -539,3 +539,63 @@ fn media_ops_are_refused() {
     assert_eq!(t.text("P call1 prompt 0 f t"), "E60");
     assert_eq!(t.text("S call1 f t"), "E60");
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn op() -> impl Strategy<Value = String> {
+        let call = prop_oneof![Just("c1"), Just("c2"), Just("c3;br")];
+        let tag = prop_oneof![
+            Just("t1"),
+            Just("t2"),
+            Just("t3"),
+            Just("t1;2"),
+            Just("t2;2")
+        ];
+        let mods = prop_oneof![Just(""), Just("w"), Just("a"), Just("ei"), Just("ie")];
+        let addr = prop_oneof![
+            Just("192.0.2.1 4000"),
+            Just("0.0.0.0 0"),
+            Just("2001:db8::1 5000")
+        ];
+        (0..8u8, call, tag.clone(), tag, mods, addr).prop_map(|(k, c, f, t, m, a)| match k {
+            0 | 1 => format!("U{m} {c} {a} {f}"),
+            2 => format!("U{m} {c} {a} {f} {t}"),
+            3 => format!("L{m} {c} {a} {f} {t}"),
+            4 => format!("D{} {c} {f}", if m == "w" { "w" } else { "" }),
+            5 => format!("D{} {c} {f} {t}", if m == "w" { "w" } else { "" }),
+            6 => format!("Q {c} {f} {t}"),
+            _ => "EXPIRE".to_string(),
+        })
+    }
+
+    proptest! {
+        /// Any command sequence keeps the manager and the media plane in agreement: every
+        /// stream the manager knows owns exactly two live legs, nothing leaks, nothing panics.
+        #[test]
+        fn manager_and_media_plane_agree(ops in proptest::collection::vec(op(), 1..60), x in any::<bool>()) {
+            let mut t = T::with(SessionConfig { max_sessions: 2, ..cfg() }, 10);
+            for o in &ops {
+                if o == "EXPIRE" {
+                    // Time out the lowest live A leg, if any.
+                    if let Some(p) = (30000..30020).step_by(2).find(|p| t.b.spec(leg(*p)).is_some()) {
+                        if t.b.expire(leg(p)) {
+                            let now = t.now;
+                            t.m.expire(&mut t.b, now);
+                        }
+                    }
+                } else {
+                    let _ = t.run(o);
+                }
+                prop_assert_eq!(t.m.streams() * 2, t.b.live_legs(), "after {}", o);
+                prop_assert!(t.m.sessions() <= t.m.streams());
+                prop_assert!(t.m.sessions() <= 2);
+            }
+            if x {
+                t.run("X");
+                prop_assert_eq!((t.m.streams(), t.b.live_legs(), t.b.free_legs()), (0, 0, 10));
+            }
+        }
+    }
+}

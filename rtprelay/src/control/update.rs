@@ -263,8 +263,9 @@ impl SessionManager {
         if let Err(e) = result {
             tracing::warn!(call_id = %u.call.id, error = %e, "media plane refused update");
             if e == BackendError::UnknownLeg {
-                let counters = Default::default();
-                self.forget(&u.call.id, f.idx, counters, EndReason::MediaPlaneLost, now);
+                // The media plane lost (part of) the stream: free whatever is left of it and
+                // forget it, so the next offer starts afresh.
+                self.remove_stream(&u.call.id, f.idx, backend, EndReason::MediaPlaneLost, now);
             }
             return backend_error(&e).into();
         }

@@ -133,6 +133,20 @@ pub struct Update {
 }
 
 impl Update {
+    /// An offer/answer about `from_tag`'s party with no modifiers, no To tag, no notify;
+    /// set the public fields for the rest.
+    pub fn new(call: CallId, addr: IpAddr, port: u16, from_tag: Tag) -> Self {
+        Update {
+            modifiers: Modifiers::default(),
+            call,
+            addr,
+            port,
+            from_tag,
+            to_tag: None,
+            notify: None,
+        }
+    }
+
     /// The stream number of this command (the from-tag's `;n`, else the to-tag's, else 1).
     pub fn stream_number(&self) -> u32 {
         self.from_tag

@@ -231,6 +231,14 @@ fn encode_canonical_forms() {
         "Uawei6l[2001:db8::9]z30c0,101 c;b 2001:db8::1 4000 f;1 t;1"
     );
     assert_eq!(encode(&Command::VersionFeature(20040107)), "VF 20040107");
+    let mut offer = Update::new(
+        CallId::new("c"),
+        ip("192.0.2.1"),
+        4000,
+        Tag::with_stream("f", 1),
+    );
+    offer.to_tag = Some(Tag::new("t"));
+    assert_eq!(encode(&Command::Lookup(offer)), "L c 192.0.2.1 4000 f;1 t");
     assert_eq!(encode(&Command::Info { brief: true }), "Ib");
     let mut out = Vec::new();
     write_udp_command(b"123_4", &Command::Lookup(u), &mut out);
