@@ -268,6 +268,108 @@ fn stream_times_out(kind: DatapathKind, port_min: u16) {
     assert!([a.port, b.port, a2.port, b2.port].contains(&a3.port));
 }
 
+fn two_shards_route_by_hint(kind: DatapathKind, port_min: u16) {
+    let mut c = cfg(kind, port_min, 16, 60);
+    c.threads = 2;
+    let Some(mut m) = start(&c) else {
+        return;
+    };
+    assert_eq!(m.shard_count(), 2);
+    let ranges = m.shard_ports();
+    assert_eq!(ranges, vec![(port_min, 8), (port_min + 16, 8)]);
+    for hint in [10u64, 11] {
+        let (pa, pb) = (party(), party());
+        let (a, b) = m
+            .create(
+                hint,
+                spec(Some(pa.local_addr().expect("a"))),
+                spec(Some(pb.local_addr().expect("b"))),
+            )
+            .expect("create");
+        let shard = (hint % 2) as u16;
+        assert_eq!((a.shard, b.shard), (shard, shard));
+        let (base, pairs) = ranges[usize::from(shard)];
+        for leg in [a, b] {
+            assert!(
+                leg.port >= base && leg.port < base + 2 * pairs as u16,
+                "{leg:?}"
+            );
+        }
+        pa.send_to(&rtp(1, 1), relay(a)).expect("a");
+        assert_eq!(recv(&pb).expect("b gets a").1, relay(b));
+        pb.send_to(&rtp(2, 1), relay(b)).expect("b");
+        assert_eq!(recv(&pa).expect("a gets b").1, relay(a));
+    }
+    let wrong = LegId {
+        shard: 7,
+        port: port_min,
+    };
+    assert_eq!(m.counters(wrong), Err(BackendError::UnknownLeg));
+    let st = m.stats();
+    assert_eq!(st.len(), 2);
+}
+
+fn rtcp_latches_on_its_own_port(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let (pa, pb, pb_rtcp) = (party(), party(), party());
+    let (a, b) = m
+        .create(
+            2,
+            spec(Some(pa.local_addr().expect("a"))),
+            spec(Some(pb.local_addr().expect("b"))),
+        )
+        .expect("create");
+    let rtcp_port = |leg: LegId| SocketAddr::new(LOOP, leg.port + 1);
+    let mut rr = [0u8; 32];
+    rr[0] = 0x80;
+    rr[1] = 201;
+    // B's RTCP comes from its own socket (own NAT mapping) and latches B's RTCP side.
+    pb_rtcp.send_to(&rr, rtcp_port(b)).expect("b rtcp");
+    assert!(
+        nothing_arrives(&pa),
+        "A has no RTCP destination: RTCP on port+1 of A's remote"
+    );
+    // A's RTCP now goes to where B's RTCP came from, out of B's RTCP port.
+    pa.send_to(&rr, rtcp_port(a)).expect("a rtcp");
+    let mut buf = [0u8; 64];
+    let (n, from) = pb_rtcp.recv_from(&mut buf).expect("b rtcp gets a rtcp");
+    assert_eq!((n, from), (32, rtcp_port(b)));
+    // rtcp-mux: RTCP on the RTP port travels the RTP path.
+    pa.send_to(&rr, relay(a)).expect("a rtcp-mux");
+    let (n, from) = pb.recv_from(&mut buf).expect("b gets muxed rtcp");
+    assert_eq!((n, from), (32, relay(b)));
+}
+
+fn update_moves_destination(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let (pa, pb, pb2) = (party(), party(), party());
+    let mut sb = spec(Some(pb.local_addr().expect("b")));
+    sb.symmetric = false;
+    let (a, b) = m
+        .create(4, spec(Some(pa.local_addr().expect("a"))), sb)
+        .expect("create");
+    pa.send_to(&rtp(1, 1), relay(a)).expect("a");
+    assert!(recv(&pb).is_some(), "B gets media at its signalled address");
+    // Re-INVITE: B moved.
+    sb.remote = Some(pb2.local_addr().expect("b2"));
+    m.update(b, sb).expect("update");
+    pa.send_to(&rtp(1, 2), relay(a)).expect("a");
+    let (_, from, seq) = recv(&pb2).expect("B's new address gets media");
+    assert_eq!((from, seq), (relay(b), 2));
+    assert!(nothing_arrives(&pb));
+    let cb = m.counters(b).expect("b");
+    assert_eq!(cb.packets_out, 2, "counters survive update");
+    let gone = LegId {
+        shard: 0,
+        port: port_min + 12,
+    };
+    assert_eq!(m.update(gone, sb), Err(BackendError::UnknownLeg));
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -284,6 +386,9 @@ both_datapaths! {
     attacker_gets_nothing_and_moves_no_latch: 46_100;
     stun_is_answered: 46_200;
     stream_times_out: 46_300;
+    two_shards_route_by_hint: 46_500;
+    rtcp_latches_on_its_own_port: 46_800;
+    update_moves_destination: 46_900;
 }
 
 #[test]
@@ -291,4 +396,13 @@ fn auto_picks_a_datapath() {
     let m = media::start(&cfg(DatapathKind::Auto, 46_400, 4, 60)).expect("auto start");
     eprintln!("auto datapath: {}", m.datapath_kind().as_str());
     assert_eq!(m.stats()[0].datapath, Some(m.datapath_kind()));
+    // The stats handle works from another thread.
+    let h = m.stats_handle();
+    let kind = m.datapath_kind();
+    let snap = std::thread::spawn(move || (h.datapath_kind(), h.snapshot()))
+        .join()
+        .expect("reader thread");
+    assert_eq!(snap.0, Some(kind));
+    assert_eq!(snap.1.len(), 1);
+    assert_eq!(snap.1[0].datapath, Some(kind));
 }
