@@ -1,1 +1,117 @@
-fn main() {}
+//! `edge` binary: load the config (embedded defaults, TOML file, then flags), start the shell.
+
+use clap::Parser;
+use config::{EdgeConfig, ForkingMode, IpNet, LogFormat};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "SIP edge proxy and mid-registrar")]
+struct Args {
+    /// TOML config file (every key optional; see config/examples/edge.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// UDP listen address (repeatable). Any --listen-* flag replaces both listen lists of the file.
+    #[arg(long = "listen-udp")]
+    listen_udp: Vec<SocketAddr>,
+    /// TCP listen address (repeatable).
+    #[arg(long = "listen-tcp")]
+    listen_tcp: Vec<SocketAddr>,
+    /// Core proxy/registrar, `[udp:|tcp:]ip:port` (repeatable; replaces routing.core).
+    #[arg(long)]
+    core: Vec<String>,
+    /// Network treated as core side (repeatable; added to routing.trusted_networks).
+    #[arg(long)]
+    trusted: Vec<IpNet>,
+    /// Admin HTTP address for /metrics and /health.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Do not insert Record-Route.
+    #[arg(long)]
+    no_record_route: bool,
+    /// parallel | sequential
+    #[arg(long)]
+    forking: Option<String>,
+    /// Follow 3xx Contacts: true | false.
+    #[arg(long = "recurse-3xx")]
+    recurse_3xx: Option<bool>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+    /// tracing filter, e.g. `info`, `edge=debug`.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn load(args: &Args) -> Result<EdgeConfig, String> {
+    let mut cfg: EdgeConfig = match &args.config {
+        Some(path) => config::from_file(path).map_err(|e| e.to_string())?,
+        None => EdgeConfig::default(),
+    };
+    if !args.listen_udp.is_empty() || !args.listen_tcp.is_empty() {
+        cfg.sip.listen_udp = args.listen_udp.clone();
+        cfg.sip.listen_tcp = args.listen_tcp.clone();
+    }
+    if !args.core.is_empty() {
+        cfg.routing.core = args.core.clone();
+    }
+    cfg.routing
+        .trusted_networks
+        .extend(args.trusted.iter().cloned());
+    if let Some(a) = args.admin {
+        cfg.admin.listen = a;
+    }
+    if args.no_record_route {
+        cfg.proxy.record_route = false;
+    }
+    if let Some(f) = &args.forking {
+        cfg.proxy.forking = match f.as_str() {
+            "parallel" => ForkingMode::Parallel,
+            "sequential" => ForkingMode::Sequential,
+            other => return Err(format!("--forking: `{other}` is not parallel|sequential")),
+        };
+    }
+    if let Some(r) = args.recurse_3xx {
+        cfg.proxy.recurse_3xx = r;
+    }
+    if args.log_json {
+        cfg.log.format = LogFormat::Json;
+    }
+    if let Some(l) = &args.log_level {
+        cfg.log.level = l.clone();
+    }
+    config::Validate::validate(&cfg).map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn main() {
+    let args = Args::parse();
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edge: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg.log);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    let metrics = edge::metrics::Metrics::new();
+    if let Err(e) = local.block_on(&rt, edge::server::run(cfg, metrics)) {
+        eprintln!("edge: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(log: &config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}

@@ -19,7 +19,14 @@ pub struct Metrics {
     /// Messages not processed, by reason (no_route, send_failed, tcp_limit, stray_response…).
     pub dropped: IntCounterVec,
     pub tcp_connections: IntGauge,
+    /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
+    /// atomic instead of hashing label values under a lock.
+    request_children: Vec<[IntCounter; 2]>,
+    response_children: Vec<[IntCounter; 2]>,
 }
+
+const DIRECTIONS: [&str; 2] = ["in", "out"];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -65,7 +72,22 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
+        let children = |vec: &IntCounterVec, first: &[&str]| {
+            first
+                .iter()
+                .map(|f| DIRECTIONS.map(|d| vec.with_label_values(&[f, d])))
+                .collect::<Vec<_>>()
+        };
+        let mut methods: Vec<&str> = KNOWN.to_vec();
+        methods.push("other");
+        let request_children = methods
+            .iter()
+            .map(|m| DIRECTIONS.map(|d| requests.with_label_values(&[m, d])))
+            .collect();
+        let response_children = children(&responses, &CLASSES);
         Metrics {
+            request_children,
+            response_children,
             transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
             tcp_connections: gauge("edge_tcp_connections", "Open SIP TCP connections"),
             retransmissions: counter(
@@ -85,21 +107,16 @@ impl Metrics {
     }
 
     pub fn request(&self, method: &str, direction: &'static str) {
-        self.requests
-            .with_label_values(&[method_label(method), direction])
-            .inc();
+        let i = KNOWN
+            .iter()
+            .position(|k| *k == method)
+            .unwrap_or(KNOWN.len());
+        self.request_children[i][dir_index(direction)].inc();
     }
 
     pub fn response(&self, status: u16, direction: &'static str) {
-        let class = match status / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            5 => "5xx",
-            _ => "6xx",
-        };
-        self.responses.with_label_values(&[class, direction]).inc();
+        let class = (status / 100).clamp(1, 6) as usize - 1;
+        self.response_children[class][dir_index(direction)].inc();
     }
 
     pub fn parse_error(&self, kind: &'static str) {
@@ -117,25 +134,26 @@ impl Default for Metrics {
     }
 }
 
-/// Bounded label set for methods.
-fn method_label(method: &str) -> &'static str {
-    const KNOWN: [&str; 14] = [
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "REGISTER",
-        "OPTIONS",
-        "INFO",
-        "UPDATE",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "REFER",
-        "MESSAGE",
-        "PUBLISH",
-    ];
-    KNOWN.into_iter().find(|k| *k == method).unwrap_or("other")
+/// Bounded label set for methods; anything else is "other".
+const KNOWN: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+fn dir_index(direction: &str) -> usize {
+    usize::from(direction != "in")
 }
 
 #[cfg(test)]

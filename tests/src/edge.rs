@@ -1,4 +1,5 @@
-//! Starting the `edge` binary on fresh loopback ports and waiting until it answers.
+//! Starting the `edge` binary on fresh ports of [`EDGE_IP`] and waiting until it answers an
+//! OPTIONS sent from the access side.
 //!
 //! CLI used (the edge's contract): `--listen-udp ADDR`, `--listen-tcp ADDR`, `--core
 //! [udp:|tcp:]IP:PORT`, `--admin ADDR`, plus any extra flags a test passes
@@ -6,14 +7,14 @@
 
 use crate::http;
 use crate::metrics::{self, Sample};
-use crate::ports::free_port;
+use crate::ports::{free_port, ACCESS_IP, EDGE_IP};
 use crate::process::ChildGuard;
-use crate::sip_probe;
+use crate::sip_probe::OptionsProbe;
 use crate::workdir::{tail, WorkDir};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to start the edge with.
 #[derive(Debug, Clone, Default)]
@@ -53,8 +54,8 @@ impl Edge {
     /// Starts the edge and waits (bounded) until an OPTIONS to it is answered 200 and its admin
     /// `/health` answers 200. On failure the error carries the edge's exit status and log tail.
     pub fn start(bin: &Path, dir: &WorkDir, args: &EdgeArgs) -> Result<Edge, String> {
-        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let sip = SocketAddr::from((EDGE_IP, free_port()));
+        let admin = SocketAddr::from((EDGE_IP, free_port()));
         let log = dir.path().join("edge.log");
         let out = std::fs::File::create(&log).map_err(|e| format!("create edge log: {e}"))?;
         let err = out.try_clone().map_err(|e| format!("dup edge log: {e}"))?;
@@ -68,6 +69,10 @@ impl Edge {
         }
         cmd.args(["--admin", &admin.to_string()]);
         cmd.args(&args.extra);
+        // `E2E_EDGE_LOG=debug` (any tracing filter) to see the edge's decisions in its log.
+        if let Ok(level) = std::env::var("E2E_EDGE_LOG") {
+            cmd.args(["--log-level", &level]);
+        }
         cmd.current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(out)
@@ -83,12 +88,42 @@ impl Edge {
             log,
             command_line,
         };
-        let ready = sip_probe::wait_for_200(sip, Duration::from_secs(15))
-            .and_then(|()| http::wait_ok(admin, "/health", Duration::from_secs(10)).map(|_| ()));
-        match ready {
+        match edge.wait_ready(Duration::from_secs(15)) {
             Ok(()) => Ok(edge),
             Err(e) => Err(format!("{e}\n{}", edge.report())),
         }
+    }
+
+    /// Until an OPTIONS is answered 200 and `/health` answers 200; fails at once if the edge
+    /// exits.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let probe =
+            OptionsProbe::new(ACCESS_IP, self.sip).map_err(|e| format!("bind probe: {e}"))?;
+        let mut last = String::from("never tried");
+        let mut sip_ok = false;
+        while Instant::now() < deadline {
+            if let Some(status) = self.guard.try_wait() {
+                return Err(format!(
+                    "edge exited during startup ({status}); last probe: {last}"
+                ));
+            }
+            if !sip_ok {
+                match probe.transaction(Duration::from_millis(100), Duration::from_millis(300)) {
+                    Ok(a) if a.status == 200 => sip_ok = true,
+                    Ok(a) => last = format!("OPTIONS to {} answered {}", self.sip, a.status),
+                    Err(e) => last = e,
+                }
+                continue;
+            }
+            match http::get(self.admin, "/health", Duration::from_secs(1)) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = format!("GET /health on {} answered {}", self.admin, r.status),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("edge not ready within {timeout:?}: {last}"))
     }
 
     /// SIP address (UDP, and TCP when enabled).

@@ -1,5 +1,10 @@
-//! Unique free loopback ports for tests running in parallel threads (and other test processes on
-//! the same machine).
+//! Loopback addresses for the three sides of the edge, and unique free ports for tests running in
+//! parallel threads (and other test processes on the same machine).
+//!
+//! The edge tells the core side from the access side by source IP (a core address's IP, or a
+//! trusted network), so access-side peers must not share the core's IP: phones send from
+//! [`ACCESS_IP`], core peers listen on [`CORE_IP`], the edge on [`EDGE_IP`]. Linux routes all of
+//! 127.0.0.0/8 to the loopback interface, so no setup is needed.
 //!
 //! Candidates come from an atomic counter starting at a PID-derived offset inside 15000..30000
 //! (below Linux's ephemeral range, which starts at 32768, and below the relay's media range), and
@@ -8,12 +13,20 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Where the edge listens.
+pub const EDGE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+/// Where access-side peers (phones: callers, registering UAs) send from.
+pub const ACCESS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Where core-side peers (the core, registrar, fork targets) listen.
+pub const CORE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
 const FIRST: u32 = 15_000;
 const SPAN: u32 = 15_000;
 
 static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// Returns a loopback port on which UDP and TCP are both free at the time of the call.
+/// Returns a port on which UDP and TCP are both free, on each of [`EDGE_IP`], [`ACCESS_IP`] and
+/// [`CORE_IP`], at the time of the call.
 ///
 /// Panics if none is found after scanning the whole span (the machine is out of ports).
 pub fn free_port() -> u16 {
@@ -36,12 +49,14 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
-/// A loopback socket address on a fresh free port.
-pub fn free_addr() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
+/// `ip` with a fresh free port.
+pub fn free_addr(ip: Ipv4Addr) -> SocketAddr {
+    SocketAddr::from((ip, free_port()))
 }
 
 fn is_free(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok()
+    [EDGE_IP, ACCESS_IP, CORE_IP].iter().all(|ip| {
+        let addr = SocketAddr::from((*ip, port));
+        UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok()
+    })
 }

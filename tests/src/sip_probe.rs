@@ -24,9 +24,10 @@ pub struct Answer {
 }
 
 impl OptionsProbe {
-    /// Binds an ephemeral loopback UDP port for talking to `target`.
-    pub fn new(target: SocketAddr) -> std::io::Result<OptionsProbe> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    /// Binds an ephemeral UDP port on `from` (an access-side address, see
+    /// [`crate::ports::ACCESS_IP`]) for talking to `target`.
+    pub fn new(from: Ipv4Addr, target: SocketAddr) -> std::io::Result<OptionsProbe> {
+        let socket = UdpSocket::bind((from, 0))?;
         Ok(OptionsProbe { socket, target })
     }
 
@@ -80,8 +81,8 @@ impl OptionsProbe {
 }
 
 /// Sends OPTIONS every 100 ms until one is answered 200 or `timeout` passes.
-pub fn wait_for_200(target: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let probe = OptionsProbe::new(target).map_err(|e| format!("bind probe: {e}"))?;
+pub fn wait_for_200(from: Ipv4Addr, target: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let probe = OptionsProbe::new(from, target).map_err(|e| format!("bind probe: {e}"))?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("never tried");
     while Instant::now() < deadline {

@@ -45,8 +45,10 @@ pub struct Sipp {
     label: String,
     scenario: Scenario,
     transport: Transport,
+    ip: Ipv4Addr,
     local_port: Option<u16>,
     remote: Option<SocketAddr>,
+    send_to: Option<SocketAddr>,
     calls: u32,
     rate: Option<u32>,
     keys: Vec<(String, String)>,
@@ -63,8 +65,10 @@ impl Sipp {
             label: label.to_string(),
             scenario,
             transport: Transport::Udp,
+            ip: Ipv4Addr::LOCALHOST,
             local_port: None,
             remote: None,
+            send_to: None,
             calls: 1,
             rate: None,
             keys: Vec::new(),
@@ -79,6 +83,13 @@ impl Sipp {
         self
     }
 
+    /// Local IP (`-i`, also the media IP `-mi`); 127.0.0.1 if not set. Edge tests put access-side
+    /// peers on [`crate::ports::ACCESS_IP`] and core-side ones on [`crate::ports::CORE_IP`].
+    pub fn ip(mut self, ip: Ipv4Addr) -> Sipp {
+        self.ip = ip;
+        self
+    }
+
     /// Local SIP port (`-p`); a fresh free port if not set.
     pub fn local_port(mut self, port: u16) -> Sipp {
         self.local_port = Some(port);
@@ -88,6 +99,13 @@ impl Sipp {
     /// Where requests go (the edge, or another SIPp when validating scenarios directly).
     pub fn remote(mut self, addr: SocketAddr) -> Sipp {
         self.remote = Some(addr);
+        self
+    }
+
+    /// Send every message to `addr` (`-rsa`) while `[remote_ip]:[remote_port]` (the
+    /// Request-URI of the scenarios) stay the `remote`: a call to a target through a proxy.
+    pub fn send_to(mut self, addr: SocketAddr) -> Sipp {
+        self.send_to = Some(addr);
         self
     }
 
@@ -146,7 +164,8 @@ impl Sipp {
             Scenario::Builtin(name) => cmd.args(["-sn", name]),
             Scenario::File(path) => cmd.arg("-sf").arg(path),
         };
-        cmd.args(["-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        let ip = self.ip.to_string();
+        cmd.args(["-nostdin", "-i", &ip, "-mi", &ip])
             .args(["-p", &port.to_string(), "-cp", &control_port.to_string()])
             .args(["-t", self.transport.flag()])
             .args(["-m", &self.calls.to_string()])
@@ -161,6 +180,9 @@ impl Sipp {
             .arg("-trace_stat")
             .arg("-stf")
             .arg(&files.stats);
+        if let Some(addr) = self.send_to {
+            cmd.args(["-rsa", &addr.to_string()]);
+        }
         if let Some(rate) = self.rate {
             cmd.args(["-r", &rate.to_string()]);
         }
@@ -187,7 +209,7 @@ impl Sipp {
         let mut run = SippRun {
             guard: ChildGuard::new(&self.label, child),
             label: self.label,
-            local: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            local: SocketAddr::from((self.ip, port)),
             command_line,
             files,
             wait_limit: self.timeout + Duration::from_secs(15),
@@ -225,7 +247,7 @@ pub struct SippRun {
 }
 
 impl SippRun {
-    /// The address SIPp listens on (`127.0.0.1:-p`).
+    /// The address SIPp listens on (`-i`:`-p`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }

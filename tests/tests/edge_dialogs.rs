@@ -4,11 +4,21 @@
 //! forking by recursing on a 3xx (RFC 3261 16.7).
 
 use e2e::edge::{assert_calls_ok, start_or_panic, Edge, EdgeArgs};
-use e2e::ports::free_port;
+use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
 use e2e::sipp::{Scenario, Sipp, SippOutcome, SippRun};
 use e2e::tools::{edge_tools_or_skip, scenario, EdgeTools};
 use e2e::workdir::WorkDir;
 use std::time::Duration;
+
+/// A SIPp peer on the access side (phones).
+fn access(tools: &EdgeTools, label: &str, file: &str) -> Sipp {
+    sipp(tools, label, file).ip(ACCESS_IP)
+}
+
+/// A SIPp peer on the core side (core, registrar, fork targets).
+fn core_peer(tools: &EdgeTools, label: &str, file: &str) -> Sipp {
+    sipp(tools, label, file).ip(CORE_IP)
+}
 
 fn sipp(tools: &EdgeTools, label: &str, file: &str) -> Sipp {
     Sipp::new(&tools.sipp, label, Scenario::File(scenario(file)))
@@ -19,6 +29,7 @@ fn sipp(tools: &EdgeTools, label: &str, file: &str) -> Sipp {
 
 fn builtin(tools: &EdgeTools, label: &str, name: &'static str) -> Sipp {
     Sipp::new(&tools.sipp, label, Scenario::Builtin(name))
+        .ip(CORE_IP)
         .calls(1)
         .timeout(Duration::from_secs(20))
         .trace_msg(true)
@@ -55,11 +66,14 @@ fn register_reaches_registrar_and_200_comes_back() {
         return;
     };
     let dir = WorkDir::new(test);
-    let registrar = spawn(&dir, sipp(&tools, "registrar", "uas_registrar.xml").calls(3));
+    let registrar = spawn(
+        &dir,
+        core_peer(&tools, "registrar", "uas_registrar.xml").calls(3),
+    );
     let mut edge = edge_with_core(&tools, &dir, &registrar, &[]);
     let ua = spawn(
         &dir,
-        sipp(&tools, "ua", "uac_register.xml")
+        access(&tools, "ua", "uac_register.xml")
             .calls(3)
             .rate(10)
             .remote(edge.sip_addr()),
@@ -82,7 +96,7 @@ fn rport_responses_reach_the_real_source_port() {
     let caller_port = free_port();
     let caller = spawn(
         &dir,
-        sipp(&tools, "caller", "uac_rport.xml")
+        access(&tools, "caller", "uac_rport.xml")
             .local_port(caller_port)
             .remote(edge.sip_addr()),
     );
@@ -91,7 +105,7 @@ fn rport_responses_reach_the_real_source_port() {
     let core_trace = trace(&out, "core");
     let invite_via = core_trace
         .lines()
-        .find(|l| l.contains("127.0.0.1:9;"))
+        .find(|l| l.contains(&format!("{ACCESS_IP}:9;")))
         .unwrap_or_else(|| panic!("{test}: core saw no Via with port 9:\n{core_trace}"));
     assert!(
         invite_via.contains(&format!("rport={caller_port}")),
@@ -113,11 +127,11 @@ fn cancel_with_reason_reaches_callee() {
         return;
     };
     let dir = WorkDir::new(test);
-    let callee = spawn(&dir, sipp(&tools, "callee", "uas_cancel.xml"));
+    let callee = spawn(&dir, core_peer(&tools, "callee", "uas_cancel.xml"));
     let mut edge = edge_with_core(&tools, &dir, &callee, &[]);
     let caller = spawn(
         &dir,
-        sipp(&tools, "caller", "uac_cancel.xml").remote(edge.sip_addr()),
+        access(&tools, "caller", "uac_cancel.xml").remote(edge.sip_addr()),
     );
     let out = finish(caller, vec![callee]);
     assert_calls_ok(test, &out, &mut edge);
@@ -132,11 +146,11 @@ fn forking_setup(
     fork2: &str,
     extra: &[&str],
 ) -> (Edge, Vec<SippRun>) {
-    let f1 = spawn(dir, sipp(tools, "fork1", fork1));
-    let f2 = spawn(dir, sipp(tools, "fork2", fork2));
+    let f1 = spawn(dir, core_peer(tools, "fork1", fork1));
+    let f2 = spawn(dir, core_peer(tools, "fork2", fork2));
     let core = spawn(
         dir,
-        sipp(tools, "core", "core_redirect.xml")
+        core_peer(tools, "core", "core_redirect.xml")
             .key("target1", &f1.local_addr().to_string())
             .key("target2", &f2.local_addr().to_string()),
     );
@@ -154,11 +168,34 @@ fn fork_via_3xx_second_target_answers() {
         return;
     };
     let dir = WorkDir::new(test);
-    let (mut edge, servers) =
-        forking_setup(&tools, &dir, "uas_busy.xml", "uas_answer.xml", &[]);
+    let (mut edge, servers) = forking_setup(&tools, &dir, "uas_busy.xml", "uas_answer.xml", &[]);
     let caller = spawn(
         &dir,
-        sipp(&tools, "caller", "uac_call.xml").remote(edge.sip_addr()),
+        access(&tools, "caller", "uac_call.xml").remote(edge.sip_addr()),
+    );
+    let out = finish(caller, servers);
+    assert_calls_ok(test, &out, &mut edge);
+}
+
+/// Same as above with `--forking sequential`: fork1 is tried alone first (486), then fork2
+/// (RFC 3261 16.6: targets in order), which answers.
+#[test]
+fn sequential_fork_via_3xx_second_target_answers() {
+    let test = "sequential_fork_via_3xx_second_target_answers";
+    let Some(tools) = edge_tools_or_skip(test) else {
+        return;
+    };
+    let dir = WorkDir::new(test);
+    let (mut edge, servers) = forking_setup(
+        &tools,
+        &dir,
+        "uas_busy.xml",
+        "uas_answer.xml",
+        &["--forking", "sequential"],
+    );
+    let caller = spawn(
+        &dir,
+        access(&tools, "caller", "uac_call.xml").remote(edge.sip_addr()),
     );
     let out = finish(caller, servers);
     assert_calls_ok(test, &out, &mut edge);
@@ -182,7 +219,7 @@ fn fork_via_3xx_decline_cancels_ringing_target() {
     );
     let caller = spawn(
         &dir,
-        sipp(&tools, "caller", "uac_rejected.xml").remote(edge.sip_addr()),
+        access(&tools, "caller", "uac_rejected.xml").remote(edge.sip_addr()),
     );
     let out = finish(caller, servers);
     assert_calls_ok(test, &out, &mut edge);
@@ -199,15 +236,49 @@ fn redirect_passed_through_when_recursion_disabled() {
     let dir = WorkDir::new(test);
     let core = spawn(
         &dir,
-        sipp(&tools, "core", "core_redirect.xml")
-            .key("target1", "127.0.0.1:9")
-            .key("target2", "127.0.0.1:9"),
+        core_peer(&tools, "core", "core_redirect.xml")
+            .key("target1", "127.0.0.3:9")
+            .key("target2", "127.0.0.3:9"),
     );
     let mut edge = edge_with_core(&tools, &dir, &core, &["--recurse-3xx", "false"]);
     let caller = spawn(
         &dir,
-        sipp(&tools, "caller", "uac_redirected.xml").remote(edge.sip_addr()),
+        access(&tools, "caller", "uac_redirected.xml").remote(edge.sip_addr()),
     );
     let out = finish(caller, vec![core]);
     assert_calls_ok(test, &out, &mut edge);
+}
+
+/// A call from the core side: the core (sending from the `--core` address) calls a user on the
+/// access side; the edge routes it by its Request-URI (the access UA), and the dialog's ACK and
+/// BYE follow Record-Route back through the edge.
+#[test]
+fn core_side_invite_routed_by_request_uri() {
+    let test = "core_side_invite_routed_by_request_uri";
+    let Some(tools) = edge_tools_or_skip(test) else {
+        return;
+    };
+    let dir = WorkDir::new(test);
+    let access_ua = spawn(&dir, access(&tools, "access_ua", "uas_answer.xml"));
+    let core_port = free_port();
+    let core_addr = std::net::SocketAddr::from((CORE_IP, core_port));
+    let args = EdgeArgs {
+        cores: vec![format!("udp:{core_addr}")],
+        ..EdgeArgs::default()
+    };
+    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let core = spawn(
+        &dir,
+        core_peer(&tools, "core", "uac_call.xml")
+            .local_port(core_port)
+            .remote(access_ua.local_addr())
+            .send_to(edge.sip_addr()),
+    );
+    let out = finish(core, vec![access_ua]);
+    assert_calls_ok(test, &out, &mut edge);
+    let ua_trace = trace(&out, "access_ua");
+    assert!(
+        ua_trace.contains("Record-Route:"),
+        "{test}: the INVITE reached the access UA without Record-Route:\n{ua_trace}"
+    );
 }

@@ -4,13 +4,13 @@
 use e2e::edge::{start_or_panic, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::metrics;
-use e2e::ports::free_addr;
+use e2e::ports::{free_addr, ACCESS_IP, CORE_IP};
 use e2e::sip_probe::OptionsProbe;
 use e2e::tools::edge_or_skip;
 use e2e::workdir::WorkDir;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -34,7 +34,7 @@ const PREFIXES: &[&[u8]] = &[
 
 /// Sends `GARBAGE` random datagrams to `target`; returns how many were sent.
 fn flood(target: SocketAddr, seed: u64, stop: &AtomicBool) -> usize {
-    let Ok(socket) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
+    let Ok(socket) = UdpSocket::bind((ACCESS_IP, 0)) else {
         return 0;
     };
     let mut rng = StdRng::seed_from_u64(seed);
@@ -72,7 +72,7 @@ fn garbage_flood_does_not_starve_options() {
     let _serial = heavy_lock();
     let dir = WorkDir::new(test);
     // Nothing listens at the core: nothing in this test should be forwarded successfully.
-    let mut edge = start_or_panic(&edge_bin, &dir, &EdgeArgs::udp_core(free_addr()));
+    let mut edge = start_or_panic(&edge_bin, &dir, &EdgeArgs::udp_core(free_addr(CORE_IP)));
     let target = edge.sip_addr();
     let seed = u64::from(std::process::id()) ^ 0x5eed;
     eprintln!("{test}: garbage seed {seed}");
@@ -83,7 +83,7 @@ fn garbage_flood_does_not_starve_options() {
         thread::spawn(move || flood(target, seed, &stop))
     };
 
-    let probe = OptionsProbe::new(target).unwrap_or_else(|e| panic!("bind probe: {e}"));
+    let probe = OptionsProbe::new(ACCESS_IP, target).unwrap_or_else(|e| panic!("bind probe: {e}"));
     let mut answered_first_try = 0u32;
     let mut transactions = 0u32;
     let mut failures = Vec::new();

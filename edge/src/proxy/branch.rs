@@ -32,18 +32,41 @@ impl BranchGen {
 /// A deterministic branch derived from another (stateless forwarding, §16.11: retransmissions of
 /// the same request must get the same branch).
 pub fn derived(incoming_branch: &[u8], loop_hash: u64) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fnv::default();
     incoming_branch.hash(&mut h);
     format!("{MAGIC}s{:x}.{loop_hash:x}", h.finish())
 }
 
 /// Hash of the routing-relevant fields (§16.6 step 8); the caller feeds them in a fixed order.
+/// FNV-1a: this runs on every request, and needs no DoS resistance (an attacker who makes two
+/// requests collide only makes us answer 482 to its own request).
 pub fn loop_hash<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fnv::default();
     for f in fields {
         f.hash(&mut h);
     }
     h.finish()
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// True when `branch` is one of ours and carries `loop_hash`.

@@ -1,4 +1,14 @@
-//! The stateful proxy core (RFC 3261 §16), sans-IO.
+//! The stateful proxy core (RFC 3261 §16), sans-IO: [`Proxy`] takes received messages, ticks
+//! and transport errors with `now`, and produces transmits.
 pub mod branch;
+pub mod build;
 pub mod context;
+mod core;
+pub mod locals;
 pub mod policy;
+pub mod received;
+
+pub use self::core::Proxy;
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
 //! Static routing policy: which side a request came from and where access-side requests go.
 //!
-//! Sources inside `routing.trusted_networks`, or whose IP is one of the core addresses, are *core
-//! side*; everything else is *access side* (phones). Access-side requests go to the core; the core
+//! Sources inside `routing.trusted_networks`, or whose ip:port is one of the core addresses, are
+//! *core side*; everything else is *access side* (phones). The port matters: on a shared host
+//! (or loopback) phones and the core may share an IP. A TCP flow the edge opened toward the core
+//! has the core's address as its remote, so it classifies as core side too. Access-side requests go to the core; the core
 //! is an ordered list and the first healthy entry wins. An entry that timed out or refused a
 //! connection is skipped for [`DOWN_FOR`] before it is tried again (failover, not load sharing).
 
@@ -35,7 +37,10 @@ impl Policy {
     pub fn side(&self, src: &Source) -> Side {
         let ip = canonical(src.remote.ip());
         let trusted = self.trusted.iter().any(|n| n.contains(&ip))
-            || self.core.iter().any(|(c, _)| canonical(c.addr.ip()) == ip);
+            || self
+                .core
+                .iter()
+                .any(|(c, _)| canonical(c.addr.ip()) == ip && c.addr.port() == src.remote.port());
         if trusted {
             Side::Core
         } else {
@@ -90,9 +95,13 @@ mod tests {
     use crate::transport::Transport;
 
     fn src(ip: &str) -> Source {
+        src_port(ip, 5060)
+    }
+
+    fn src_port(ip: &str, port: u16) -> Source {
         Source {
             transport: Transport::Udp,
-            remote: std::net::SocketAddr::new(ip.parse().unwrap(), 5062),
+            remote: std::net::SocketAddr::new(ip.parse().unwrap(), port),
             local: "127.0.0.1:5060".parse().unwrap(),
             flow: None,
         }
@@ -112,6 +121,9 @@ mod tests {
         assert_eq!(p.side(&src("192.168.7.1")), Side::Core);
         assert_eq!(p.side(&src("::ffff:10.0.0.5")), Side::Core);
         assert_eq!(p.side(&src("10.0.0.6")), Side::Access);
+        // Same IP as the core, other port: a phone on the core's host is still access side.
+        assert_eq!(p.side(&src_port("10.0.0.5", 5062)), Side::Access);
+        assert_eq!(p.side(&src_port("192.168.7.1", 5062)), Side::Core);
     }
 
     #[test]

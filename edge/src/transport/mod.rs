@@ -5,8 +5,8 @@
 //! connection is a *flow* (RFC 5626 §3): responses and requests toward that peer reuse it.
 
 pub mod keepalive;
-// pub mod tcp;
-// pub mod udp;
+pub mod tcp;
+pub mod udp;
 
 pub use config::Transport;
 use std::net::SocketAddr;

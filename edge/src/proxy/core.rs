@@ -1,0 +1,956 @@
+//! [`Proxy`]: the RFC 3261 §16 stateful proxy, sans-IO.
+//!
+//! Input: a received message with its [`Source`] and `now`; or a tick; or a transport error.
+//! Output: [`Transmit`]s collected in the proxy and taken by the shell with
+//! [`Proxy::take_transmits`]. Requests are processed as §16.3–§16.6 say; each forwarded request
+//! runs in a client transaction and its responses are collected by the request's
+//! [`ResponseContext`] (§16.7).
+
+use super::branch::{self, BranchGen};
+use super::build;
+use super::context::{Action, Candidate, ResponseContext};
+use super::locals::Locals;
+use super::policy::{Policy, Side};
+use super::received;
+use crate::metrics::Metrics;
+use crate::sip::{self, HeaderName, Host, Limits, Message, Method, NameAddr, Uri};
+use crate::transaction::{
+    self as tx, ClientKey, Output, RequestMatch, ResponseMatch, ServerKey, TransactionTable,
+    TuEvent, TxId,
+};
+use crate::transport::{Dest, Source, Transmit, Transport};
+use bytes::Bytes;
+use config::{EdgeConfig, ForkingMode};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// One branch of a proxied request.
+struct BranchInfo {
+    /// The request as sent, to build its CANCEL and ACK (parsed again only then).
+    request: Bytes,
+    dest: Dest,
+    tx: Option<TxId>,
+}
+
+/// One proxied request: its server transaction and its response context.
+struct Ctx {
+    rc: ResponseContext,
+    server_tx: TxId,
+    request: Message,
+    src: Source,
+    branches: Vec<BranchInfo>,
+    /// The hop for branches started from the initial target (core, or the next Route).
+    first_hop: Option<Dest>,
+    loop_hash: u64,
+}
+
+pub struct Proxy {
+    cfg: config::ProxyConfig,
+    timer_c: Duration,
+    max_transactions: usize,
+    limits: Limits,
+    locals: Locals,
+    /// Our Via sent-by strings, for the loop check's fast path.
+    sent_by: Vec<String>,
+    policy: Policy,
+    txs: TransactionTable<Dest>,
+    branches: BranchGen,
+    contexts: HashMap<u64, Ctx>,
+    next_ctx: u64,
+    server_ctx: HashMap<TxId, u64>,
+    client_ctx: HashMap<TxId, (u64, usize)>,
+    timer_c_heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    tag_seed: u64,
+    out: Vec<Transmit>,
+    txout: Vec<Output<Dest>>,
+    metrics: Metrics,
+    absorbed_seen: u64,
+}
+
+impl Proxy {
+    pub fn new(
+        cfg: &EdgeConfig,
+        listen: Vec<(Transport, SocketAddr)>,
+        metrics: Metrics,
+        _now: Instant,
+    ) -> Self {
+        let seed = rand::random::<u64>();
+        Proxy {
+            cfg: cfg.proxy.clone(),
+            timer_c: Duration::from_secs(cfg.timers.timer_c_s),
+            max_transactions: cfg.limits.max_transactions,
+            limits: Limits {
+                max_message_bytes: cfg.limits.max_message_bytes,
+                max_headers: cfg.limits.max_headers,
+            },
+            sent_by: listen.iter().map(|(_, a)| locals_hp(a, cfg)).collect(),
+            locals: Locals::new(listen, cfg.sip.advertise.clone()),
+            policy: Policy::new(&cfg.routing),
+            txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
+            branches: BranchGen::new(seed),
+            contexts: HashMap::new(),
+            next_ctx: 0,
+            server_ctx: HashMap::new(),
+            client_ctx: HashMap::new(),
+            timer_c_heap: BinaryHeap::new(),
+            tag_seed: seed.rotate_left(17),
+            out: Vec::new(),
+            txout: Vec::new(),
+            metrics,
+            absorbed_seen: 0,
+        }
+    }
+
+    /// What to send, in order.
+    pub fn take_transmits(&mut self) -> Vec<Transmit> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Live transactions (for the gauge and the limit).
+    pub fn transactions(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn on_message(&mut self, data: Bytes, src: Source, now: Instant) {
+        match sip::parse(data, &self.limits) {
+            Ok(msg) if msg.is_request() => self.on_request(msg, src, now),
+            Ok(msg) => self.on_response(msg, now),
+            Err(e) => {
+                let kind = match e.kind {
+                    sip::ParseErrorKind::TooLarge => "oversize",
+                    _ if e.partial().is_some_and(|m| !m.is_request()) => "response",
+                    _ if e.can_respond() => "request",
+                    _ => "unparseable",
+                };
+                self.metrics.parse_error(kind);
+                if let Some(resp) = e.response(None, Some(&self.local_tag())) {
+                    self.metrics.response(e.status_code(), "out");
+                    self.send(Dest::back_to(&src), resp);
+                }
+            }
+        }
+        self.after_event();
+    }
+
+    pub fn on_tick(&mut self, now: Instant) {
+        let mut outs = std::mem::take(&mut self.txout);
+        self.txs.poll(now, &mut outs);
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+        while let Some(Reverse((at, ctx, b))) = self.timer_c_heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timer_c_heap.pop();
+            let acts = match self.contexts.get_mut(&ctx) {
+                Some(c) => c.rc.on_timer_c(b),
+                None => continue,
+            };
+            self.apply(ctx, acts, now);
+        }
+        self.after_event();
+    }
+
+    /// The shell could not deliver to `dest` (TCP connect failed): every client transaction
+    /// toward it fails (§17.1.4).
+    pub fn on_transport_error(&mut self, dest: Dest, now: Instant) {
+        self.policy.mark_down(&dest, now);
+        let victims: Vec<TxId> = self
+            .client_ctx
+            .keys()
+            .copied()
+            .filter(|t| self.txs.dest(*t).is_some_and(|d| d.addr == dest.addr))
+            .collect();
+        let mut outs = std::mem::take(&mut self.txout);
+        for t in victims {
+            self.txs.on_transport_error(t, &mut outs);
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+        self.after_event();
+    }
+
+    fn after_event(&mut self) {
+        self.metrics.transactions_active.set(self.txs.len() as i64);
+        let absorbed = self.txs.stats().absorbed;
+        self.metrics
+            .absorbed
+            .inc_by(absorbed.saturating_sub(self.absorbed_seen));
+        self.absorbed_seen = absorbed;
+    }
+
+    fn local_tag(&mut self) -> String {
+        self.tag_seed = self
+            .tag_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1);
+        format!("{:x}", self.tag_seed >> 16)
+    }
+
+    fn send(&mut self, dest: Dest, bytes: Bytes) {
+        self.out.push(Transmit { dest, bytes });
+    }
+
+    /// A response generated here, sent statelessly to the request's source.
+    fn reply_stateless(&mut self, req: &Message, src: &Source, code: u16, reason: &str) {
+        let tag = self.local_tag();
+        let resp = sip::response_to(req, code, reason, Some(&tag), &[]);
+        self.metrics.response(code, "out");
+        self.send(Dest::back_to(src), resp);
+    }
+
+    // ---- requests (§16.3 – §16.6) ----
+
+    fn on_request(&mut self, msg: Message, src: Source, now: Instant) {
+        let method = msg.method().cloned().unwrap_or(Method::Other("".into()));
+        self.metrics.request(method.as_str(), "in");
+        if let Err(e) = msg.validate_request() {
+            self.metrics.parse_error("request");
+            if let Some(resp) = e.response(Some(&msg), Some(&self.local_tag())) {
+                self.metrics.response(e.status_code(), "out");
+                self.send(Dest::back_to(&src), resp);
+            }
+            return;
+        }
+        let Some(key) = server_key(&msg, &method) else {
+            self.metrics.parse_error("request");
+            return;
+        };
+        let mut outs = std::mem::take(&mut self.txout);
+        let matched = self.txs.on_request(&key, now, &mut outs);
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+        match (matched, &method) {
+            (RequestMatch::Absorbed(_), _) => {}
+            (_, Method::Ack) => self.forward_stateless(msg, src, now),
+            (RequestMatch::AckToTu(_), _) => {}
+            (RequestMatch::NoMatch, Method::Cancel) => self.on_cancel(msg, key, src, now),
+            (RequestMatch::NoMatch, _) => self.on_new_request(msg, method, key, src, now),
+        }
+    }
+
+    /// §16.3 checks shared by stateful and stateless forwarding. Returns the error response.
+    fn check(&self, msg: &Message, loop_hash: u64) -> Option<(u16, &'static str)> {
+        match msg.max_forwards() {
+            Ok(Some(0)) => return Some((483, "Too Many Hops")),
+            Err(_) => return Some((400, "Bad Request (invalid Max-Forwards)")),
+            _ => {}
+        }
+        // §16.3 step 4: a Via of ours carrying this request's hash means a loop. Only Vias
+        // that mention one of our sent-by strings are parsed.
+        let mentions_us = |raw: &[u8]| {
+            self.sent_by
+                .iter()
+                .any(|s| memchr::memmem::find(raw, s.as_bytes()).is_some())
+        };
+        let looped = msg
+            .values(HeaderName::Via)
+            .filter(|raw| mentions_us(raw))
+            .filter_map(|raw| sip::Via::parse(raw).ok())
+            .any(|v| {
+                v.branch.is_some_and(|b| branch::is_loop(b, loop_hash))
+                    && Host::parse(v.host)
+                        .is_some_and(|h| self.locals.is_us(&h, v.sent_by_port_or_default()))
+            });
+        if looped {
+            return Some((482, "Loop Detected"));
+        }
+        None
+    }
+
+    fn on_new_request(
+        &mut self,
+        msg: Message,
+        method: Method,
+        key: ServerKey,
+        src: Source,
+        now: Instant,
+    ) {
+        if self.txs.len() >= self.max_transactions {
+            self.reply_stateless(&msg, &src, 503, "Service Unavailable (transaction limit)");
+            return;
+        }
+        let Ok(server_tx) =
+            self.txs
+                .create_server(key, Dest::back_to(&src), src.transport == Transport::Tcp)
+        else {
+            return;
+        };
+        if method == Method::Invite {
+            let trying = sip::response_to(&msg, 100, "Trying", None, &[]);
+            self.respond(server_tx, 100, trying, now);
+        }
+        let loop_hash = loop_hash(&msg);
+        if self.is_for_us(&msg) && method == Method::Options {
+            self.respond_local(server_tx, &msg, 200, "OK", now);
+            return;
+        }
+        if let Some((code, reason)) = self.check(&msg, loop_hash) {
+            self.respond_local(server_tx, &msg, code, reason, now);
+            return;
+        }
+        if let Some(pr) = msg.header(HeaderName::ProxyRequire) {
+            // §16.3 step 5: we support no extension a proxy must understand.
+            let tag = self.local_tag();
+            let resp = sip::response_to(
+                &msg,
+                420,
+                "Bad Extension",
+                Some(&tag),
+                &[("Unsupported", pr)],
+            );
+            self.metrics.response(420, "out");
+            self.respond(server_tx, 420, resp, now);
+            return;
+        }
+        let side = self.policy.side(&src);
+        let route = match self.route(&msg, side, now) {
+            Ok(r) => r,
+            Err((code, reason)) => {
+                self.respond_local(server_tx, &msg, code, reason, now);
+                return;
+            }
+        };
+        let invite = method == Method::Invite;
+        let sequential = self.cfg.forking == ForkingMode::Sequential;
+        let (rc, acts) = ResponseContext::new(
+            invite,
+            vec![route.target],
+            sequential,
+            self.cfg.max_redirects,
+        );
+        let id = self.next_ctx;
+        self.next_ctx += 1;
+        self.server_ctx.insert(server_tx, id);
+        self.contexts.insert(
+            id,
+            Ctx {
+                rc,
+                server_tx,
+                request: msg,
+                src,
+
+                branches: Vec::new(),
+                first_hop: Some(route.hop),
+                loop_hash,
+            },
+        );
+        self.apply(id, acts, now);
+    }
+
+    /// OPTIONS (keepalive pings) addressed to the edge itself: Request-URI is ours, no user part.
+    fn is_for_us(&self, msg: &Message) -> bool {
+        msg.header(HeaderName::Route).is_none()
+            && msg
+                .request_uri()
+                .and_then(|r| Uri::parse(r).ok())
+                .is_some_and(|u| u.user.is_none() && self.locals.is_us_uri(&u))
+    }
+
+    /// §16.4 Route processing and the routing policy: the target (Request-URI to forward with)
+    /// and the next hop.
+    fn route(&self, msg: &Message, side: Side, now: Instant) -> Result<Route, (u16, &'static str)> {
+        let ruri = msg.request_uri().unwrap_or_default();
+        let mut routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
+        let mut target = Bytes::copy_from_slice(ruri);
+        let ruri_is_us = Uri::parse(ruri).is_ok_and(|u| self.locals.is_us_uri(&u));
+        // Strict-router compatibility (§16.4): the previous hop put our RR URI in the
+        // Request-URI and the real one at the end of the Route set.
+        if ruri_is_us && !routes.is_empty() {
+            if let Some(last) = routes.pop() {
+                if let Ok(na) = NameAddr::parse(last) {
+                    target = Bytes::copy_from_slice(na.uri_raw);
+                }
+            }
+        }
+        // Loose routing: our own Route entries (two of them after double Record-Route).
+        while let Some(first) = routes.first() {
+            let ours = NameAddr::parse(first)
+                .ok()
+                .and_then(|na| na.uri().ok())
+                .is_some_and(|u| self.locals.is_us_uri(&u));
+            if !ours {
+                break;
+            }
+            routes.remove(0);
+        }
+        let remaining = routes.len();
+        let hop = if let Some(first) = routes.first() {
+            let uri = NameAddr::parse(first)
+                .ok()
+                .and_then(|na| na.uri().ok())
+                .ok_or((400, "Bad Request (invalid Route)"))?;
+            dest_for(&uri).ok_or((404, "Not Found (unroutable Route)"))?
+        } else if side == Side::Access {
+            self.policy
+                .core_dest(now)
+                .ok_or((503, "Service Unavailable (no core)"))?
+        } else {
+            let uri =
+                Uri::parse(&target).map_err(|_| (400, "Bad Request (invalid Request-URI)"))?;
+            if self.locals.is_us_uri(&uri) {
+                return Err((404, "Not Found"));
+            }
+            dest_for(&uri).ok_or((404, "Not Found (unresolvable Request-URI)"))?
+        };
+        Ok(Route {
+            target,
+            hop,
+            routes_left: remaining,
+        })
+    }
+
+    /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
+    /// matches nothing (§16.10).
+    fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
+        let lh = loop_hash(&msg);
+        if self.check(&msg, lh).is_some() {
+            self.metrics.drop("stateless_check");
+            return;
+        }
+        let side = self.policy.side(&src);
+        let Ok(route) = self.route(&msg, side, now) else {
+            self.metrics.drop("no_route");
+            return;
+        };
+        let incoming = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch)
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec();
+        let br = branch::derived(&incoming, lh);
+        if let Some(bytes) = self.forwarded(&msg, &src, &route.target, route.hop, &br, false) {
+            if let Some(m) = msg.method() {
+                self.metrics.request(m.as_str(), "out");
+            }
+            self.send(route.hop, bytes);
+        }
+    }
+
+    /// The forwarded copy (§16.6 steps 1–8): Request-URI, Max-Forwards, Route, Record-Route,
+    /// received/rport on the previous Via, then our Via.
+    fn forwarded(
+        &self,
+        msg: &Message,
+        src: &Source,
+        target: &[u8],
+        hop: Dest,
+        branch: &str,
+        record_route: bool,
+    ) -> Option<Bytes> {
+        let mut e = sip::Edit::new(msg);
+        let ruri = msg.request_uri()?;
+        let out_local = self.locals.for_dest(hop.transport, hop.addr)?;
+        let out_hp = self.locals.host_port(out_local);
+        // Route: drop ours (and for strict routers, the last entry that became the R-URI).
+        let ruri_is_us = Uri::parse(ruri).is_ok_and(|u| self.locals.is_us_uri(&u));
+        let route_count = msg.values(HeaderName::Route).count();
+        let mut drop_routes = 0;
+        for r in msg.values(HeaderName::Route) {
+            let ours = NameAddr::parse(r)
+                .ok()
+                .and_then(|na| na.uri().ok())
+                .is_some_and(|u| self.locals.is_us_uri(&u));
+            if !ours {
+                break;
+            }
+            drop_routes += 1;
+        }
+        let strict = ruri_is_us && route_count > 0;
+        if strict {
+            // Rebuild the Route set without its last entry.
+            let keep: Vec<Vec<u8>> = msg
+                .values(HeaderName::Route)
+                .skip(drop_routes)
+                .take(route_count.saturating_sub(drop_routes + 1))
+                .map(|v| v.to_vec())
+                .collect();
+            e.remove_all(HeaderName::Route);
+            for v in keep.iter().rev() {
+                e.prepend(HeaderName::Route, v);
+            }
+        } else {
+            for _ in 0..drop_routes {
+                e.remove_first_value(HeaderName::Route);
+            }
+        }
+        if target != ruri {
+            e.set_request_uri(target);
+        }
+        let mf = match msg.max_forwards() {
+            Ok(Some(n)) => n.saturating_sub(1),
+            _ => self.cfg.default_max_forwards,
+        };
+        e.set_max_forwards(mf);
+        if record_route {
+            let in_hp = self.locals.host_port(src.local);
+            // Double Record-Route when the two sides use different transports or interfaces,
+            // so each side sees an address it can reach (RFC 5658).
+            if in_hp != out_hp || src.transport != hop.transport {
+                e.prepend(
+                    HeaderName::RecordRoute,
+                    build::record_route(src.transport, &in_hp).as_bytes(),
+                );
+            }
+            e.prepend(
+                HeaderName::RecordRoute,
+                build::record_route(hop.transport, &out_hp).as_bytes(),
+            );
+        }
+        let top = msg.values(HeaderName::Via).next()?;
+        let via = msg.top_via().ok()?;
+        if let Some(stamped) = received::stamp(top, &via, src.remote) {
+            e.replace_first_value(HeaderName::Via, &stamped);
+        }
+        e.prepend(
+            HeaderName::Via,
+            build::via(hop.transport, &out_hp, branch).as_bytes(),
+        );
+        Some(e.finish())
+    }
+
+    fn on_cancel(&mut self, msg: Message, key: ServerKey, src: Source, now: Instant) {
+        let Some(invite_tx) = self.txs.find_cancelled_invite(&key) else {
+            // §16.10: no matching transaction, forward statelessly.
+            self.forward_stateless(msg, src, now);
+            return;
+        };
+        // The CANCEL's own transaction, answered 200 at once (§16.10).
+        if let Ok(cancel_tx) =
+            self.txs
+                .create_server(key, Dest::back_to(&src), src.transport == Transport::Tcp)
+        {
+            self.respond_local(cancel_tx, &msg, 200, "OK", now);
+        }
+        let Some(&id) = self.server_ctx.get(&invite_tx) else {
+            return;
+        };
+        let reason = msg.header(HeaderName::Reason).map(Bytes::copy_from_slice);
+        let acts = match self.contexts.get_mut(&id) {
+            Some(c) => c.rc.on_cancel(reason),
+            None => return,
+        };
+        self.apply(id, acts, now);
+    }
+
+    /// Send a response generated here through a server transaction.
+    fn respond_local(&mut self, tx: TxId, req: &Message, code: u16, reason: &str, now: Instant) {
+        let tag = self.local_tag();
+        let mut extra: Vec<(&str, &[u8])> = Vec::new();
+        if code == 200 && req.method() == Some(&Method::Options) {
+            extra.push((
+                "Allow",
+                b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE",
+            ));
+            extra.push(("Accept", b"application/sdp"));
+        }
+        let resp = sip::response_to(req, code, reason, Some(&tag), &extra);
+        self.respond(tx, code, resp, now);
+    }
+
+    fn respond(&mut self, tx: TxId, code: u16, bytes: Bytes, now: Instant) {
+        let mut outs = std::mem::take(&mut self.txout);
+        if self
+            .txs
+            .send_response(tx, code, bytes, now, &mut outs)
+            .is_ok()
+            && code > 100
+        {
+            self.metrics.response(code, "out");
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+    }
+
+    // ---- branches and the response context ----
+
+    fn apply(&mut self, id: u64, acts: Vec<Action>, now: Instant) {
+        for act in acts {
+            match act {
+                Action::Forward(bytes) => {
+                    let Some(tx) = self.contexts.get(&id).map(|c| c.server_tx) else {
+                        continue;
+                    };
+                    let code = status_of(&bytes);
+                    self.respond(tx, code, bytes, now);
+                }
+                Action::Final(cand) => self.send_final(id, cand, now),
+                Action::Cancel(b, reason) => self.cancel_branch(id, b, reason.header(), now),
+                Action::Start(target) => self.start_branch(id, target, now),
+            }
+        }
+        self.reap(id);
+    }
+
+    fn send_final(&mut self, id: u64, cand: Candidate, now: Instant) {
+        let Some(ctx) = self.contexts.get(&id) else {
+            return;
+        };
+        let tx = ctx.server_tx;
+        match cand {
+            Candidate::Received { status: 503, msg } => {
+                // §16.7 step 6: a 503 from downstream is not passed on as 503 (it would make
+                // the previous hop think *we* are overloaded).
+                let bytes = replace_status(&msg, 500, "Server Internal Error");
+                self.respond(tx, 500, bytes, now);
+            }
+            Candidate::Received { status, msg } => self.respond(tx, status, msg, now),
+            Candidate::Local { status, reason } => {
+                let req = ctx.request.clone();
+                self.respond_local(tx, &req, status, reason, now);
+            }
+        }
+    }
+
+    fn start_branch(&mut self, id: u64, target: Bytes, now: Instant) {
+        let Some(ctx) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        let b = ctx.rc.branch_started();
+        // The first target goes to the hop chosen by routing; recursion targets to their URI.
+        let hop = ctx
+            .first_hop
+            .take()
+            .or_else(|| Uri::parse(&target).ok().and_then(|u| dest_for(&u)));
+        let record_route = self.cfg.record_route
+            && ctx.request.to().ok().is_some_and(|t| t.tag().is_none())
+            && is_dialog_forming(ctx.request.method());
+        let fail = |this: &mut Self, code, reason| {
+            let acts = match this.contexts.get_mut(&id) {
+                Some(c) => c.rc.on_final(
+                    b,
+                    Candidate::Local {
+                        status: code,
+                        reason,
+                    },
+                    Vec::new(),
+                ),
+                None => return,
+            };
+            this.apply(id, acts, now);
+        };
+        let Some(hop) = hop else {
+            return fail(self, 404, "Not Found (unresolvable target)");
+        };
+        let br = self.branches.next(ctx.loop_hash);
+        let bytes = {
+            let ctx = &self.contexts[&id];
+            self.forwarded(&ctx.request, &ctx.src, &target, hop, &br, record_route)
+        };
+        let Some(bytes) = bytes else {
+            return fail(self, 500, "Server Internal Error (cannot forward)");
+        };
+        let method = self.contexts[&id]
+            .request
+            .method()
+            .cloned()
+            .unwrap_or(Method::Invite);
+        let key = ClientKey::new(&br, tx_method(&method));
+        let mut outs = std::mem::take(&mut self.txout);
+        let bytes_sent = bytes.clone();
+        let created = self
+            .txs
+            .create_client(key, bytes, hop, hop.is_reliable(), now, &mut outs);
+        let ctx = self.contexts.get_mut(&id).expect("context checked above");
+        ctx.branches.push(BranchInfo {
+            request: bytes_sent,
+            dest: hop,
+            tx: created.as_ref().ok().copied(),
+        });
+        if let Ok(t) = created {
+            self.client_ctx.insert(t, (id, b));
+            self.metrics.request(method.as_str(), "out");
+            if method == Method::Invite {
+                self.timer_c_heap.push(Reverse((now + self.timer_c, id, b)));
+            }
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+    }
+
+    fn cancel_branch(&mut self, id: u64, b: usize, reason: Option<Bytes>, now: Instant) {
+        let Some(info) = self.contexts.get(&id).and_then(|c| c.branches.get(b)) else {
+            return;
+        };
+        let Ok(sent) = sip::parse(info.request.clone(), &self.limits) else {
+            return;
+        };
+        let Some(bytes) = build::cancel(&sent, reason.as_deref()) else {
+            return;
+        };
+        let dest = info.dest;
+        let Some(br) = sent
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let mut outs = std::mem::take(&mut self.txout);
+        let key = ClientKey::new(&br, tx::Method::Cancel);
+        if self
+            .txs
+            .create_client(key, bytes, dest, dest.is_reliable(), now, &mut outs)
+            .is_ok()
+        {
+            self.metrics.request("CANCEL", "out");
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+    }
+
+    /// Drop a context once its search is over and its server transaction is gone.
+    fn reap(&mut self, id: u64) {
+        let Some(ctx) = self.contexts.get(&id) else {
+            return;
+        };
+        let server_alive = self.txs.server_state(ctx.server_tx).is_some();
+        if !server_alive && (ctx.rc.final_sent || ctx.rc.is_finished()) {
+            let ctx = self.contexts.remove(&id).expect("present");
+            self.server_ctx.remove(&ctx.server_tx);
+            for b in ctx.branches {
+                if let Some(t) = b.tx {
+                    self.client_ctx.remove(&t);
+                }
+            }
+        }
+    }
+
+    // ---- responses (§16.7) ----
+
+    fn on_response(&mut self, msg: Message, now: Instant) {
+        let status = msg.status().unwrap_or(0);
+        self.metrics.response(status, "in");
+        let (Ok(via), Ok(cseq)) = (msg.top_via(), msg.cseq()) else {
+            self.metrics.parse_error("response");
+            return;
+        };
+        let Some(br) = via.branch else {
+            self.metrics.drop("stray_response");
+            return;
+        };
+        let key = ClientKey::new(br, tx_method(&cseq.method));
+        let Some(client) = self.txs.find_client(&key) else {
+            // RFC 6026: a response matching no transaction is not forwarded.
+            self.metrics.drop("stray_response");
+            return;
+        };
+        let owner = self.client_ctx.get(&client).copied();
+        if let Some(d) = self.txs.dest(client).copied() {
+            self.policy.mark_up(&d);
+        }
+        let ack = owner.and_then(|(id, b)| {
+            let req = &self.contexts.get(&id)?.branches.get(b)?.request;
+            Some((
+                req.clone(),
+                msg.header(HeaderName::To).map(Bytes::copy_from_slice)?,
+            ))
+        });
+        let mut outs = std::mem::take(&mut self.txout);
+        let limits = &self.limits;
+        let m = self.txs.on_response(&key, status, now, &mut outs, || {
+            let (req, to) = ack?;
+            build::ack(&sip::parse(req, limits).ok()?, &to)
+        });
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+        let ResponseMatch::ToTu(_) = m else {
+            return;
+        };
+        let Some((id, b)) = owner else {
+            return; // e.g. the 200 for a CANCEL we sent: ends here (§16.10)
+        };
+        // §16.7 step 3: remove our Via.
+        let mut e = sip::Edit::new(&msg);
+        e.remove_first_value(HeaderName::Via);
+        let upstream = e.finish();
+        let acts = {
+            let Some(ctx) = self.contexts.get_mut(&id) else {
+                return;
+            };
+            if status < 200 {
+                ctx.rc.on_provisional(b, status, upstream)
+            } else {
+                let contacts = if (300..400).contains(&status) {
+                    msg.values(HeaderName::Contact)
+                        .filter_map(|v| NameAddr::parse(v).ok())
+                        .map(|na| Bytes::copy_from_slice(na.uri_raw))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                ctx.rc.on_final(
+                    b,
+                    Candidate::Received {
+                        status,
+                        msg: upstream,
+                    },
+                    contacts,
+                )
+            }
+        };
+        self.apply(id, acts, now);
+    }
+
+    // ---- transaction layer outputs ----
+
+    fn handle_tx_outputs(&mut self, outs: &mut Vec<Output<Dest>>, now: Instant) {
+        // Outputs can produce more outputs (a timeout starts the next branch): loop.
+        while !outs.is_empty() {
+            let batch: Vec<Output<Dest>> = std::mem::take(outs);
+            for o in batch {
+                match o {
+                    Output::Transmit(t) => {
+                        if t.retransmission {
+                            self.metrics.retransmissions.inc();
+                        }
+                        self.out.push(Transmit {
+                            dest: t.dest,
+                            bytes: t.bytes,
+                        });
+                    }
+                    Output::Tu(TuEvent::Timeout { tx, .. }) => {
+                        self.branch_failed(tx, 408, "Request Timeout", now, outs)
+                    }
+                    Output::Tu(TuEvent::TransportError { tx }) => {
+                        self.branch_failed(tx, 503, "Service Unavailable", now, outs)
+                    }
+                    Output::Terminated(tx) => {
+                        if let Some(id) = self.server_ctx.get(&tx).copied() {
+                            self.reap(id);
+                        }
+                        self.client_ctx.remove(&tx);
+                    }
+                }
+            }
+        }
+    }
+
+    fn branch_failed(
+        &mut self,
+        tx: TxId,
+        code: u16,
+        reason: &'static str,
+        now: Instant,
+        _outs: &mut Vec<Output<Dest>>,
+    ) {
+        let Some((id, b)) = self.client_ctx.get(&tx).copied() else {
+            return;
+        };
+        if let Some(d) = self
+            .contexts
+            .get(&id)
+            .and_then(|c| c.branches.get(b))
+            .map(|i| i.dest)
+        {
+            self.policy.mark_down(&d, now);
+        }
+        let acts = match self.contexts.get_mut(&id) {
+            Some(c) => c.rc.on_final(
+                b,
+                Candidate::Local {
+                    status: code,
+                    reason,
+                },
+                Vec::new(),
+            ),
+            None => return,
+        };
+        self.apply(id, acts, now);
+    }
+}
+
+struct Route {
+    target: Bytes,
+    hop: Dest,
+    #[allow(dead_code)]
+    routes_left: usize,
+}
+
+fn server_key(msg: &Message, method: &Method) -> Option<ServerKey> {
+    let via = msg.top_via().ok()?;
+    let sent_by = match via.port {
+        Some(p) => format!("{}:{p}", via.host),
+        None => via.host.to_string(),
+    };
+    Some(ServerKey::new(
+        via.branch.unwrap_or(""),
+        &sent_by,
+        tx_method(method),
+    ))
+}
+
+fn locals_hp(a: &SocketAddr, cfg: &EdgeConfig) -> String {
+    Locals::new(Vec::new(), cfg.sip.advertise.clone()).host_port(*a)
+}
+
+fn tx_method(m: &Method) -> tx::Method {
+    match m {
+        Method::Invite => tx::Method::Invite,
+        Method::Ack => tx::Method::Ack,
+        Method::Cancel => tx::Method::Cancel,
+        other => tx::Method::Other(other.as_str().into()),
+    }
+}
+
+/// §16.6 step 8 fields.
+fn loop_hash(msg: &Message) -> u64 {
+    let from_tag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("");
+    let to_tag = msg.to().ok().and_then(|t| t.tag()).unwrap_or("");
+    let fixed = [
+        msg.request_uri().unwrap_or_default(),
+        msg.call_id().unwrap_or_default(),
+        from_tag.as_bytes(),
+        to_tag.as_bytes(),
+        msg.header(HeaderName::CSeq).unwrap_or_default(),
+        msg.header(HeaderName::ProxyRequire).unwrap_or_default(),
+    ];
+    branch::loop_hash(fixed.into_iter().chain(msg.values(HeaderName::Route)))
+}
+
+fn is_dialog_forming(m: Option<&Method>) -> bool {
+    matches!(
+        m,
+        Some(Method::Invite | Method::Subscribe | Method::Refer | Method::Notify)
+    )
+}
+
+/// Next hop for a URI: IP hosts only (DNS resolution, RFC 3263, is the registrar issue's).
+fn dest_for(uri: &Uri<'_>) -> Option<Dest> {
+    let ip = match uri.host {
+        Host::V4(a) => IpAddr::V4(a),
+        Host::V6(a) => IpAddr::V6(a),
+        Host::Domain(_) => return None,
+    };
+    let transport = match uri.transport_kind() {
+        None | Some(sip::Transport::Udp) => Transport::Udp,
+        Some(sip::Transport::Tcp) => Transport::Tcp,
+        Some(_) => return None,
+    };
+    Some(Dest {
+        transport,
+        addr: SocketAddr::new(ip, uri.port_or_default()),
+        flow: None,
+    })
+}
+
+fn status_of(resp: &[u8]) -> u16 {
+    resp.get(8..11)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The same response with another status line.
+fn replace_status(resp: &[u8], code: u16, reason: &str) -> Bytes {
+    let rest = memchr::memmem::find(resp, b"\r\n").map_or(&resp[..0], |i| &resp[i..]);
+    let mut out = Vec::with_capacity(resp.len());
+    out.extend_from_slice(format!("SIP/2.0 {code} {reason}").as_bytes());
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}

@@ -1,0 +1,458 @@
+//! The proxy core driven through simulated exchanges: no sockets, time injected.
+
+use super::Proxy;
+use crate::metrics::Metrics;
+use crate::sip::{self, HeaderName, Limits, Message};
+use crate::transport::{Dest, Source, Transmit, Transport};
+use bytes::Bytes;
+use config::EdgeConfig;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const EDGE: &str = "127.0.0.1:5060";
+const CORE: &str = "10.0.0.5:5060";
+const PHONE: &str = "192.0.2.10:40000";
+
+fn limits() -> Limits {
+    Limits {
+        max_message_bytes: 65535,
+        max_headers: 128,
+    }
+}
+
+fn parse(b: &[u8]) -> Message {
+    sip::parse(Bytes::copy_from_slice(b), &limits()).expect("test message parses")
+}
+
+struct Harness {
+    proxy: Proxy,
+    now: Instant,
+    metrics: Metrics,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(f: impl FnOnce(&mut EdgeConfig)) -> Self {
+        let mut cfg = EdgeConfig::default();
+        cfg.routing.core = vec![CORE.to_string()];
+        f(&mut cfg);
+        let metrics = Metrics::new();
+        let now = Instant::now();
+        let proxy = Proxy::new(
+            &cfg,
+            vec![(Transport::Udp, EDGE.parse().unwrap())],
+            metrics.clone(),
+            now,
+        );
+        Harness {
+            proxy,
+            now,
+            metrics,
+        }
+    }
+
+    fn recv(&mut self, from: &str, msg: &[u8]) -> Vec<Transmit> {
+        let src = Source {
+            transport: Transport::Udp,
+            remote: from.parse().unwrap(),
+            local: EDGE.parse().unwrap(),
+            flow: None,
+        };
+        self.proxy
+            .on_message(Bytes::copy_from_slice(msg), src, self.now);
+        self.proxy.take_transmits()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Transmit> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while self.now < end {
+            self.now += Duration::from_millis(100);
+            self.proxy.on_tick(self.now);
+            out.extend(self.proxy.take_transmits());
+        }
+        out
+    }
+}
+
+fn invite(ruri: &str, branch: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "INVITE {ruri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: {branch}@phone\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@10.1.1.1:5062>\r\n\
+{extra}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A response to `req` as the next hop would send it (all Vias, To tag, optional extras).
+fn answer(req: &[u8], code: u16, tag: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    sip::response_to(&parse(req), code, "X", Some(tag), extra).to_vec()
+}
+
+fn only_to<'a>(out: &'a [Transmit], to: &str) -> Vec<&'a Transmit> {
+    let addr: SocketAddr = to.parse().unwrap();
+    out.iter().filter(|t| t.dest.addr == addr).collect()
+}
+
+fn status(t: &Transmit) -> u16 {
+    parse(&t.bytes).status().unwrap_or(0)
+}
+
+fn requests<'a>(out: &'a [Transmit], method: &str) -> Vec<&'a Transmit> {
+    out.iter()
+        .filter(|t| t.bytes.starts_with(format!("{method} ").as_bytes()))
+        .collect()
+}
+
+#[test]
+fn access_invite_goes_to_core_with_via_rr_and_nat_stamp() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKp1", ""));
+    let trying = only_to(&out, PHONE);
+    assert_eq!(trying.len(), 1);
+    assert_eq!(status(trying[0]), 100);
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1);
+    let m = parse(&fwd[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:bob@example.com");
+    assert_eq!(m.max_forwards().unwrap(), Some(69));
+    let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].host, "127.0.0.1");
+    assert!(vias[0].branch.unwrap().starts_with("z9hG4bK"));
+    // RFC 3581: the phone's real source recorded on its Via.
+    assert_eq!(vias[1].received, Some("192.0.2.10"));
+    assert_eq!(vias[1].rport, Some(Some(40000)));
+    assert_eq!(
+        m.header(HeaderName::RecordRoute).unwrap(),
+        b"<sip:127.0.0.1:5060;lr>"
+    );
+    // Unchanged headers are re-emitted byte for byte.
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        b"<sip:alice@10.1.1.1:5062>"
+    );
+}
+
+#[test]
+fn responses_return_to_the_real_source_without_our_via() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKp2", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&fwd, 180, "b1", &[]));
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 180);
+    let m = parse(&up[0].bytes);
+    assert_eq!(m.vias().count(), 1);
+    assert_eq!(m.top_via().unwrap().branch, Some("z9hG4bKp2"));
+    let out = h.recv(CORE, &answer(&fwd, 200, "b1", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 200);
+    // A retransmitted 200 (RFC 6026 Accepted) is forwarded again, not dropped.
+    let out = h.recv(CORE, &answer(&fwd, 200, "b1", &[]));
+    assert_eq!(only_to(&out, PHONE).len(), 1);
+}
+
+#[test]
+fn max_forwards_zero_gets_483() {
+    let mut h = Harness::new();
+    let req = String::from_utf8(invite("sip:bob@example.com", "z9hG4bKmf", ""))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.recv(PHONE, req.as_bytes());
+    assert!(only_to(&out, CORE).is_empty());
+    assert_eq!(status(only_to(&out, PHONE).last().unwrap()), 483);
+}
+
+#[test]
+fn loop_back_to_us_gets_482_but_spiral_passes() {
+    let mut h = Harness::with(|c| c.routing.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()]);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKl1", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    // The core sends the very same request back to us (adding its own Via): a loop.
+    let text = String::from_utf8(fwd.to_vec()).unwrap();
+    let via_core = |b: &str| format!("SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch={b}\r\n");
+    let looped = text.replacen("SIP/2.0\r\n", &via_core("z9hG4bKcore1"), 1);
+    let out = h.recv(CORE, looped.as_bytes());
+    assert_eq!(status(out.last().unwrap()), 482, "same request-uri: loop");
+    // With another Request-URI it is a spiral, processed normally (here: to the phone).
+    let spiral = text
+        .replacen("SIP/2.0\r\n", &via_core("z9hG4bKcore2"), 1)
+        .replace(
+            "sip:bob@example.com SIP/2.0",
+            "sip:bob@192.0.2.10:40000 SIP/2.0",
+        );
+    let out = h.recv(CORE, spiral.as_bytes());
+    assert_eq!(only_to(&out, PHONE).len(), 1, "spiral forwarded");
+}
+
+#[test]
+fn options_to_the_edge_is_answered_locally() {
+    let mut h = Harness::new();
+    let req = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:40000;branch=z9hG4bKo1\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:ping@x>;tag=p\r\n\
+To: <sip:127.0.0.1>\r\n\
+Call-ID: o1\r\n\
+CSeq: 5 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, req.as_bytes());
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0]), 200);
+    assert!(parse(&out[0].bytes).header("Allow").is_some());
+}
+
+#[test]
+fn malformed_request_gets_400_naming_the_problem() {
+    let mut h = Harness::new();
+    let req = String::from_utf8(invite("sip:bob@example.com", "z9hG4bKbad", ""))
+        .unwrap()
+        .replace("CSeq: 1 INVITE\r\n", "");
+    let out = h.recv(PHONE, req.as_bytes());
+    assert_eq!(out.len(), 1);
+    let m = parse(&out[0].bytes);
+    assert_eq!(m.status(), Some(400));
+    assert!(String::from_utf8_lossy(m.reason()).contains("CSeq"));
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&h.metrics.registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("edge_sip_parse_errors_total{kind=\"request\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn garbage_and_bad_responses_are_dropped_and_counted() {
+    let mut h = Harness::new();
+    assert!(h.recv(PHONE, b"\x00\x01garbage\r\n\r\n").is_empty());
+    assert!(h
+        .recv(CORE, b"SIP/2.0 200 OK\r\nVia: nonsense\r\n\r\n")
+        .is_empty());
+    // A well-formed response that matches no transaction (RFC 6026: not forwarded).
+    let stray = answer(&invite("sip:x@y", "z9hG4bKstray", ""), 200, "t", &[]);
+    assert!(h.recv(CORE, &stray).is_empty());
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&h.metrics.registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("edge_sip_dropped_total{reason=\"stray_response\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("edge_sip_parse_errors_total"), "{text}");
+}
+
+#[test]
+fn cancel_is_answered_and_forwarded_with_reason() {
+    let mut h = Harness::new();
+    let inv = invite("sip:bob@example.com", "z9hG4bKc1", "");
+    let out = h.recv(PHONE, &inv);
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    h.recv(CORE, &answer(&fwd, 180, "b", &[]));
+    let cancel = "CANCEL sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKc1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKc1@phone\r\n\
+CSeq: 1 CANCEL\r\n\
+Reason: SIP;cause=487;text=\"hung up\"\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, cancel.as_bytes());
+    let up = only_to(&out, PHONE);
+    assert_eq!(status(up[0]), 200, "200 for the CANCEL");
+    let down = requests(&out, "CANCEL");
+    assert_eq!(down.len(), 1);
+    let c = parse(&down[0].bytes);
+    assert_eq!(
+        c.header(HeaderName::Reason).unwrap(),
+        b"SIP;cause=487;text=\"hung up\""
+    );
+    assert_eq!(
+        c.top_via().unwrap().branch,
+        parse(&fwd).top_via().unwrap().branch
+    );
+    // Downstream answers 487: it reaches the caller; the edge ACKs it hop by hop.
+    let out = h.recv(CORE, &answer(&fwd, 487, "b", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 487);
+    assert_eq!(requests(&out, "ACK").len(), 1);
+}
+
+#[test]
+fn fork_by_redirect_busy_and_ok_gives_ok() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf1", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(
+            &fwd,
+            300,
+            "r",
+            &[(
+                "Contact",
+                b"<sip:bob@10.9.0.1:5060>, <sip:bob@10.9.0.2:5060>",
+            )],
+        ),
+    );
+    let b1 = only_to(&out, "10.9.0.1:5060")[0].bytes.clone();
+    let b2 = only_to(&out, "10.9.0.2:5060")[0].bytes.clone();
+    assert_eq!(requests(&out, "ACK").len(), 1, "the 300 is ACKed");
+    let out = h.recv("10.9.0.1:5060", &answer(&b1, 486, "x", &[]));
+    assert!(
+        only_to(&out, PHONE).is_empty(),
+        "486 held while a branch is pending"
+    );
+    let out = h.recv("10.9.0.2:5060", &answer(&b2, 200, "y", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 200);
+}
+
+#[test]
+fn fork_decline_ends_search_and_cancels_the_other() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf2", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(
+            &fwd,
+            302,
+            "r",
+            &[(
+                "Contact",
+                b"<sip:bob@10.9.0.1:5060>, <sip:bob@10.9.0.2:5060>",
+            )],
+        ),
+    );
+    let b1 = only_to(&out, "10.9.0.1:5060")[0].bytes.clone();
+    let b2 = only_to(&out, "10.9.0.2:5060")[0].bytes.clone();
+    h.recv("10.9.0.2:5060", &answer(&b2, 180, "y", &[]));
+    let out = h.recv("10.9.0.1:5060", &answer(&b1, 603, "x", &[]));
+    let cancels = requests(&out, "CANCEL");
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].dest.addr, "10.9.0.2:5060".parse().unwrap());
+    let out = h.recv("10.9.0.2:5060", &answer(&b2, 487, "y", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 603);
+}
+
+#[test]
+fn silent_core_times_out_with_408_and_fails_over() {
+    let mut h = Harness::with(|c| c.routing.core = vec![CORE.into(), "10.0.0.6:5060".into()]);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKt1", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    let out = h.advance(Duration::from_secs(33));
+    // Timer A retransmissions toward the core, then 408 upstream after Timer B (64·T1).
+    assert!(only_to(&out, CORE).len() >= 5);
+    let up: Vec<u16> = only_to(&out, PHONE).iter().map(|t| status(t)).collect();
+    // (repeated by Timer G while the phone does not ACK)
+    assert!(!up.is_empty() && up.iter().all(|s| *s == 408), "{up:?}");
+    // The next request goes to the second core.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKt2", ""));
+    assert_eq!(only_to(&out, "10.0.0.6:5060").len(), 1);
+}
+
+#[test]
+fn in_dialog_request_from_core_follows_route_and_request_uri() {
+    let mut h = Harness::new();
+    let bye = "BYE sip:alice@192.0.2.10:40000 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKbye1\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:bob@example.com>;tag=b1\r\n\
+To: <sip:alice@example.com>;tag=a1\r\n\
+Call-ID: d1\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(CORE, bye.as_bytes());
+    let fwd = only_to(&out, PHONE);
+    assert_eq!(fwd.len(), 1);
+    let m = parse(&fwd[0].bytes);
+    assert!(
+        m.header(HeaderName::Route).is_none(),
+        "our Route entry removed"
+    );
+    assert!(
+        m.header(HeaderName::RecordRoute).is_none(),
+        "no RR in-dialog"
+    );
+}
+
+#[test]
+fn strict_router_request_uri_is_restored() {
+    let mut h = Harness::new();
+    let req = "BYE sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKsr\r\n\
+Route: <sip:alice@192.0.2.10:40000>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:bob@example.com>;tag=b1\r\n\
+To: <sip:alice@example.com>;tag=a1\r\n\
+Call-ID: d2\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(CORE, req.as_bytes());
+    let fwd = only_to(&out, PHONE);
+    assert_eq!(fwd.len(), 1);
+    let m = parse(&fwd[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:alice@192.0.2.10:40000");
+    assert!(m.header(HeaderName::Route).is_none());
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed() {
+    let mut h = Harness::new();
+    let inv = invite("sip:bob@example.com", "z9hG4bKr1", "");
+    h.recv(PHONE, &inv);
+    let out = h.recv(PHONE, &inv);
+    assert!(only_to(&out, CORE).is_empty(), "not forwarded twice");
+    assert_eq!(only_to(&out, PHONE).len(), 1, "last provisional re-sent");
+}
+
+#[test]
+fn ack_for_2xx_is_forwarded_statelessly() {
+    let mut h = Harness::new();
+    let ack = "ACK sip:bob@10.0.0.5:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKack1\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: d3\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, ack.as_bytes());
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    assert!(only_to(&out, PHONE).is_empty(), "an ACK is never answered");
+}
+
+#[test]
+fn tcp_dest_reused_for_responses() {
+    let mut h = Harness::new();
+    let src = Source {
+        transport: Transport::Tcp,
+        remote: PHONE.parse().unwrap(),
+        local: EDGE.parse().unwrap(),
+        flow: Some(7),
+    };
+    h.proxy.on_message(
+        Bytes::from(invite("sip:bob@example.com", "z9hG4bKtcp", "")),
+        src,
+        h.now,
+    );
+    let out = h.proxy.take_transmits();
+    let back: Vec<&Dest> = out
+        .iter()
+        .map(|t| &t.dest)
+        .filter(|d| d.flow == Some(7))
+        .collect();
+    assert_eq!(back.len(), 1, "100 Trying over the same connection");
+}

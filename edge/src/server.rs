@@ -1,0 +1,151 @@
+//! The IO shell of the edge: one single-threaded tokio runtime owning the sockets, the TCP flows
+//! and the sans-IO [`Proxy`]. Why one thread: the proxy core's state (transactions, response
+//! contexts) then needs no locks and no cross-thread hand-off, and on the 2-core appliance the
+//! other core is left to the kernel's network stack and to rtprelay. Scaling further is done with
+//! SO_REUSEPORT workers that hand messages to the worker owning the transaction (see DESIGN.md).
+
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::sip::Limits;
+use crate::transport::{tcp, udp, Dest, Source, Transport};
+use bytes::Bytes;
+use config::EdgeConfig;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+pub struct Edge {
+    pub cfg: EdgeConfig,
+    pub metrics: Metrics,
+    pub udp: Vec<(SocketAddr, Rc<UdpSocket>)>,
+    pub flows: RefCell<tcp::Flows>,
+    proxy: RefCell<Proxy>,
+}
+
+impl Edge {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.cfg.limits.max_message_bytes,
+            max_headers: self.cfg.limits.max_headers,
+        }
+    }
+
+    /// A message arrived: run the proxy core, then send what it decided.
+    pub fn on_message(self: &Rc<Self>, data: Bytes, src: Source) {
+        let out = {
+            let mut proxy = self.proxy.borrow_mut();
+            proxy.on_message(data, src, Instant::now());
+            proxy.take_transmits()
+        };
+        for t in out {
+            self.send(t.dest, t.bytes);
+        }
+    }
+
+    pub fn on_transport_error(self: &Rc<Self>, dest: Dest) {
+        let out = {
+            let mut proxy = self.proxy.borrow_mut();
+            proxy.on_transport_error(dest, Instant::now());
+            proxy.take_transmits()
+        };
+        for t in out {
+            self.send(t.dest, t.bytes);
+        }
+    }
+
+    fn on_tick(self: &Rc<Self>) {
+        let out = {
+            let mut proxy = self.proxy.borrow_mut();
+            proxy.on_tick(Instant::now());
+            proxy.take_transmits()
+        };
+        for t in out {
+            self.send(t.dest, t.bytes);
+        }
+    }
+
+    pub fn send(self: &Rc<Self>, dest: Dest, bytes: Bytes) {
+        match dest.transport {
+            Transport::Udp => self.send_udp(dest, bytes),
+            Transport::Tcp => tcp::send(self, dest, bytes),
+        }
+    }
+
+    fn send_udp(&self, dest: Dest, bytes: Bytes) {
+        let Some((_, sock)) = self
+            .udp
+            .iter()
+            .find(|(l, _)| l.is_ipv4() == dest.addr.is_ipv4())
+        else {
+            self.metrics.drop("no_socket_for_family");
+            return;
+        };
+        match sock.try_send_to(&bytes, dest.addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let sock = sock.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = sock.send_to(&bytes, dest.addr).await;
+                });
+            }
+            Err(_) => self.metrics.drop("send_failed"),
+        }
+    }
+}
+
+/// Bind every listener, then serve forever. Bind errors are returned (fatal at startup).
+pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
+    let mut udp_socks = Vec::new();
+    for addr in &cfg.sip.listen_udp {
+        let s = udp::bind(*addr).map_err(|e| annotate(e, "udp", *addr))?;
+        udp_socks.push((s.local_addr()?, Rc::new(s)));
+    }
+    let mut tcp_listeners = Vec::new();
+    for addr in &cfg.sip.listen_tcp {
+        let l = tcp::listen(*addr).map_err(|e| annotate(e, "tcp", *addr))?;
+        tcp_listeners.push((l.local_addr()?, l));
+    }
+    let admin = rtprelay::admin::bind(cfg.admin.listen)
+        .await
+        .map_err(|e| annotate(e, "admin", cfg.admin.listen))?;
+    let mut locals: Vec<(Transport, SocketAddr)> = udp_socks
+        .iter()
+        .map(|(a, _)| (Transport::Udp, *a))
+        .collect();
+    locals.extend(tcp_listeners.iter().map(|(a, _)| (Transport::Tcp, *a)));
+    let proxy = Proxy::new(&cfg, locals, metrics.clone(), Instant::now());
+    let edge = Rc::new(Edge {
+        cfg,
+        metrics: metrics.clone(),
+        udp: udp_socks,
+        flows: RefCell::new(tcp::Flows::default()),
+        proxy: RefCell::new(proxy),
+    });
+    tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
+    for i in 0..edge.udp.len() {
+        tokio::task::spawn_local(udp::recv_loop(edge.clone(), i));
+    }
+    for (local, l) in tcp_listeners {
+        tokio::task::spawn_local(tcp::accept_loop(edge.clone(), local, l));
+    }
+    tracing::info!(
+        udp = ?edge.cfg.sip.listen_udp,
+        tcp = ?edge.cfg.sip.listen_tcp,
+        core = ?edge.cfg.routing.core,
+        admin = %edge.cfg.admin.listen,
+        "edge started"
+    );
+    // Timers: a 10 ms tick is far finer than T1 (500 ms) and costs ~100 wake-ups/s.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        edge.on_tick();
+    }
+}
+
+fn annotate(e: std::io::Error, what: &str, addr: SocketAddr) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot listen ({what}) on {addr}: {e}"))
+}

@@ -1,0 +1,377 @@
+//! Re-serialising a message with a few changes (RFC 3261 §16.6 forwarding, §16.7 response
+//! forwarding): unchanged fields are copied byte for byte, changed and new ones are written as
+//! `Name: value CRLF`, and Content-Length is always made to match the body (§18.3).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::header::{HeaderMatch, HeaderName};
+use super::lex::{find_top_level, parse_u32, trim};
+use super::message::Message;
+use super::scan::{Span, StartLine};
+
+/// Where the bytes of a name or value come from.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    /// A span of the original message.
+    Orig(Span),
+    /// A span of the edit's scratch buffer.
+    New(Span),
+    Static(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EField {
+    name: HeaderName,
+    raw_name: Src,
+    value: Src,
+    /// The original field bytes (name through line end), while the field is unchanged.
+    verbatim: Option<Span>,
+}
+
+/// A pending re-serialisation of `msg`. Operations address fields by name (first field of
+/// that name, in the edited order) or by original index ([`super::HeaderRef::index`]).
+pub struct Edit<'m> {
+    msg: &'m Message,
+    request_uri: Option<Span>,
+    fields: SmallVec<[EField; 24]>,
+    /// Bytes of new names, values, URI and body.
+    scratch: Vec<u8>,
+    body: Option<Span>,
+}
+
+impl<'m> Edit<'m> {
+    pub fn new(msg: &'m Message) -> Edit<'m> {
+        let fields = msg
+            .fields
+            .iter()
+            .map(|f| EField {
+                name: f.name,
+                raw_name: Src::Orig(Span {
+                    start: f.start,
+                    end: f.name_end,
+                }),
+                value: Src::Orig(f.value),
+                verbatim: Some(Span {
+                    start: f.start,
+                    end: f.end,
+                }),
+            })
+            .collect();
+        Edit {
+            msg,
+            request_uri: None,
+            fields,
+            scratch: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn bytes(&self, s: Src) -> &[u8] {
+        match s {
+            Src::Orig(sp) => sp.get(&self.msg.buf),
+            Src::New(sp) => sp.get(&self.scratch),
+            Src::Static(s) => s.as_bytes(),
+        }
+    }
+
+    fn store(&mut self, b: &[u8]) -> Src {
+        let start = self.scratch.len();
+        self.scratch.extend_from_slice(b);
+        Src::New(Span::new(start, self.scratch.len()))
+    }
+
+    fn position(&self, m: HeaderMatch<'_>) -> Option<usize> {
+        self.fields
+            .iter()
+            .position(|f| m.matches(f.name, self.bytes(f.raw_name)))
+    }
+
+    fn new_field(&mut self, m: HeaderMatch<'_>, value: &[u8]) -> EField {
+        let raw_name = match m {
+            HeaderMatch::Known(h) => Src::Static(h.as_str()),
+            HeaderMatch::Other(s) => self.store(s.as_bytes()),
+        };
+        let name = match m {
+            HeaderMatch::Known(h) => h,
+            HeaderMatch::Other(_) => HeaderName::Other,
+        };
+        let value = self.store(trim(value));
+        EField {
+            name,
+            raw_name,
+            value,
+            verbatim: None,
+        }
+    }
+
+    /// Replaces the Request-URI (requests only; ignored for responses).
+    pub fn set_request_uri(&mut self, uri: &[u8]) {
+        if self.msg.is_request() {
+            let Src::New(sp) = self.store(uri) else {
+                return;
+            };
+            self.request_uri = Some(sp);
+        }
+    }
+
+    /// Adds a field above the first field of that name, or right after the start line when
+    /// there is none (Via §16.6 step 8, Record-Route §16.6 step 4).
+    pub fn prepend<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
+        let m = name.into();
+        let at = self.position(m).unwrap_or(0);
+        let f = self.new_field(m, value);
+        self.fields.insert(at, f);
+    }
+
+    /// Adds a field after the last field of the header section (before a Content-Length
+    /// written by this edit).
+    pub fn append<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
+        let f = self.new_field(name.into(), value);
+        self.fields.push(f);
+    }
+
+    /// Inserts a field before the field with original index `index` (or at the end).
+    pub fn insert_before<'k>(
+        &mut self,
+        index: usize,
+        name: impl Into<HeaderMatch<'k>>,
+        value: &[u8],
+    ) {
+        let at = self.current_pos(index).unwrap_or(self.fields.len());
+        let f = self.new_field(name.into(), value);
+        self.fields.insert(at, f);
+    }
+
+    /// Position in the edited list of the field that had original index `index`.
+    fn current_pos(&self, index: usize) -> Option<usize> {
+        let orig = self.msg.field_span(index)?;
+        self.fields
+            .iter()
+            .position(|f| matches!(f.raw_name, Src::Orig(sp) if sp.start == orig.start))
+    }
+
+    /// Drops the first comma-separated value of the first field of that name, or the whole
+    /// field when it held one value (top Via on responses §16.7 step 3, top Route §16.4).
+    /// Returns false when there was no such field.
+    pub fn remove_first_value<'k>(&mut self, name: impl Into<HeaderMatch<'k>>) -> bool {
+        let Some(pos) = self.position(name.into()) else {
+            return false;
+        };
+        let Some(f) = self.fields.get(pos).copied() else {
+            return false;
+        };
+        let v = self.bytes(f.value);
+        let comma = find_top_level(v, b',');
+        let rest = trim(v.get(comma + 1..).unwrap_or(&[]));
+        if rest.is_empty() {
+            self.fields.remove(pos);
+            return true;
+        }
+        // `rest` is a sub-slice of the current value source: keep pointing into it.
+        let offset = rest.as_ptr() as usize - v.as_ptr() as usize;
+        let value = match f.value {
+            Src::Orig(sp) => Src::Orig(sub(sp, offset, rest.len())),
+            Src::New(sp) => Src::New(sub(sp, offset, rest.len())),
+            Src::Static(s) => Src::Static(s.get(offset..offset + rest.len()).unwrap_or("")),
+        };
+        if let Some(f) = self.fields.get_mut(pos) {
+            f.value = value;
+            f.verbatim = None;
+        }
+        true
+    }
+
+    /// Replaces the first comma-separated value of the first field of that name (e.g. the
+    /// Contact a NAT fix rewrites); appends a field when there is none.
+    pub fn replace_first_value<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
+        let m = name.into();
+        let Some(pos) = self.position(m) else {
+            self.append(m, value);
+            return;
+        };
+        let Some(f) = self.fields.get(pos).copied() else {
+            return;
+        };
+        let old = self.bytes(f.value);
+        let comma = if m.is_list() {
+            find_top_level(old, b',')
+        } else {
+            old.len()
+        };
+        let mut new = trim(value).to_vec();
+        if let Some(rest) = old.get(comma..).filter(|r| !r.is_empty()) {
+            new.extend_from_slice(rest);
+        }
+        let value = self.store(&new);
+        if let Some(f) = self.fields.get_mut(pos) {
+            f.value = value;
+            f.verbatim = None;
+        }
+    }
+
+    /// Replaces the whole value of the field with original index `index`.
+    pub fn replace_at(&mut self, index: usize, value: &[u8]) {
+        if let Some(pos) = self.current_pos(index) {
+            let value = self.store(trim(value));
+            if let Some(f) = self.fields.get_mut(pos) {
+                f.value = value;
+                f.verbatim = None;
+            }
+        }
+    }
+
+    /// Removes the field with original index `index`.
+    pub fn remove_at(&mut self, index: usize) {
+        if let Some(pos) = self.current_pos(index) {
+            self.fields.remove(pos);
+        }
+    }
+
+    /// Removes every field of that name.
+    pub fn remove_all<'k>(&mut self, name: impl Into<HeaderMatch<'k>>) {
+        let m = name.into();
+        let msg = self.msg;
+        let scratch = std::mem::take(&mut self.scratch);
+        self.fields.retain(|f| {
+            let raw = match f.raw_name {
+                Src::Orig(sp) => sp.get(&msg.buf),
+                Src::New(sp) => sp.get(&scratch),
+                Src::Static(s) => s.as_bytes(),
+            };
+            !m.matches(f.name, raw)
+        });
+        self.scratch = scratch;
+    }
+
+    /// Sets Max-Forwards (§16.6 step 3), adding the field when absent.
+    pub fn set_max_forwards(&mut self, n: u32) {
+        let mut buf = itoa_buf();
+        let s = fmt_u32(&mut buf, n);
+        self.replace_first_value(HeaderName::MaxForwards, s);
+    }
+
+    /// Replaces the body. `Some(ct)` sets Content-Type; `None` keeps the existing one, or
+    /// removes it when the new body is empty. Content-Length follows in [`Edit::finish`].
+    pub fn set_body(&mut self, content_type: Option<&[u8]>, body: &[u8]) {
+        let Src::New(sp) = self.store(body) else {
+            return;
+        };
+        self.body = Some(sp);
+        match content_type {
+            Some(ct) => self.replace_first_value(HeaderName::ContentType, ct),
+            None if body.is_empty() => self.remove_all(HeaderName::ContentType),
+            None => {}
+        }
+    }
+
+    /// Writes the message into one buffer.
+    pub fn finish(self) -> Bytes {
+        let buf = &self.msg.buf;
+        let body = match self.body {
+            Some(sp) => sp.get(&self.scratch),
+            None => self.msg.body(),
+        };
+        let mut out = BytesMut::with_capacity(buf.len() + self.scratch.len() + 32);
+        // Start line.
+        let line = Span {
+            start: self.msg.start,
+            end: self.msg.line_end,
+        };
+        match (&self.msg.start_line, self.request_uri) {
+            (StartLine::Request { uri, .. }, Some(new_uri)) => {
+                out.put_slice(
+                    Span {
+                        start: line.start,
+                        end: uri.start,
+                    }
+                    .get(buf),
+                );
+                out.put_slice(new_uri.get(&self.scratch));
+                out.put_slice(
+                    Span {
+                        start: uri.end,
+                        end: line.end,
+                    }
+                    .get(buf),
+                );
+            }
+            _ => out.put_slice(line.get(buf)),
+        }
+        let mut len_buf = itoa_buf();
+        let body_len = fmt_u32(&mut len_buf, body.len() as u32);
+        let mut wrote_length = false;
+        for f in &self.fields {
+            if f.name == HeaderName::ContentLength {
+                if wrote_length {
+                    continue;
+                }
+                wrote_length = true;
+                if f.verbatim.is_some() && parse_u32(self.bytes(f.value)) == Some(body.len() as u32)
+                {
+                    out.put_slice(f.verbatim.map_or(&[][..], |sp| sp.get(buf)));
+                } else {
+                    out.put_slice(self.bytes(f.raw_name));
+                    out.put_slice(b": ");
+                    out.put_slice(body_len);
+                    out.put_slice(b"\r\n");
+                }
+                continue;
+            }
+            match f.verbatim {
+                Some(sp) => out.put_slice(sp.get(buf)),
+                None => {
+                    out.put_slice(self.bytes(f.raw_name));
+                    out.put_slice(b": ");
+                    out.put_slice(self.bytes(f.value));
+                    out.put_slice(b"\r\n");
+                }
+            }
+        }
+        if !wrote_length {
+            out.put_slice(b"Content-Length: ");
+            out.put_slice(body_len);
+            out.put_slice(b"\r\n");
+        }
+        let blank = self.msg.blank.get(buf);
+        out.put_slice(if blank.is_empty() { b"\r\n" } else { blank });
+        out.put_slice(body);
+        out.freeze()
+    }
+}
+
+fn sub(sp: Span, offset: usize, len: usize) -> Span {
+    let start = sp.start as usize + offset;
+    Span::new(start, start + len)
+}
+
+fn itoa_buf() -> [u8; 10] {
+    [0; 10]
+}
+
+/// Formats `n` in decimal into `buf` without allocating.
+fn fmt_u32(buf: &mut [u8; 10], mut n: u32) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        let mut b = itoa_buf();
+        assert_eq!(fmt_u32(&mut b, 0), b"0");
+        let mut b = itoa_buf();
+        assert_eq!(fmt_u32(&mut b, 4294967295), b"4294967295");
+    }
+}

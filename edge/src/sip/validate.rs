@@ -1,0 +1,87 @@
+//! Request validation before proxying (RFC 3261 §8.2.1–§8.2.2, §16.3 steps 1–2).
+
+use super::error::{ParseError, ParseErrorKind};
+use super::header::HeaderName;
+use super::lex::trim;
+use super::message::Message;
+use super::uri::Uri;
+
+impl Message {
+    /// Checks what a proxy needs before it can act on a request: SIP/2.0 (else 505), a
+    /// Request-URI that parses (416 for a foreign scheme), and the mandatory header fields
+    /// present once and well-formed: Via (all values), From, To, Call-ID, CSeq whose method
+    /// equals the request method, Max-Forwards numeric if present. (Content-Length was checked
+    /// by the parse.) The error's [`ParseError::can_respond`] tells whether to answer.
+    pub fn validate_request(&self) -> Result<(), ParseError> {
+        let respondable = self.respondable();
+        self.check_request()
+            .map_err(|e| e.with_respondable(respondable))
+    }
+
+    fn check_request(&self) -> Result<(), ParseError> {
+        let method = self
+            .method()
+            .ok_or(ParseError::start_line("not a request"))?;
+        if self.version() != b"SIP/2.0" {
+            return Err(ParseError::new(
+                ParseErrorKind::Version,
+                "Version Not Supported",
+            ));
+        }
+        let ruri = self.request_uri().unwrap_or(&[]);
+        Uri::parse(ruri).map_err(|e| match e.kind {
+            ParseErrorKind::UnsupportedScheme => e,
+            _ => ParseError::new(ParseErrorKind::Uri, "Bad Request (invalid Request-URI)"),
+        })?;
+        let mut any_via = false;
+        for v in self.vias() {
+            v?;
+            any_via = true;
+        }
+        if !any_via {
+            return Err(ParseError::missing("Bad Request (missing Via)"));
+        }
+        self.single(HeaderName::From, "Bad Request (duplicate From)")?;
+        self.single(HeaderName::To, "Bad Request (duplicate To)")?;
+        self.single(HeaderName::CallId, "Bad Request (duplicate Call-ID)")?;
+        self.single(HeaderName::CSeq, "Bad Request (duplicate CSeq)")?;
+        self.from()?;
+        self.to()?;
+        let call_id = self
+            .call_id()
+            .ok_or(ParseError::missing("Bad Request (missing Call-ID)"))?;
+        // callid = word [ "@" word ]: no white space, printable ASCII (§25.1).
+        if call_id.is_empty() || !trim(call_id).iter().all(|&b| b > 0x20 && b < 0x7f) {
+            return Err(ParseError::bad("Bad Request (invalid Call-ID)"));
+        }
+        let cseq = self.cseq()?;
+        if &cseq.method != method {
+            return Err(ParseError::bad("Bad Request (CSeq method mismatch)"));
+        }
+        self.max_forwards()?;
+        Ok(())
+    }
+
+    /// The same checks for a response received from downstream (§18.1.2): Via, From, To,
+    /// Call-ID and CSeq present and parsable. A failing response is dropped.
+    pub fn validate_response(&self) -> Result<(), ParseError> {
+        if self.is_request() {
+            return Err(ParseError::start_line("not a response"));
+        }
+        self.top_via()?;
+        self.from()?;
+        self.to()?;
+        self.call_id()
+            .filter(|c| !c.is_empty())
+            .ok_or(ParseError::missing("Bad Request (missing Call-ID)"))?;
+        self.cseq()?;
+        Ok(())
+    }
+
+    fn single(&self, name: HeaderName, reason: &'static str) -> Result<(), ParseError> {
+        if self.fields(name).nth(1).is_some() {
+            return Err(ParseError::bad(reason));
+        }
+        Ok(())
+    }
+}

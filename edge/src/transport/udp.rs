@@ -1,0 +1,48 @@
+//! UDP shell: one socket per listen address; each datagram is one message (RFC 3261 §18.3).
+
+use super::{keepalive, Source, Transport};
+use crate::server::Edge;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use tokio::net::UdpSocket;
+
+/// Bind with a large receive buffer: bursts of REGISTER refreshes must not overflow it.
+pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    let _ = sock.set_recv_buffer_size(8 << 20);
+    let _ = sock.set_send_buffer_size(8 << 20);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
+    let (local, sock) = edge.udp[index].clone();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, remote) = match sock.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                // ICMP errors surface here on Linux (ECONNREFUSED); they are not fatal.
+                tracing::debug!(%local, error = %e, "udp recv");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        if keepalive::is_datagram_keepalive(data) {
+            continue;
+        }
+        let src = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+            flow: None,
+        };
+        edge.on_message(Bytes::copy_from_slice(data), src);
+    }
+}
