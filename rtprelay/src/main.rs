@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use config::{ConfigError, DatapathKind, LogFormat, RelayConfig, Validate};
 use prometheus::Registry;
 use rtprelay::control::{server, ControlMetrics};
-use rtprelay::metrics::{ShardCollector, SharedMedia};
+use rtprelay::metrics::{media_source, ShardCollector};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -203,11 +203,11 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
         listen = %cfg.media.listen,
         "media plane running"
     );
-    let media = SharedMedia::new(media);
+    let stats = media.stats_handle();
     let registry = Registry::new();
     let control_metrics =
         ControlMetrics::register(&registry).map_err(|e| format!("metrics: {e}"))?;
-    ShardCollector::register(&registry, media.stats_source())
+    ShardCollector::register(&registry, media_source(stats))
         .map_err(|e| format!("metrics: {e}"))?;
 
     // The control task calls the media plane synchronously (short queue round trips); a second
@@ -228,19 +228,14 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
             &cfg.media,
             server::default_max_sessions(&cfg.media),
         );
-        let ctl = server::Server::bind(
-            &cfg.control,
-            session,
-            Box::new(media.clone()),
-            control_metrics,
-        )
-        .await
-        .map_err(|e| {
-            format!(
-                "control socket (control.udp {:?}, control.unix {:?}): {e}",
-                cfg.control.udp, cfg.control.unix
-            )
-        })?;
+        let ctl = server::Server::bind(&cfg.control, session, Box::new(media), control_metrics)
+            .await
+            .map_err(|e| {
+                format!(
+                    "control socket (control.udp {:?}, control.unix {:?}): {e}",
+                    cfg.control.udp, cfg.control.unix
+                )
+            })?;
         tracing::info!(udp = ?ctl.udp_addr(), unix = ?cfg.control.unix, "control listening");
         tokio::select! {
             r = ctl.serve() => r.map_err(|e| format!("control server: {e}")),
@@ -250,8 +245,9 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
             }
         }
     });
+    // Dropping the runtime drops the control server and with it the media plane, whose Drop
+    // stops and joins the shard threads.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    media.lock().shutdown();
     result
 }
 

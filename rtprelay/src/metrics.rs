@@ -21,16 +21,14 @@
 //!   `rtprelay_datapath_commands_total{shard}`
 //! - `rtprelay_datapath_info{shard,datapath}` = 1
 //!
-//! [`SharedMedia`] lets the control server own the media plane as its backend while the
-//! collector still reads its stats.
+//! The collector reads the shards through a [`StatsHandle`], so the control server can own
+//! the media plane (as its backend) without sharing it.
 
-use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
 use crate::datapath::ShardStats;
-use crate::media::Media;
+use crate::media::StatsHandle;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Where the collector gets its snapshot from (the media plane, or a test's closure).
 pub type StatsSource = Box<dyn Fn() -> Vec<ShardStats> + Send + Sync>;
@@ -230,54 +228,9 @@ impl Collector for ShardCollector {
     }
 }
 
-/// The media plane shared between the control server (as its [`MediaBackend`]) and the
-/// metrics collector (which only reads [`Media::stats`]). The lock is taken per control call
-/// and per scrape, never on the datapath.
-#[derive(Clone)]
-pub struct SharedMedia(Arc<Mutex<Media>>);
-
-impl SharedMedia {
-    pub fn new(media: Media) -> Self {
-        SharedMedia(Arc::new(Mutex::new(media)))
-    }
-
-    /// A poisoned lock only means a panic elsewhere mid-call; the media plane is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Media> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A [`StatsSource`] reading this media plane.
-    pub fn stats_source(&self) -> StatsSource {
-        let me = self.clone();
-        Box::new(move || me.lock().stats())
-    }
-}
-
-impl MediaBackend for SharedMedia {
-    fn create(
-        &mut self,
-        shard_hint: u64,
-        a: LegSpec,
-        b: LegSpec,
-    ) -> Result<(LegId, LegId), BackendError> {
-        self.lock().create(shard_hint, a, b)
-    }
-
-    fn update(&mut self, leg: LegId, spec: LegSpec) -> Result<(), BackendError> {
-        self.lock().update(leg, spec)
-    }
-
-    fn counters(&mut self, leg: LegId) -> Result<LegCounters, BackendError> {
-        self.lock().counters(leg)
-    }
-
-    fn remove(&mut self, a: LegId, b: LegId) -> Result<(LegCounters, LegCounters), BackendError> {
-        self.lock().remove(a, b)
-    }
-
-    fn take_expired(&mut self) -> Vec<(LegId, LegId, LegCounters, LegCounters)> {
-        self.lock().take_expired()
-    }
+/// A [`StatsSource`] reading a running media plane (lock-free, see [`StatsHandle`]).
+pub fn media_source(handle: StatsHandle) -> StatsSource {
+    Box::new(move || handle.snapshot())
 }
 
 #[cfg(test)]
@@ -286,6 +239,7 @@ mod tests {
     use crate::datapath::Kind;
     use prometheus::{Encoder, TextEncoder};
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
     fn text(r: &Registry) -> String {
         let mut out = Vec::new();

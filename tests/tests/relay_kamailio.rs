@@ -133,7 +133,9 @@ fn start_kamailio(
         .spawn()
         .expect("spawn kamailio");
     let mut guard = ChildGuard::new("kamailio", child);
-    if let Err(e) = sip_probe::wait_for_200(sip, Duration::from_secs(15)) {
+    if let Err(e) =
+        sip_probe::wait_for_200(std::net::Ipv4Addr::LOCALHOST, sip, Duration::from_secs(15))
+    {
         let state = guard.try_wait();
         panic!(
             "kamailio not ready ({e}), exit {state:?}\nlog:\n{}",
