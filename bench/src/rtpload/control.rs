@@ -180,14 +180,17 @@ pub fn delete(run: u32, i: usize) -> Command {
     })
 }
 
+/// Tags carry the media stream number `;1` as Kamailio's module sends them (rtpengine's UDP
+/// parser falls back to a looser regular expression without it, and then does not find the
+/// session again for `D`).
 fn update(call: String, at: SocketAddr, from: String, to: Option<String>) -> Update {
     Update {
         modifiers: Modifiers::default(),
         call: CallId::new(call),
         addr: at.ip(),
         port: at.port(),
-        from_tag: Tag::new(from),
-        to_tag: to.map(Tag::new),
+        from_tag: Tag::with_stream(from, 1),
+        to_tag: to.map(|t| Tag::with_stream(t, 1)),
         notify: None,
     }
 }
@@ -219,13 +222,13 @@ mod tests {
         write_udp_command(b"c1", &offer(0xab, 3, a), &mut v);
         assert_eq!(
             String::from_utf8(v).unwrap(),
-            "c1 U rtpload-000000ab-3 127.0.0.1 4000 a3"
+            "c1 U rtpload-000000ab-3 127.0.0.1 4000 a3;1"
         );
         let mut v = Vec::new();
         answer(0xab, 3, a).encode(&mut v);
         assert_eq!(
             String::from_utf8(v).unwrap(),
-            "L rtpload-000000ab-3 127.0.0.1 4000 a3 b3"
+            "L rtpload-000000ab-3 127.0.0.1 4000 a3;1 b3;1"
         );
         let mut v = Vec::new();
         delete(0xab, 3).encode(&mut v);
