@@ -13,5 +13,6 @@ pub mod backend;
 pub mod control;
 pub mod datapath;
 pub mod media;
+pub mod metrics;
 pub mod stun;
 pub mod table;

@@ -35,7 +35,8 @@ pub enum StartError {
 }
 
 struct ShardHandle {
-    tx: SyncSender<Command>,
+    /// `None` after shutdown (dropping it disconnects the queue, which also stops the shard).
+    tx: Option<SyncSender<Command>>,
     wake: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
     base_port: u16,
@@ -45,8 +46,31 @@ struct ShardHandle {
 /// The running media plane.
 pub struct Media {
     shards: Vec<ShardHandle>,
-    stats: Vec<Arc<SharedStats>>,
+    stats: StatsHandle,
     kind: Kind,
+}
+
+/// A cheap, cloneable, thread-safe reader of every shard's counters (for the metrics exporter,
+/// which runs on another thread than the one owning [`Media`]). Lock-free: relaxed loads.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle {
+    shards: Vec<Arc<SharedStats>>,
+    kind: Option<Kind>,
+}
+
+impl StatsHandle {
+    pub fn snapshot(&self) -> Vec<ShardStats> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.snapshot(i as u16))
+            .collect()
+    }
+
+    /// The datapath running (same as [`Media::datapath_kind`]).
+    pub fn datapath_kind(&self) -> Option<Kind> {
+        self.kind
+    }
 }
 
 /// Split `min..=max` into `n` contiguous runs of port pairs: (base, pairs) per shard.
@@ -89,7 +113,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
     };
     let mut media = Media {
         shards: Vec::new(),
-        stats: Vec::new(),
+        stats: StatsHandle::default(),
         kind: Kind::Fallback,
     };
     let mut requested = cfg.datapath;
@@ -114,6 +138,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
             media.kind = Kind::Fallback;
         }
     }
+    media.stats.kind = Some(media.kind);
     Ok(media)
 }
 
@@ -190,13 +215,13 @@ impl Media {
             Err(_) => return Err(shard_err("thread did not start".into())),
         };
         self.shards.push(ShardHandle {
-            tx,
+            tx: Some(tx),
             wake,
             thread: Some(thread),
             base_port,
             pairs,
         });
-        self.stats.push(stats);
+        self.stats.shards.push(stats);
         Ok(kind)
     }
 
@@ -216,17 +241,22 @@ impl Media {
 
     /// Lock-free snapshot of every shard's counters (published once per loop iteration).
     pub fn stats(&self) -> Vec<ShardStats> {
-        self.stats
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.snapshot(i as u16))
-            .collect()
+        self.stats.snapshot()
     }
 
-    /// Stop and join every shard thread (their sockets close with them). Idempotent.
+    /// A reader of the same counters that can be moved to another thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
+    /// Stop and join every shard thread (their sockets and ports are released when this
+    /// returns). Idempotent; later calls on the trait answer `Unavailable`.
     pub fn shutdown(&mut self) {
-        for s in &self.shards {
-            let _ = s.tx.try_send(Command::Stop);
+        for s in &mut self.shards {
+            if let Some(tx) = s.tx.take() {
+                // If the queue is full the disconnect stops the shard once it has drained it.
+                let _ = tx.try_send(Command::Stop);
+            }
             s.wake.notify();
         }
         for s in &mut self.shards {
@@ -245,11 +275,12 @@ impl Media {
             .shards
             .get(usize::from(shard))
             .ok_or(BackendError::UnknownLeg)?;
+        let queue = h.tx.as_ref().ok_or(BackendError::Unavailable)?;
         let (tx, rx) = sync_channel(1);
         let mut cmd = make(tx);
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
-            match h.tx.try_send(cmd) {
+            match queue.try_send(cmd) {
                 Ok(()) => break,
                 Err(TrySendError::Full(c)) => {
                     if Instant::now() >= deadline {

@@ -396,4 +396,13 @@ fn auto_picks_a_datapath() {
     let m = media::start(&cfg(DatapathKind::Auto, 46_400, 4, 60)).expect("auto start");
     eprintln!("auto datapath: {}", m.datapath_kind().as_str());
     assert_eq!(m.stats()[0].datapath, Some(m.datapath_kind()));
+    // The stats handle works from another thread.
+    let h = m.stats_handle();
+    let kind = m.datapath_kind();
+    let snap = std::thread::spawn(move || (h.datapath_kind(), h.snapshot()))
+        .join()
+        .expect("reader thread");
+    assert_eq!(snap.0, Some(kind));
+    assert_eq!(snap.1.len(), 1);
+    assert_eq!(snap.1[0].datapath, Some(kind));
 }

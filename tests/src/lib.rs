@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod process;
+pub mod relay;
 pub mod sip_probe;
 pub mod sipp;
 pub mod tools;

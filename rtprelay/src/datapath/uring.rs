@@ -41,6 +41,12 @@ const CTL_TIMEOUT: u64 = (OP_CTL << OP_SHIFT) | 1;
 const CTL_CANCEL: u64 = (OP_CTL << OP_SHIFT) | 2;
 const CTL_CANCEL_ALL: u64 = (OP_CTL << OP_SHIFT) | 3;
 const BGID: u16 = 0;
+/// Batching of the wait (see `run`): completions wanted per wake-up, and how long to wait for
+/// them (µs) once at least one is there. 30 µs is far below RTP jitter-buffer scales; measured
+/// on the 2-vCPU dev box it lowered CPU per packet at full load (~2.5 -> ~1.8 µs), neutral at
+/// 50 kpps.
+const WANT: usize = 32;
+const MIN_WAIT_US: u32 = 30;
 
 fn recv_ud(idx: u32, gen: u32) -> u64 {
     (OP_RECV << OP_SHIFT) | (u64::from(gen & 0x3fff_ffff) << 32) | u64::from(idx)
@@ -120,6 +126,11 @@ struct State {
     io: IoStats,
     stop: bool,
     next_tick: Instant,
+    /// The kernel supports `min_wait_usec` (6.12+).
+    min_wait: bool,
+    /// Multishot receives armed and not yet ended; sends submitted and not yet completed.
+    inflight_recv: usize,
+    inflight_send: usize,
 }
 
 pub struct UringShard {
@@ -178,6 +189,7 @@ impl UringShard {
 
     fn assemble(ring: IoUring, table: Table, bufs: BufRing, files: u32, ctl: Ctl) -> UringShard {
         let n = files as usize;
+        let min_wait = ring.params().is_feature_min_timeout();
         let mut socks = Vec::new();
         socks.resize_with(n, || None);
         // SAFETY: msghdr is plain data; zero = no name, no iov, no control.
@@ -214,6 +226,9 @@ impl UringShard {
                 io: IoStats::default(),
                 stop: false,
                 next_tick: Instant::now() + TICK,
+                min_wait,
+                inflight_recv: 0,
+                inflight_send: 0,
             },
         }
     }
@@ -230,11 +245,23 @@ impl UringShard {
             st.apply_socket_changes(&submitter, &mut sq);
             st.bufs.commit();
             sq.sync();
-            match submitter.submit_and_wait(1) {
+            let r = if st.min_wait {
+                // Wait for WANT completions but at most MIN_WAIT_US, then return with what is
+                // there: fewer wake-ups per packet under load, bounded added latency.
+                let ts = Timespec::from(TICK);
+                let args = io_uring::types::SubmitArgs::new()
+                    .min_wait_usec(MIN_WAIT_US)
+                    .timespec(&ts);
+                submitter.submit_with_args(WANT, &args)
+            } else {
+                submitter.submit_and_wait(1)
+            };
+            match r {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 // EBUSY: completions are backed up; reaping them below makes room.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => {
                     tracing::error!(shard = st.table.shard(), error = %e, "io_uring_enter failed; shard stops");
                     break;
@@ -301,7 +328,9 @@ impl State {
         let e = opcode::RecvMsgMulti::new(Fixed(idx), &*self.recv_hdr, BGID)
             .build()
             .user_data(recv_ud(idx, gen));
-        push(submitter, sq, &e);
+        if push(submitter, sq, &e) {
+            self.inflight_recv += 1;
+        }
     }
 
     /// Apply queued file-table updates, cancels and arms (in that order).
@@ -338,6 +367,7 @@ impl State {
         match ud >> OP_SHIFT {
             OP_RECV => self.on_recv(cqe, now, submitter, sq),
             OP_SEND => {
+                self.inflight_send = self.inflight_send.saturating_sub(1);
                 if cqe.result() < 0 {
                     self.io.send_errors += 1;
                 }
@@ -390,6 +420,9 @@ impl State {
         let gen = ((ud >> 32) & 0x3fff_ffff) as u32;
         let res = cqe.result();
         let flags = cqe.flags();
+        if !cqueue::more(flags) {
+            self.inflight_recv = self.inflight_recv.saturating_sub(1);
+        }
         let current = self.socks.gens.get(idx as usize).map(|g| g & 0x3fff_ffff) == Some(gen)
             && self
                 .socks
@@ -506,14 +539,17 @@ impl State {
         let e = opcode::SendMsg::new(Fixed(out_idx), &slot.msg)
             .build()
             .user_data(send_ud(bid));
-        if !push(submitter, sq, &e) {
+        if push(submitter, sq, &e) {
+            self.inflight_send += 1;
+        } else {
             self.io.send_errors += 1;
             self.bufs.push(bid);
         }
     }
 
-    /// Cancel everything in flight and reap until the cancel completes, so no request still
-    /// points at shard memory when it is freed.
+    /// Cancel everything in flight, reap until no receive or send is left, then unregister the
+    /// files so every socket (and its port) is released before `run` returns — ring teardown
+    /// after close is asynchronous in the kernel and would keep the ports bound a little longer.
     fn teardown(
         &mut self,
         submitter: &Submitter<'_>,
@@ -523,21 +559,34 @@ impl State {
         let e = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
             .user_data(CTL_CANCEL_ALL);
-        if !push(submitter, sq, &e) {
-            return;
-        }
-        sq.sync();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            let ts = Timespec::from(Duration::from_millis(50));
-            let args = io_uring::types::SubmitArgs::new().timespec(&ts);
-            let _ = submitter.submit_with_args(1, &args);
-            cq.sync();
-            let done = cq.any(|c| c.user_data() == CTL_CANCEL_ALL);
-            cq.sync();
-            if done {
-                return;
+        if push(submitter, sq, &e) {
+            sq.sync();
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let mut cancelled = false;
+            while Instant::now() < deadline
+                && !(cancelled && self.inflight_recv == 0 && self.inflight_send == 0)
+            {
+                let ts = Timespec::from(Duration::from_millis(20));
+                let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+                let _ = submitter.submit_with_args(1, &args);
+                cq.sync();
+                for cqe in &mut *cq {
+                    let ud = cqe.user_data();
+                    match ud >> OP_SHIFT {
+                        OP_RECV if !cqueue::more(cqe.flags()) => {
+                            self.inflight_recv = self.inflight_recv.saturating_sub(1)
+                        }
+                        OP_SEND => self.inflight_send = self.inflight_send.saturating_sub(1),
+                        _ if ud == CTL_CANCEL_ALL => cancelled = true,
+                        _ => {}
+                    }
+                }
+                cq.sync();
             }
         }
+        if let Err(e) = submitter.unregister_files() {
+            tracing::debug!(error = %e, "unregister files");
+        }
+        let _ = submitter.unregister_buf_ring(BGID);
     }
 }
