@@ -536,6 +536,8 @@ impl State {
         slot.msg.msg_namelen = namelen;
         slot.msg.msg_iov = &mut slot.iov;
         slot.msg.msg_iovlen = 1;
+        // SENDMSG rather than SEND with a destination address: measured the same or better
+        // here (the address needs the same async copy either way).
         let e = opcode::SendMsg::new(Fixed(out_idx), &slot.msg)
             .build()
             .user_data(send_ud(bid));
