@@ -370,6 +370,44 @@ fn update_moves_destination(kind: DatapathKind, port_min: u16) {
     assert_eq!(m.update(gone, sb), Err(BackendError::UnknownLeg));
 }
 
+/// A tiny receive-buffer ring (16 buffers) against bursts of 100: on io_uring the multishot
+/// receive runs out of buffers, ends, and must be re-armed without losing what the socket holds.
+fn tiny_buffer_ring_bursts(kind: DatapathKind, port_min: u16) {
+    let mut c = cfg(kind, port_min, 8, 60);
+    c.ring_buffers = 16;
+    let Some(mut m) = start(&c) else {
+        return;
+    };
+    let (pa, pb) = (party(), party());
+    let (a, _b) = m
+        .create(5, spec(None), spec(Some(pb.local_addr().expect("b"))))
+        .expect("create");
+    const BURSTS: u16 = 20;
+    const BURST: u16 = 100;
+    for burst in 0..BURSTS {
+        for i in 0..BURST {
+            pa.send_to(&rtp(0xaaaa, burst * BURST + i), relay(a))
+                .expect("send");
+        }
+        for i in 0..BURST {
+            let seq = burst * BURST + i;
+            let (_, _, s) = recv(&pb).unwrap_or_else(|| panic!("lost packet {seq}"));
+            assert_eq!(s, seq);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    let st = m.stats()[0];
+    eprintln!(
+        "{kind:?}: buffer_exhausted {} multishot_rearms {}",
+        st.buffer_exhausted, st.multishot_rearms
+    );
+    assert_eq!(st.forwarded_packets, u64::from(BURSTS * BURST));
+    if kind == DatapathKind::IoUring {
+        assert!(st.multishot_rearms > 0, "16 buffers never ran dry?");
+        assert!(st.buffer_exhausted > 0);
+    }
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -389,6 +427,7 @@ both_datapaths! {
     two_shards_route_by_hint: 46_500;
     rtcp_latches_on_its_own_port: 46_800;
     update_moves_destination: 46_900;
+    tiny_buffer_ring_bursts: 46_950;
 }
 
 #[test]

@@ -430,9 +430,21 @@ impl State {
                 .get(idx as usize)
                 .is_some_and(Option::is_some);
         if !cqueue::more(flags) && current && !self.stop {
-            // The multishot ended (ring ran dry, error): arm it again.
-            self.io.multishot_rearms += 1;
-            self.socks.arm.push(idx);
+            // The multishot ended. Transient reasons (ring ran dry, overflow, signal) re-arm;
+            // a hard error (bad fixed file, ...) would fail again at once, so it is logged and
+            // the socket left unarmed instead of spinning.
+            let transient = res >= 0 || [libc::ENOBUFS, libc::EAGAIN, libc::EINTR].contains(&-res);
+            if transient {
+                self.io.multishot_rearms += 1;
+                self.socks.arm.push(idx);
+            } else {
+                tracing::warn!(
+                    shard = self.table.shard(),
+                    idx,
+                    error = %io::Error::from_raw_os_error(-res),
+                    "receive failed; socket not re-armed"
+                );
+            }
         }
         if res == -libc::ENOBUFS {
             self.io.buffer_exhausted += 1;
