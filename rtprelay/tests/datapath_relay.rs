@@ -408,6 +408,24 @@ fn tiny_buffer_ring_bursts(kind: DatapathKind, port_min: u16) {
     }
 }
 
+/// An idle shard sleeps: about one loop iteration per 100 ms tick, no spinning.
+fn idle_shard_does_not_spin(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    // A stream with open sockets and a command or two, then silence.
+    let (a, _) = m.create(0, spec(None), spec(None)).expect("create");
+    m.counters(a).expect("counters");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = m.stats()[0].loop_iterations;
+    std::thread::sleep(Duration::from_secs(1));
+    let loops = m.stats()[0].loop_iterations - before;
+    assert!(
+        (3..=40).contains(&loops),
+        "{loops} loop iterations in 1 s idle"
+    );
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -428,6 +446,7 @@ both_datapaths! {
     rtcp_latches_on_its_own_port: 46_800;
     update_moves_destination: 46_900;
     tiny_buffer_ring_bursts: 46_950;
+    idle_shard_does_not_spin: 46_970;
 }
 
 #[test]
