@@ -426,6 +426,45 @@ fn idle_shard_does_not_spin(kind: DatapathKind, port_min: u16) {
     );
 }
 
+/// Legs bound on ::1 relay IPv6 (sockaddr_in6 through both shells).
+fn ipv6_legs(kind: DatapathKind, port_min: u16) {
+    let Ok(pa) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIP: no ::1 here");
+        return;
+    };
+    let pb = UdpSocket::bind("[::1]:0").expect("::1 b");
+    for p in [&pa, &pb] {
+        p.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+    }
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let v6 = |remote: Option<SocketAddr>| LegSpec {
+        remote,
+        symmetric: true,
+        local_ip: "::1".parse().expect("::1"),
+    };
+    let (a, b) = m
+        .create(
+            6,
+            v6(Some(pa.local_addr().expect("a"))),
+            v6(Some(pb.local_addr().expect("b"))),
+        )
+        .expect("create v6");
+    let r = |leg: LegId| SocketAddr::new("::1".parse().expect("::1"), leg.port);
+    pa.send_to(&rtp(1, 7), r(a)).expect("send v6");
+    let (n, from, seq) = recv(&pb).expect("B gets v6");
+    assert_eq!((n, from, seq), (172, r(b), 7));
+    pb.send_to(&rtp(2, 8), r(b)).expect("send v6");
+    let (_, from, seq) = recv(&pa).expect("A gets v6");
+    assert_eq!((from, seq), (r(a), 8));
+    assert_eq!(
+        m.counters(a).expect("a").latched,
+        Some(pa.local_addr().expect("a"))
+    );
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -447,6 +486,7 @@ both_datapaths! {
     update_moves_destination: 46_900;
     tiny_buffer_ring_bursts: 46_950;
     idle_shard_does_not_spin: 46_970;
+    ipv6_legs: 46_550;
 }
 
 #[test]
