@@ -128,6 +128,8 @@ struct State {
     next_tick: Instant,
     /// The kernel supports `min_wait_usec` (6.12+).
     min_wait: bool,
+    /// Multishot TIMEOUT (6.4+); cleared when the kernel refuses it.
+    tick_multishot: bool,
     /// Multishot receives armed and not yet ended; sends submitted and not yet completed.
     inflight_recv: usize,
     inflight_send: usize,
@@ -149,6 +151,15 @@ fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
     match defer {
         Ok(r) => Ok(r),
         Err(e) => {
+            // DEFER_TASKRUN (6.1) implies multishot RECVMSG (6.0); without it, check the
+            // kernel version, which is the only way to know (there is no feature bit): on
+            // 5.19 the ring would build but every receive would fail.
+            if kernel_version().is_some_and(|v| v < (6, 0)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "io_uring datapath needs Linux >= 6.0 (multishot RECVMSG)",
+                ));
+            }
             tracing::info!(error = %e, "io_uring DEFER_TASKRUN refused, trying COOP_TASKRUN");
             IoUring::builder()
                 .setup_coop_taskrun()
@@ -157,6 +168,30 @@ fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
                 .build(entries)
         }
     }
+}
+
+/// (major, minor) of the running kernel.
+fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: uname fills a plain struct.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let release: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    parse_version(std::str::from_utf8(&release).ok()?)
+}
+
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 impl UringShard {
@@ -227,6 +262,7 @@ impl UringShard {
                 stop: false,
                 next_tick: Instant::now() + TICK,
                 min_wait,
+                tick_multishot: true,
                 inflight_recv: 0,
                 inflight_send: 0,
             },
@@ -315,9 +351,14 @@ impl State {
     }
 
     fn arm_tick(&mut self, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
+        let flags = if self.tick_multishot {
+            TimeoutFlags::MULTISHOT
+        } else {
+            TimeoutFlags::empty()
+        };
         let e = opcode::Timeout::new(&*self.tick)
             .count(0)
-            .flags(TimeoutFlags::MULTISHOT)
+            .flags(flags)
             .build()
             .user_data(CTL_TIMEOUT);
         push(submitter, sq, &e);
@@ -381,7 +422,12 @@ impl State {
                     }
                 }
                 // A multishot timeout that ended (should not happen with count 0): re-arm.
+                // A one-shot timeout fired, or (before 6.4) MULTISHOT was refused: re-arm,
+                // one-shot from then on.
                 CTL_TIMEOUT if !cqueue::more(cqe.flags()) && !self.stop => {
+                    if cqe.result() == -libc::EINVAL {
+                        self.tick_multishot = false;
+                    }
                     self.arm_tick(submitter, sq);
                 }
                 _ => {}
@@ -602,5 +648,33 @@ impl State {
             tracing::debug!(error = %e, "unregister files");
         }
         let _ = submitter.unregister_buf_ring(BGID);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trip() {
+        let ud = recv_ud(12_345, 0x3fff_ffff);
+        assert_eq!(ud >> OP_SHIFT, OP_RECV);
+        assert_eq!(ud & 0xffff_ffff, 12_345);
+        assert_eq!((ud >> 32) & 0x3fff_ffff, 0x3fff_ffff);
+        // The generation wraps inside its 30 bits and never spills into the op bits.
+        assert_eq!(recv_ud(1, u32::MAX) >> OP_SHIFT, OP_RECV);
+        assert_eq!(send_ud(4095) >> OP_SHIFT, OP_SEND);
+        assert_eq!(send_ud(4095) & 0xffff, 4095);
+        for c in [CTL_WAKE, CTL_TIMEOUT, CTL_CANCEL, CTL_CANCEL_ALL] {
+            assert_eq!(c >> OP_SHIFT, OP_CTL);
+        }
+    }
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_version("6.18.0-1-cloud-amd64"), Some((6, 18)));
+        assert_eq!(parse_version("5.19.17"), Some((5, 19)));
+        assert_eq!(parse_version("garbage"), None);
+        assert!(kernel_version().is_some());
     }
 }
