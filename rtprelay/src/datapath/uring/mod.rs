@@ -13,33 +13,30 @@
 //!   buffer returns to the ring when the send completes (no copy);
 //! - a multishot TIMEOUT (100 ms) drives expiry; an eventfd READ wakes the loop for commands.
 //!
-//! `user_data` encoding: top 2 bits = operation; RECV carries (generation << 32 | fixed index) so
-//! completions of a socket that was closed (and maybe reopened for a new leg) are recognised as
-//! stale; SEND carries the buffer id.
+//! Files: `setup` (ring flags, kernel requirements), `sockets` (fixed-file bookkeeping),
+//! `userdata` (what a completion refers to); this file is the loop.
+
+mod setup;
+mod sockets;
+mod userdata;
 
 use super::bufring::BufRing;
 use super::sockaddr::{self, NAME_LEN};
-use super::socket::bind_pair;
 use super::stats::IoStats;
 use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
-use crate::table::{Action, Component, Sockets, Table};
+use crate::table::{Action, Component, Table};
 use io_uring::squeue::Entry;
 use io_uring::types::{CancelBuilder, Fd, Fixed, RecvMsgOut, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, IoUring, SubmissionQueue, Submitter};
+use setup::build_ring;
+use sockets::UringSockets;
 use std::io;
-use std::net::{IpAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
+use userdata::*;
 
-const OP_SHIFT: u32 = 62;
-const OP_RECV: u64 = 0;
-const OP_SEND: u64 = 1;
-const OP_CTL: u64 = 2;
-const CTL_WAKE: u64 = OP_CTL << OP_SHIFT;
-const CTL_TIMEOUT: u64 = (OP_CTL << OP_SHIFT) | 1;
-const CTL_CANCEL: u64 = (OP_CTL << OP_SHIFT) | 2;
-const CTL_CANCEL_ALL: u64 = (OP_CTL << OP_SHIFT) | 3;
+/// The shard's one provided-buffer group.
 const BGID: u16 = 0;
 /// Batching of the wait (see `run`): completions wanted per wake-up, and how long to wait for
 /// them (µs) once at least one is there. 30 µs is far below RTP jitter-buffer scales; measured
@@ -47,63 +44,6 @@ const BGID: u16 = 0;
 /// 50 kpps.
 const WANT: usize = 32;
 const MIN_WAIT_US: u32 = 30;
-
-fn recv_ud(idx: u32, gen: u32) -> u64 {
-    (OP_RECV << OP_SHIFT) | (u64::from(gen & 0x3fff_ffff) << 32) | u64::from(idx)
-}
-
-fn send_ud(bid: u16) -> u64 {
-    (OP_SEND << OP_SHIFT) | u64::from(bid)
-}
-
-/// The shard's sockets. Ring operations that follow from opening/closing (file-table updates,
-/// arming and cancelling receives) are queued here and applied by the loop: the table calls
-/// [`Sockets`] while the ring is borrowed by the loop.
-struct UringSockets {
-    socks: Vec<Option<UdpSocket>>,
-    gens: Vec<u32>,
-    /// (fixed index, fd or -1) in order.
-    updates: Vec<(u32, RawFd)>,
-    arm: Vec<u32>,
-    cancel: Vec<u64>,
-}
-
-impl Sockets for UringSockets {
-    fn open(&mut self, slot: u32, ip: IpAddr, rtp_port: u16) -> io::Result<()> {
-        let base = slot as usize * 2;
-        if base + 1 >= self.socks.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "slot out of range",
-            ));
-        }
-        let pair = bind_pair(ip, rtp_port)?;
-        for (c, s) in pair.into_iter().enumerate() {
-            let idx = base + c;
-            self.gens[idx] = self.gens[idx].wrapping_add(1);
-            self.updates.push((idx as u32, s.as_raw_fd()));
-            self.arm.push(idx as u32);
-            self.socks[idx] = Some(s);
-        }
-        Ok(())
-    }
-
-    fn close(&mut self, slot: u32) {
-        let base = slot as usize * 2;
-        for idx in base..base + 2 {
-            let Some(s) = self.socks.get_mut(idx) else {
-                return;
-            };
-            if s.take().is_some() {
-                // The fixed-file slot keeps the socket alive until the update and the cancel of
-                // its receive are processed; the port is released then.
-                self.updates.push((idx as u32, -1));
-                self.cancel.push(recv_ud(idx as u32, self.gens[idx]));
-                self.gens[idx] = self.gens[idx].wrapping_add(1);
-            }
-        }
-    }
-}
 
 /// Memory a SENDMSG points at while in flight: one per receive buffer, indexed by buffer id
 /// (a buffer is in at most one send at a time).
@@ -139,59 +79,6 @@ pub struct UringShard {
     // Declared first: dropped (and its requests torn down) before the memory they point at.
     ring: IoUring,
     st: State,
-}
-
-fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
-    let defer = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_submit_all()
-        .setup_cqsize(cq)
-        .build(entries);
-    match defer {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            // DEFER_TASKRUN (6.1) implies multishot RECVMSG (6.0); without it, check the
-            // kernel version, which is the only way to know (there is no feature bit): on
-            // 5.19 the ring would build but every receive would fail.
-            if kernel_version().is_some_and(|v| v < (6, 0)) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "io_uring datapath needs Linux >= 6.0 (multishot RECVMSG)",
-                ));
-            }
-            tracing::info!(error = %e, "io_uring DEFER_TASKRUN refused, trying COOP_TASKRUN");
-            IoUring::builder()
-                .setup_coop_taskrun()
-                .setup_submit_all()
-                .setup_cqsize(cq)
-                .build(entries)
-        }
-    }
-}
-
-/// (major, minor) of the running kernel.
-fn kernel_version() -> Option<(u32, u32)> {
-    // SAFETY: uname fills a plain struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let release: Vec<u8> = u
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    parse_version(std::str::from_utf8(&release).ok()?)
-}
-
-fn parse_version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    let major = it.next()?.parse().ok()?;
-    let minor = it.next()?.parse().ok()?;
-    Some((major, minor))
 }
 
 impl UringShard {
@@ -462,14 +349,13 @@ impl State {
         sq: &mut SubmissionQueue<'_>,
     ) {
         let ud = cqe.user_data();
-        let idx = (ud & 0xffff_ffff) as u32;
-        let gen = ((ud >> 32) & 0x3fff_ffff) as u32;
+        let (idx, gen) = recv_parts(ud);
         let res = cqe.result();
         let flags = cqe.flags();
         if !cqueue::more(flags) {
             self.inflight_recv = self.inflight_recv.saturating_sub(1);
         }
-        let current = self.socks.gens.get(idx as usize).map(|g| g & 0x3fff_ffff) == Some(gen)
+        let current = self.socks.gens.get(idx as usize).map(|&g| gen_bits(g)) == Some(gen)
             && self
                 .socks
                 .socks
@@ -648,33 +534,5 @@ impl State {
             tracing::debug!(error = %e, "unregister files");
         }
         let _ = submitter.unregister_buf_ring(BGID);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_data_round_trip() {
-        let ud = recv_ud(12_345, 0x3fff_ffff);
-        assert_eq!(ud >> OP_SHIFT, OP_RECV);
-        assert_eq!(ud & 0xffff_ffff, 12_345);
-        assert_eq!((ud >> 32) & 0x3fff_ffff, 0x3fff_ffff);
-        // The generation wraps inside its 30 bits and never spills into the op bits.
-        assert_eq!(recv_ud(1, u32::MAX) >> OP_SHIFT, OP_RECV);
-        assert_eq!(send_ud(4095) >> OP_SHIFT, OP_SEND);
-        assert_eq!(send_ud(4095) & 0xffff, 4095);
-        for c in [CTL_WAKE, CTL_TIMEOUT, CTL_CANCEL, CTL_CANCEL_ALL] {
-            assert_eq!(c >> OP_SHIFT, OP_CTL);
-        }
-    }
-
-    #[test]
-    fn kernel_versions() {
-        assert_eq!(parse_version("6.18.0-1-cloud-amd64"), Some((6, 18)));
-        assert_eq!(parse_version("5.19.17"), Some((5, 19)));
-        assert_eq!(parse_version("garbage"), None);
-        assert!(kernel_version().is_some());
     }
 }
