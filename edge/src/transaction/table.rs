@@ -8,12 +8,12 @@
 use super::client::{ClientState, ClientTransaction};
 use super::key::{ClientKey, Method, ServerKey};
 use super::machine::{Action, Deadlines, Disposition, Slot};
+use super::output::IdMap;
 use super::output::{Output, RequestMatch, ResponseMatch, Transmit, TuEvent, TxId, TxStats};
 use super::server::{ServerState, ServerTransaction};
 use super::timers::Timers;
 use bytes::Bytes;
 use std::cmp::Reverse;
-use super::output::IdMap;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
