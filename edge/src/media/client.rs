@@ -391,7 +391,7 @@ impl RelayClient {
         let mut best: Option<RelayId> = None;
         let mut best_current = i64::MIN;
         for (i, r) in self.relays.iter_mut().enumerate() {
-            if !(r.up && !skip.contains(&i)) {
+            if !live(i, r) {
                 continue;
             }
             r.current += r.weight;
