@@ -13,9 +13,11 @@
 pub mod client;
 pub mod metrics;
 pub mod policy;
+pub mod shell;
 
 pub use client::{
     ClientConfig, ClientError, ClientEvent, RelayClient, RelayId, RequestId, Target, Transmit,
 };
 pub use metrics::MediaMetrics;
 pub use policy::{Decision, Peer};
+pub use shell::{CommandResult, RelayHandle};
