@@ -11,12 +11,17 @@
 //!   `edge_relay_command_seconds`, `edge_relay_failures_total`, `edge_relays_up`).
 
 pub mod client;
+pub mod dialog;
 pub mod metrics;
 pub mod policy;
 pub mod shell;
 
 pub use client::{
     ClientConfig, ClientError, ClientEvent, RelayClient, RelayId, RequestId, Target, Transmit,
+};
+pub use dialog::{
+    BodyAction, CmdId, Completion, DialogConfig, MediaDialogs, MediaError, OpId, Outcome,
+    RelayRequest, ReplyStep, SipEvent, SipKind, Step,
 };
 pub use metrics::MediaMetrics;
 pub use policy::{Decision, Peer};
