@@ -147,3 +147,209 @@ async fn dead_relay_fails_over_to_the_live_one() {
         .unwrap_err();
     assert_eq!(err, ClientError::Timeout(dead));
 }
+
+// ---- the dialog state machine driving the real relay through the client ----
+
+use config::MediaMode;
+use edge::media::{
+    BodyAction, Completion, DialogConfig, MediaDialogs, Outcome, Peer, RelayRequest, SipEvent,
+    SipKind,
+};
+use edge::sdp::RewriteOptions;
+use edge::sip::Method;
+
+async fn drive(
+    d: &mut MediaDialogs,
+    h: &RelayHandle,
+    mut send: Vec<RelayRequest>,
+) -> Vec<Completion> {
+    let mut done = Vec::new();
+    while !send.is_empty() {
+        let mut next = Vec::new();
+        for r in send {
+            let result = h.command(r.command, r.target).await;
+            let step = d.on_relay_reply(r.id, result, std::time::Instant::now());
+            next.extend(step.send);
+            done.extend(step.done);
+        }
+        send = next;
+    }
+    done
+}
+
+fn body(addr: &str, port: u16) -> Vec<u8> {
+    format!("v=0\r\no=- 5 5 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8\r\na=rtcp:{}\r\n", port + 1).into_bytes()
+}
+
+/// Send one message through the dialog machine and the relay; the rewritten body if any.
+async fn message(
+    d: &mut MediaDialogs,
+    h: &RelayHandle,
+    call: &str,
+    (from, to): (&str, Option<&str>),
+    kind: SipKind,
+    sdp: Option<&[u8]>,
+) -> Option<String> {
+    let ev = SipEvent {
+        call_id: call,
+        from_tag: from,
+        to_tag: to,
+        kind,
+        sdp,
+        sender: Peer {
+            source: "127.0.0.1".parse().unwrap(),
+            nated: false,
+        },
+        target_nated: false,
+    };
+    let step = d.on_message(&ev, std::time::Instant::now());
+    let held = matches!(step.body, BodyAction::Hold(_));
+    let done = drive(d, h, step.send).await;
+    if !held {
+        assert!(done.is_empty());
+        return None;
+    }
+    match &done.first()?.outcome {
+        Outcome::Rewrite(b) => Some(String::from_utf8(b.clone()).unwrap()),
+        Outcome::Failed(e) => panic!("relay failed: {e}"),
+    }
+}
+
+fn audio_port(sdp: &str) -> u16 {
+    let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn dialogs() -> MediaDialogs {
+    MediaDialogs::new(
+        DialogConfig {
+            mode: MediaMode::Always,
+            rewrite: RewriteOptions::default(),
+            max_duration: Duration::from_secs(3600),
+            early_timeout: Duration::from_secs(200),
+            relay_ips: vec!["127.0.0.1".parse().unwrap()],
+        },
+        None,
+    )
+}
+
+#[tokio::test]
+async fn dialogs_against_rtprelay_session_manager() {
+    let (addr, calls) = relay().await;
+    let h = RelayHandle::spawn(config(vec![(addr, 1)]), None)
+        .await
+        .unwrap();
+    let mut d = dialogs();
+    let req = SipKind::Request;
+    let resp = |status| SipKind::Response {
+        status,
+        method: Method::Invite,
+    };
+
+    // Early offer; the callee re-INVITEs; BYE.
+    let (a, b) = ("caller", "callee");
+    let offer = message(
+        &mut d,
+        &h,
+        "c1",
+        (a, None),
+        req(Method::Invite),
+        Some(&body("192.0.2.10", 4000)),
+    )
+    .await
+    .unwrap();
+    assert!(offer.contains("c=IN IP4 127.0.0.1\r\n"), "{offer}");
+    let answer = message(
+        &mut d,
+        &h,
+        "c1",
+        (a, Some(b)),
+        resp(200),
+        Some(&body("198.51.100.7", 5000)),
+    )
+    .await
+    .unwrap();
+    let (p_offer, p_answer) = (audio_port(&offer), audio_port(&answer));
+    assert!(p_offer >= 30000 && p_answer >= 30000 && p_offer != p_answer);
+    assert!(answer.contains(&format!("a=rtcp:{}\r\n", p_answer + 1)));
+    message(&mut d, &h, "c1", (a, Some(b)), req(Method::Ack), None).await;
+    let re = message(
+        &mut d,
+        &h,
+        "c1",
+        (b, Some(a)),
+        req(Method::Invite),
+        Some(&body("198.51.100.7", 5002)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        audio_port(&re),
+        p_answer,
+        "the caller keeps sending to the same relay port"
+    );
+    let re_ans = message(
+        &mut d,
+        &h,
+        "c1",
+        (b, Some(a)),
+        resp(200),
+        Some(&body("192.0.2.10", 4000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        audio_port(&re_ans),
+        p_offer,
+        "the callee keeps sending to the same relay port"
+    );
+    assert_eq!(FakeCalls::get(&calls.create), 1);
+    message(&mut d, &h, "c1", (b, Some(a)), req(Method::Bye), None).await;
+    assert_eq!(FakeCalls::get(&calls.remove), 1);
+
+    // Late offer: SDP in the 200, answer in the ACK; BYE from the caller.
+    assert!(
+        message(&mut d, &h, "c2", (a, None), req(Method::Invite), None)
+            .await
+            .is_none()
+    );
+    let offer = message(
+        &mut d,
+        &h,
+        "c2",
+        (a, Some(b)),
+        resp(200),
+        Some(&body("198.51.100.7", 5000)),
+    )
+    .await
+    .unwrap();
+    let answer = message(
+        &mut d,
+        &h,
+        "c2",
+        (a, Some(b)),
+        req(Method::Ack),
+        Some(&body("192.0.2.10", 4000)),
+    )
+    .await
+    .unwrap();
+    assert_ne!(audio_port(&offer), audio_port(&answer));
+    assert_eq!(FakeCalls::get(&calls.create), 2);
+    message(&mut d, &h, "c2", (a, Some(b)), req(Method::Bye), None).await;
+    assert_eq!(FakeCalls::get(&calls.remove), 2);
+
+    // CANCEL of a ringing call.
+    message(
+        &mut d,
+        &h,
+        "c3",
+        (a, None),
+        req(Method::Invite),
+        Some(&body("192.0.2.10", 4000)),
+    )
+    .await
+    .unwrap();
+    message(&mut d, &h, "c3", (a, None), req(Method::Cancel), None).await;
+    assert_eq!(FakeCalls::get(&calls.remove), 3);
+    assert_eq!((d.dialogs(), d.sessions(), d.held()), (0, 0, 0));
+}
