@@ -203,8 +203,10 @@ struct Op {
     failed: Option<MediaError>,
     /// The call's first offer: its failure ends the call.
     initial: bool,
-    /// The call ended before any relay answered: a successful `U` reply must be deleted.
-    orphan: Option<(String, String)>,
+    /// Call-ID and caller tag, for a late `D`: a `U` answered after its call ended (the
+    /// first `U` of a call that ended before the relay was known, or a re-offer overtaken by
+    /// the BYE's `D`) re-created a session that nobody will delete otherwise.
+    ids: (String, String),
 }
 
 struct Cmd {
@@ -376,11 +378,12 @@ impl MediaDialogs {
                                 });
                             }
                         }
-                        None => {
-                            if let (true, Some((call_id, tag))) = (cmd.offer, op.orphan.take()) {
-                                send.push(self.delete_request(&call_id, &tag, relay));
-                            }
+                        // Every such U may have re-created the call: each gets its D.
+                        None if cmd.offer => {
+                            let (call_id, tag) = op.ids.clone();
+                            send.push(self.delete_request(&call_id, &tag, relay));
                         }
+                        None => {}
                     }
                 }
                 _ => {
@@ -499,18 +502,12 @@ impl MediaDialogs {
         self.sessions = self.sessions.saturating_sub(call.held.len());
         self.gauges();
         tracing::debug!(call_id = %call.call_id, why, "media dialog ended");
-        match call.relay {
-            Some(relay) => vec![self.delete_request(&call.call_id, &call.caller_tag, relay)],
-            None => {
-                // A first U may be in flight to a relay we do not know yet.
-                for op in &call.ops {
-                    if let Some(op) = self.ops.get_mut(op) {
-                        op.orphan = Some((call.call_id.clone(), call.caller_tag.clone()));
-                    }
-                }
-                Vec::new()
-            }
-        }
+        // Without a relay, nothing was created yet; a first U still in flight is deleted
+        // when its answer names the relay (`on_relay_reply`).
+        call.relay
+            .map(|relay| self.delete_request(&call.call_id, &call.caller_tag, relay))
+            .into_iter()
+            .collect()
     }
 
     fn delete_request(&mut self, call_id: &str, caller_tag: &str, relay: RelayId) -> RelayRequest {
@@ -636,7 +633,7 @@ impl MediaDialogs {
             queued: Vec::new(),
             failed: None,
             initial,
-            orphan: None,
+            ids: (call.call_id.clone(), call.caller_tag.clone()),
         };
         let mut send = Vec::new();
         for (stream, command) in commands {

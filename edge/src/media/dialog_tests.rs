@@ -683,3 +683,104 @@ fn unparsable_sdp_is_forwarded_unchanged() {
     w.teardown(cancel);
     w.assert_freed();
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step of a random run over three calls.
+    #[derive(Debug, Clone)]
+    enum Ev {
+        /// A SIP message of call `c`.
+        Sip { c: usize, what: u8, sdp: bool },
+        /// Deliver in-flight relay request `i` (modulo their number): answered, or lost.
+        Deliver { i: usize, ok: bool },
+        /// Time passes.
+        Wait { secs: u64 },
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            4 => (0usize..3, 0u8..12, any::<bool>()).prop_map(|(c, what, sdp)| Ev::Sip { c, what, sdp }),
+            4 => (any::<usize>(), proptest::bool::weighted(0.85)).prop_map(|(i, ok)| Ev::Deliver { i, ok }),
+            1 => (1u64..400).prop_map(|secs| Ev::Wait { secs }),
+        ]
+    }
+
+    fn sip(c: usize, what: u8) -> (SipKind, &'static str, Option<&'static str>) {
+        // (kind, from tag, to tag): caller "a", callee "b".
+        match what {
+            0 => (req(Method::Invite), "a", None),
+            1 => (resp(183, Method::Invite), "a", Some("b")),
+            2 => (resp(200, Method::Invite), "a", Some("b")),
+            3 => (resp(486 + c as u16, Method::Invite), "a", Some("b")),
+            4 => (req(Method::Ack), "a", Some("b")),
+            5 => (req(Method::Invite), "a", Some("b")),
+            6 => (req(Method::Invite), "b", Some("a")),
+            7 => (resp(200, Method::Invite), "b", Some("a")),
+            8 => (req(Method::Update), "b", Some("a")),
+            9 => (req(Method::Bye), "a", Some("b")),
+            10 => (req(Method::Bye), "b", Some("a")),
+            _ => (req(Method::Cancel), "a", None),
+        }
+    }
+
+    proptest! {
+        /// Whatever the order of messages, relay answers and losses: once the run is over
+        /// and the timers have fired, no relay session, dialog or held message is left.
+        #[test]
+        fn every_path_frees_the_relay(evs in proptest::collection::vec(ev(), 1..60)) {
+            let mut w = World::new(MediaMode::Always);
+            let mut flight: Vec<RelayRequest> = Vec::new();
+            let calls = ["p0", "p1", "p2"];
+            for e in evs {
+                match e {
+                    Ev::Sip { c, what, sdp: with } => {
+                        let (kind, from, to) = sip(c, what);
+                        let body = sdp("10.0.0.5", &[4000, 4002]);
+                        let ev = SipEvent {
+                            call_id: calls[c],
+                            from_tag: from,
+                            to_tag: to,
+                            kind,
+                            sdp: with.then_some(&body[..]),
+                            sender: Peer { source: "198.51.100.9".parse().unwrap(), nated: false },
+                            target_nated: false,
+                        };
+                        flight.extend(w.d.on_message(&ev, w.now).send);
+                    }
+                    Ev::Deliver { i, ok } => {
+                        if flight.is_empty() {
+                            continue;
+                        }
+                        let r = flight.remove(i % flight.len());
+                        let relay = match r.target { Target::Any => 0, Target::Relay(x) => x };
+                        // A D that never reaches the relay leaves the session to the
+                        // relay's own inactivity timeout: not this machine's to free.
+                        let ok = ok || matches!(r.command, Command::Delete(_));
+                        let result = if ok {
+                            Ok((relay, w.relay.answer(relay, &r.command)))
+                        } else {
+                            Err(ClientError::Timeout("127.0.0.1:22222".parse().unwrap()))
+                        };
+                        flight.extend(w.d.on_relay_reply(r.id, result, w.now).send);
+                    }
+                    Ev::Wait { secs } => {
+                        w.now += Duration::from_secs(secs);
+                        flight.extend(w.d.on_timer(w.now));
+                    }
+                }
+            }
+            // Drain: answer everything in flight, let every timer fire, answer again.
+            w.pump(std::mem::take(&mut flight));
+            let later = w.now + Duration::from_secs(100_000);
+            let send = w.d.on_timer(later);
+            w.pump(send);
+            prop_assert_eq!(w.d.dialogs(), 0);
+            prop_assert_eq!(w.d.sessions(), 0);
+            prop_assert_eq!(w.d.held(), 0);
+            prop_assert!(w.relay.live.is_empty(), "relay still holds {:?}", w.relay.live);
+            prop_assert_eq!(w.d.poll_timeout(), None);
+        }
+    }
+}
