@@ -571,8 +571,10 @@ impl MediaDialogs {
         // (offerer tag, answerer tag) if this SDP is an answer.
         let answer = match &call.exchange {
             Exchange::Offered { by } if by != sender => Some((by.clone(), sender.to_owned())),
-            Exchange::Answered { offerer, answerer } if response && answerer == sender => {
-                Some((offerer.clone(), answerer.clone()))
+            // A repeated answer (retransmitted 2xx), or the 2xx of another fork of the
+            // INVITE (RFC 3261 §16.7 step 5 forwards every 2xx): an answer from `sender`.
+            Exchange::Answered { offerer, .. } if response && offerer != sender => {
+                Some((offerer.clone(), sender.to_owned()))
             }
             _ => None,
         };

@@ -292,6 +292,49 @@ fn bye_from_callee_and_183_then_200_answers() {
 }
 
 #[test]
+fn forked_answers_are_all_lookups() {
+    let mut w = World::new(MediaMode::Always);
+    w.relayed(req(Method::Invite), None, CALLER, &sdp("10.0.0.5", &[4000]));
+    w.relayed(
+        resp(183, Method::Invite),
+        Some("fork1"),
+        CALLER,
+        &sdp("192.0.2.7", &[5000]),
+    );
+    w.relayed(
+        resp(183, Method::Invite),
+        Some("fork2"),
+        CALLER,
+        &sdp("192.0.2.8", &[5000]),
+    );
+    w.relayed(
+        resp(200, Method::Invite),
+        Some("fork1"),
+        CALLER,
+        &sdp("192.0.2.7", &[5000]),
+    );
+    // Both forks answer 200; the second 2xx is forwarded too and is still an answer.
+    w.relayed(
+        resp(200, Method::Invite),
+        Some("fork2"),
+        CALLER,
+        &sdp("192.0.2.8", &[5000]),
+    );
+    let c = commands(&w);
+    assert_eq!(c.len(), 5);
+    assert!(
+        c[1..]
+            .iter()
+            .all(|c| c.starts_with(&format!("0:L {CALL} "))),
+        "{c:?}"
+    );
+    assert!(c[4].ends_with(&format!("{CALLER};1 fork2;1")));
+    let bye = w.msg(req(Method::Bye), Some("fork2"), CALLER, None);
+    w.teardown(bye);
+    w.assert_freed();
+}
+
+#[test]
 fn reinvite_and_update_keep_relay_ports() {
     let mut w = World::new(MediaMode::Always);
     let offer = w.relayed(req(Method::Invite), None, CALLER, &sdp("10.0.0.5", &[4000]));
