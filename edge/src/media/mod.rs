@@ -20,8 +20,8 @@
 //!
 //! for each INVITE/ACK/BYE/CANCEL/UPDATE/PRACK request the proxy forwards, and each
 //! response to INVITE/UPDATE/PRACK it forwards upstream (final ones: the chosen best one):
-//!     step = dialogs.on_message(&SipEvent { call_id, from_tag, to_tag, kind, sdp, sender,
-//!                                           target_nated }, now)
+//!     ev   = media::sip_event(&msg, Peer { source, nated }, target_nated)   (None: skip)
+//!     step = dialogs.on_message(&ev, now)
 //!     for r in step.send: spawn { result = relays.command(r.command, r.target).await;
 //!                                 feed (r.id, result) back to the proxy task }
 //!     match step.body:
@@ -49,6 +49,7 @@
 
 pub mod client;
 pub mod dialog;
+pub mod event;
 pub mod metrics;
 pub mod policy;
 pub mod shell;
@@ -60,6 +61,7 @@ pub use dialog::{
     BodyAction, CmdId, Completion, DialogConfig, MediaDialogs, MediaError, OpId, Outcome,
     RelayRequest, ReplyStep, SipEvent, SipKind, Step,
 };
+pub use event::sip_event;
 pub use metrics::MediaMetrics;
 pub use policy::{Decision, Peer};
 pub use shell::{CommandResult, RelayHandle};
