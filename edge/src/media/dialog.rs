@@ -227,6 +227,11 @@ pub struct MediaDialogs {
     metrics: Option<MediaMetrics>,
 }
 
+/// Non-empty printable ASCII without blanks or `;` (the rtpproxy argument separators).
+fn command_safe(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
 fn key(call_id: &str, tag: &str) -> String {
     // A space cannot occur in a Call-ID (RFC 3261 §25.1 `word`).
     format!("{call_id} {tag}")
@@ -269,8 +274,19 @@ impl MediaDialogs {
     /// A SIP message is about to be forwarded. Call for INVITE, ACK, BYE, CANCEL, UPDATE,
     /// PRACK requests and for responses to INVITE, UPDATE and PRACK, once per message the
     /// proxy forwards (a final response only when the proxy forwards it upstream, i.e. the
-    /// best response of all branches).
+    /// best response of all branches), and for the final responses the proxy itself sends
+    /// to an INVITE (408 on Timer C, 404 no route, 500 relay failure...), so the call's
+    /// relay session is freed at once rather than at the early timeout.
     pub fn on_message(&mut self, ev: &SipEvent<'_>, now: Instant) -> Step {
+        // Call-ID and tags become words of a relay command: one with a blank or `;` in it
+        // (not allowed by RFC 3261 §25.1, but a peer can send anything) could shift the
+        // command's arguments onto another call's tags.
+        if !command_safe(ev.call_id)
+            || !command_safe(ev.from_tag)
+            || ev.to_tag.is_some_and(|t| !command_safe(t))
+        {
+            return Step::unchanged(Vec::new());
+        }
         let mut k = self.find(ev.call_id, ev.from_tag, ev.to_tag);
         match (&ev.kind, &k) {
             (SipKind::Request(Method::Bye | Method::Cancel), Some(k)) => {

@@ -717,6 +717,34 @@ fn mode_never_fixes_nated_sdp_only() {
 }
 
 #[test]
+fn call_ids_and_tags_that_would_break_a_command_are_left_alone() {
+    let mut w = World::new(MediaMode::Always);
+    let body = sdp("10.0.0.5", &[4000]);
+    for (call_id, tag) in [
+        ("a b", "t"),
+        ("a;x", "t"),
+        ("", "t"),
+        ("c", "t 1.2.3.4"),
+        ("c", ""),
+    ] {
+        let ev = SipEvent {
+            call_id,
+            from_tag: tag,
+            to_tag: None,
+            kind: req(Method::Invite),
+            sdp: Some(&body),
+            sender: Peer {
+                source: "198.51.100.9".parse().unwrap(),
+                nated: false,
+            },
+            target_nated: false,
+        };
+        assert_eq!(w.d.on_message(&ev, w.now), Step::unchanged(vec![]));
+    }
+    assert_eq!(w.d.dialogs(), 0);
+}
+
+#[test]
 fn unparsable_sdp_is_forwarded_unchanged() {
     let mut w = World::new(MediaMode::Always);
     let s = w.msg(req(Method::Invite), None, CALLER, Some(b"not sdp"));
