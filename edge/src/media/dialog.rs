@@ -289,8 +289,15 @@ impl MediaDialogs {
         }
         let mut k = self.find(ev.call_id, ev.from_tag, ev.to_tag);
         match (&ev.kind, &k) {
-            (SipKind::Request(Method::Bye | Method::Cancel), Some(k)) => {
-                return Step::unchanged(self.end(&k.clone(), "bye/cancel"));
+            (SipKind::Request(Method::Bye), Some(k)) => {
+                return Step::unchanged(self.end(&k.clone(), "bye"));
+            }
+            // A CANCEL that crossed the 2xx has no effect (RFC 3261 §9.2): the caller ACKs
+            // and then sends BYE, which frees the relay.
+            (SipKind::Request(Method::Cancel), Some(k))
+                if self.calls.get(k).is_some_and(|c| !c.confirmed) =>
+            {
+                return Step::unchanged(self.end(&k.clone(), "cancel"));
             }
             (SipKind::Response { status, method }, Some(key)) if *status >= 200 => {
                 let Some(call) = self.calls.get_mut(key) else {

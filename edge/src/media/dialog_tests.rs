@@ -406,6 +406,24 @@ fn cancel_frees() {
 }
 
 #[test]
+fn cancel_after_the_2xx_keeps_the_call_until_bye() {
+    let mut w = World::new(MediaMode::Always);
+    w.relayed(req(Method::Invite), None, CALLER, &sdp("10.0.0.5", &[4000]));
+    w.relayed(
+        resp(200, Method::Invite),
+        Some(CALLEE),
+        CALLER,
+        &sdp("192.0.2.7", &[5000]),
+    );
+    let cancel = w.msg(req(Method::Cancel), None, CALLER, None);
+    assert_eq!(cancel, Step::unchanged(vec![]));
+    assert_eq!(w.d.dialogs(), 1);
+    let bye = w.msg(req(Method::Bye), Some(CALLEE), CALLER, None);
+    w.teardown(bye);
+    w.assert_freed();
+}
+
+#[test]
 fn failure_response_frees_and_a_new_invite_starts_over() {
     let mut w = World::new(MediaMode::Always);
     w.relayed(req(Method::Invite), None, CALLER, &sdp("10.0.0.5", &[4000]));
