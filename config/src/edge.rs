@@ -13,6 +13,7 @@ pub struct EdgeConfig {
     pub timers: TimersConfig,
     pub routing: RoutingConfig,
     pub proxy: ProxyConfig,
+    pub media: crate::EdgeMediaConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
 }

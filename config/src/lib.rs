@@ -8,11 +8,13 @@
 
 mod edge;
 mod error;
+mod media;
 mod relay;
 
 pub use edge::*;
 pub use error::ConfigError;
 pub use ipnet::IpNet;
+pub use media::*;
 pub use relay::*;
 
 use serde::de::DeserializeOwned;

@@ -4,8 +4,10 @@
 //! [`proxy`]) is sans-IO: plain data structures and functions fed with `(input, now)` that
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
+pub mod media;
 pub mod metrics;
 pub mod proxy;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod transaction;

@@ -1,0 +1,700 @@
+//! The dialog ↔ relay session state machine, sans-IO.
+//!
+//! [`MediaDialogs`] turns the SIP messages the proxy forwards into relay commands and the
+//! relay's answers into rewritten SDP. It reads no clock and owns no socket: the proxy passes
+//! each message ([`SipEvent`]) with `now`, sends the [`RelayRequest`]s it gets back through the
+//! relay client, feeds each outcome to [`MediaDialogs::on_relay_reply`], and calls
+//! [`MediaDialogs::on_timer`] at [`MediaDialogs::poll_timeout`].
+//!
+//! Offer/answer (RFC 3264, RFC 6337 for where SDP may appear): an SDP from party S is an
+//! *answer* when the other party's offer is outstanding, else an *offer*. An offer becomes
+//! `U callid addr port S;n [other;n]` per relayable m= line (stream number `n` = position,
+//! rtpproxy `;n`), an answer `L callid addr port offerer;n S;n` — the tag order every relay
+//! (rtpengine included) matches, since it is the order of the `U` that created the stream.
+//! This covers INVITE → 18x/2xx, re-INVITE and UPDATE from either side (same tags, same
+//! relay, so the relay answers the same ports), and the late offer (SDP in the 2xx, answer in
+//! the ACK). A repeated answer (183 then 200, retransmitted 2xx) repeats the `L`.
+//!
+//! The message carrying the SDP is held by the proxy until every command of it is answered
+//! ([`BodyAction::Hold`] → [`Completion`]). A new call's first command goes to any relay
+//! ([`Target::Any`], the client fails over); its other streams wait for that answer and then
+//! follow to the same relay, where every later command of the call goes too.
+//!
+//! Teardown, each sends `D callid caller-tag` (every stream of the call) to the call's relay:
+//! BYE, CANCEL, a final non-2xx response to the initial INVITE (which is also what the
+//! proxy's Timer C produces, 408), the early timeout (no final response at all), the maximum
+//! call duration (a BYE that never came), a failed initial offer. A call whose first `U` is
+//! still unanswered when it ends gets its `D` as soon as that answer says which relay holds it.
+//!
+//! Calls are keyed by Call-ID + the caller's tag (the From tag of the initial INVITE); a
+//! request from the callee carries it as To tag.
+
+use super::client::{ClientError, RelayId, Target};
+use super::metrics::MediaMetrics;
+use super::policy::{self, Decision, Peer};
+use super::shell::CommandResult;
+use crate::sdp::{rewrite, RewriteOptions, Sdp, SdpError, StreamRewrite};
+use crate::sip::Method;
+use config::MediaMode;
+use rtprelay::control::proto::{CallId, Command, Delete, Tag, Update};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialogConfig {
+    pub mode: MediaMode,
+    pub rewrite: RewriteOptions,
+    /// A confirmed call is deleted this long after its 2xx if no BYE came.
+    pub max_duration: Duration,
+    /// A call without final response is deleted this long after its INVITE.
+    pub early_timeout: Duration,
+    /// Per relay: the address to announce when its `U`/`L` answer carries none (rtpproxy
+    /// may answer the port alone): the relay's control IP.
+    pub relay_ips: Vec<IpAddr>,
+}
+
+impl DialogConfig {
+    pub fn from_config(cfg: &config::EdgeMediaConfig) -> Self {
+        DialogConfig {
+            mode: cfg.mode,
+            rewrite: RewriteOptions {
+                keep_ice: cfg.keep_ice,
+                bump_version: true,
+            },
+            max_duration: Duration::from_secs(cfg.max_call_duration_s),
+            early_timeout: Duration::from_secs(cfg.early_timeout_s),
+            relay_ips: cfg.relays.iter().map(|r| r.addr.ip()).collect(),
+        }
+    }
+}
+
+/// The message kind, as far as media cares. For a response, `method` is the CSeq method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipKind {
+    Request(Method),
+    Response { status: u16, method: Method },
+}
+
+/// One SIP message the proxy is about to forward.
+#[derive(Debug, Clone)]
+pub struct SipEvent<'a> {
+    pub call_id: &'a str,
+    pub from_tag: &'a str,
+    pub to_tag: Option<&'a str>,
+    pub kind: SipKind,
+    /// The body when it is SDP (`Content-Type: application/sdp`), else `None`.
+    pub sdp: Option<&'a [u8]>,
+    /// Who sent this message (source address, NAT test).
+    pub sender: Peer,
+    /// Whether the message's destination is behind NAT (for an initial INVITE: the callee's
+    /// binding; `false` when unknown). Only read for new calls in mode `nat`.
+    pub target_nated: bool,
+}
+
+/// A held message, until its [`Completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub u64);
+
+/// One relay command, until its reply is fed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CmdId(pub u64);
+
+/// A command to send through the relay client; feed its outcome to
+/// [`MediaDialogs::on_relay_reply`] with the same `id` (also for `D`, whose outcome only
+/// matters for logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRequest {
+    pub id: CmdId,
+    pub target: Target,
+    pub command: Command,
+}
+
+/// What happens to the message's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyAction {
+    /// Forward as is.
+    Unchanged,
+    /// Forward with this body instead (same Content-Type; fix Content-Length).
+    Replace(Vec<u8>),
+    /// Hold the message until the [`Completion`] of this op.
+    Hold(OpId),
+}
+
+/// The answer to [`MediaDialogs::on_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub body: BodyAction,
+    pub send: Vec<RelayRequest>,
+}
+
+impl Step {
+    fn unchanged(send: Vec<RelayRequest>) -> Self {
+        Step {
+            body: BodyAction::Unchanged,
+            send,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("relay: {0}")]
+    Relay(#[from] ClientError),
+    /// `E<n>`, port 0, or an answer that is not `port [addr]`.
+    #[error("relay refused the command: {0}")]
+    Refused(String),
+    /// The dialog ended (BYE, CANCEL, failure) while the message was held.
+    #[error("dialog ended while waiting for the relay")]
+    Gone,
+    #[error("SDP: {0}")]
+    Sdp(#[from] SdpError),
+}
+
+/// A held message may go: with this body, or (failure) per `media.on_relay_failure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Rewrite(Vec<u8>),
+    Failed(MediaError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub op: OpId,
+    pub outcome: Outcome,
+}
+
+/// The answer to [`MediaDialogs::on_relay_reply`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplyStep {
+    pub send: Vec<RelayRequest>,
+    pub done: Option<Completion>,
+}
+
+/// Where the offer/answer exchange of a call stands (RFC 3264 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Exchange {
+    Idle,
+    Offered { by: String },
+    Answered { offerer: String, answerer: String },
+}
+
+struct Call {
+    call_id: String,
+    caller_tag: String,
+    callee_tag: Option<String>,
+    relay: Option<RelayId>,
+    confirmed: bool,
+    exchange: Exchange,
+    /// Stream indices the relay holds for this call (for `edge_media_sessions`).
+    held: BTreeSet<usize>,
+    /// Key into `MediaDialogs::timers`.
+    timer: (Instant, u64),
+    ops: Vec<OpId>,
+}
+
+struct Op {
+    call: String,
+    body: Vec<u8>,
+    rewrites: Vec<Option<StreamRewrite>>,
+    waiting: usize,
+    /// Commands that wait for the call's relay to be known.
+    queued: Vec<(usize, Command)>,
+    failed: Option<MediaError>,
+    /// The call's first offer: its failure ends the call.
+    initial: bool,
+    /// Call-ID and caller tag, for a late `D`: a `U` answered after its call ended (the
+    /// first `U` of a call that ended before the relay was known, or a re-offer overtaken by
+    /// the BYE's `D`) re-created a session that nobody will delete otherwise.
+    ids: (String, String),
+}
+
+struct Cmd {
+    op: OpId,
+    stream: usize,
+    offer: bool,
+}
+
+pub struct MediaDialogs {
+    cfg: DialogConfig,
+    calls: HashMap<String, Call>,
+    ops: HashMap<OpId, Op>,
+    cmds: HashMap<CmdId, Cmd>,
+    /// Deadlines (early timeout, max duration) → call key.
+    timers: BTreeMap<(Instant, u64), String>,
+    next: u64,
+    sessions: usize,
+    metrics: Option<MediaMetrics>,
+}
+
+/// Non-empty printable ASCII without blanks or `;` (the rtpproxy argument separators).
+fn command_safe(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
+fn key(call_id: &str, tag: &str) -> String {
+    // A space cannot occur in a Call-ID (RFC 3261 §25.1 `word`).
+    format!("{call_id} {tag}")
+}
+
+impl MediaDialogs {
+    pub fn new(cfg: DialogConfig, metrics: Option<MediaMetrics>) -> Self {
+        MediaDialogs {
+            cfg,
+            calls: HashMap::new(),
+            ops: HashMap::new(),
+            cmds: HashMap::new(),
+            timers: BTreeMap::new(),
+            next: 0,
+            sessions: 0,
+            metrics,
+        }
+    }
+
+    /// Calls whose media is anchored (or about to be).
+    pub fn dialogs(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Media streams held on relays.
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Messages held, waiting for relay answers.
+    pub fn held(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// When [`Self::on_timer`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// A SIP message is about to be forwarded. Call for INVITE, ACK, BYE, CANCEL, UPDATE,
+    /// PRACK requests and for responses to INVITE, UPDATE and PRACK, once per message the
+    /// proxy forwards (a final response only when the proxy forwards it upstream, i.e. the
+    /// best response of all branches), and for the final responses the proxy itself sends
+    /// to an INVITE (408 on Timer C, 404 no route, 500 relay failure...), so the call's
+    /// relay session is freed at once rather than at the early timeout.
+    pub fn on_message(&mut self, ev: &SipEvent<'_>, now: Instant) -> Step {
+        // Call-ID and tags become words of a relay command: one with a blank or `;` in it
+        // (not allowed by RFC 3261 §25.1, but a peer can send anything) could shift the
+        // command's arguments onto another call's tags.
+        if !command_safe(ev.call_id)
+            || !command_safe(ev.from_tag)
+            || ev.to_tag.is_some_and(|t| !command_safe(t))
+        {
+            return Step::unchanged(Vec::new());
+        }
+        let mut k = self.find(ev.call_id, ev.from_tag, ev.to_tag);
+        match (&ev.kind, &k) {
+            (SipKind::Request(Method::Bye), Some(k)) => {
+                return Step::unchanged(self.end(&k.clone(), "bye"));
+            }
+            // A CANCEL that crossed the 2xx has no effect (RFC 3261 §9.2): the caller ACKs
+            // and then sends BYE, which frees the relay.
+            (SipKind::Request(Method::Cancel), Some(k))
+                if self.calls.get(k).is_some_and(|c| !c.confirmed) =>
+            {
+                return Step::unchanged(self.end(&k.clone(), "cancel"));
+            }
+            (SipKind::Response { status, method }, Some(key)) if *status >= 200 => {
+                let Some(call) = self.calls.get_mut(key) else {
+                    return Step::unchanged(Vec::new());
+                };
+                if *method == Method::Invite && *status < 300 {
+                    if !call.confirmed {
+                        call.confirmed = true;
+                        call.callee_tag = ev.to_tag.map(str::to_owned).or(call.callee_tag.take());
+                        let key = key.clone();
+                        self.arm(&key, now + self.cfg.max_duration);
+                    }
+                } else if *status >= 300 {
+                    if *method == Method::Invite && !call.confirmed {
+                        return Step::unchanged(self.end(&key.clone(), "failure response"));
+                    }
+                    // A failed re-INVITE/UPDATE: its offer is void (RFC 3264 §8).
+                    if matches!(call.exchange, Exchange::Offered { .. }) {
+                        call.exchange = Exchange::Idle;
+                    }
+                }
+            }
+            (SipKind::Request(Method::Invite), None) if ev.to_tag.is_none() => {
+                match policy::for_call(self.cfg.mode, &ev.sender, ev.target_nated) {
+                    Decision::Relay => k = Some(self.create(ev, now)),
+                    Decision::FixNat(ip) => return self.fix_nat(ev.sdp, ip),
+                    Decision::Leave => return Step::unchanged(Vec::new()),
+                }
+            }
+            _ => {}
+        }
+        let Some(k) = k else {
+            // Not an anchored call. In mode `never` every NATed sender's SDP is fixed.
+            if self.cfg.mode == MediaMode::Never {
+                if let Decision::FixNat(ip) = policy::for_unrelayed(&ev.sender) {
+                    return self.fix_nat(ev.sdp, ip);
+                }
+            }
+            return Step::unchanged(Vec::new());
+        };
+        // The sender of a request is its From party; of a response, its To party.
+        let sender = match ev.kind {
+            SipKind::Request(_) => Some(ev.from_tag),
+            SipKind::Response { .. } => ev.to_tag,
+        };
+        match (ev.sdp, sender) {
+            (Some(body), Some(sender)) => self.sdp(&k, body, sender, &ev.kind, now),
+            _ => Step::unchanged(Vec::new()),
+        }
+    }
+
+    /// The outcome of a [`RelayRequest`].
+    pub fn on_relay_reply(&mut self, id: CmdId, result: CommandResult, now: Instant) -> ReplyStep {
+        let _ = now;
+        let Some(cmd) = self.cmds.remove(&id) else {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "relay delete failed");
+            }
+            return ReplyStep::default();
+        };
+        let mut send = Vec::new();
+        let Some(op) = self.ops.get_mut(&cmd.op) else {
+            return ReplyStep::default();
+        };
+        op.waiting = op.waiting.saturating_sub(1);
+        match result {
+            Ok((relay, reply)) => match reply.port() {
+                Some((port, addr)) if port != 0 => {
+                    let addr = addr
+                        .or_else(|| self.cfg.relay_ips.get(relay).copied())
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    if let Some(slot) = op.rewrites.get_mut(cmd.stream) {
+                        *slot = Some(StreamRewrite {
+                            addr,
+                            port: Some(port),
+                        });
+                    }
+                    match self.calls.get_mut(&op.call) {
+                        Some(call) => {
+                            call.relay.get_or_insert(relay);
+                            if cmd.offer && call.held.insert(cmd.stream) {
+                                self.sessions += 1;
+                            }
+                            for (stream, command) in std::mem::take(&mut op.queued) {
+                                let id = CmdId(self.next);
+                                self.next += 1;
+                                op.waiting += 1;
+                                let offer = matches!(command, Command::Update(_));
+                                self.cmds.insert(
+                                    id,
+                                    Cmd {
+                                        op: cmd.op,
+                                        stream,
+                                        offer,
+                                    },
+                                );
+                                send.push(RelayRequest {
+                                    id,
+                                    target: Target::Relay(relay),
+                                    command,
+                                });
+                            }
+                        }
+                        // Every such U may have re-created the call: each gets its D.
+                        None if cmd.offer => {
+                            let (call_id, tag) = op.ids.clone();
+                            send.push(self.delete_request(&call_id, &tag, relay));
+                        }
+                        None => {}
+                    }
+                }
+                _ => {
+                    if let Some(m) = &self.metrics {
+                        if reply.error().is_none() {
+                            m.failures.with_label_values(&["refused"]).inc();
+                        }
+                    }
+                    op.queued.clear();
+                    op.failed
+                        .get_or_insert(MediaError::Refused(format!("{reply:?}")));
+                }
+            },
+            Err(e) => {
+                op.queued.clear();
+                op.failed.get_or_insert(MediaError::Relay(e));
+            }
+        }
+        self.gauges();
+        let Some(op) = self.ops.get(&cmd.op) else {
+            return ReplyStep { send, done: None };
+        };
+        if op.waiting > 0 {
+            return ReplyStep { send, done: None };
+        }
+        let Some(op) = self.ops.remove(&cmd.op) else {
+            return ReplyStep { send, done: None };
+        };
+        if let Some(call) = self.calls.get_mut(&op.call) {
+            call.ops.retain(|o| *o != cmd.op);
+        }
+        let outcome = if !self.calls.contains_key(&op.call) {
+            Outcome::Failed(MediaError::Gone)
+        } else if let Some(e) = op.failed {
+            if op.initial {
+                send.extend(self.end(&op.call, "initial offer failed"));
+            }
+            Outcome::Failed(e)
+        } else {
+            match Sdp::parse(&op.body) {
+                Ok(sdp) => Outcome::Rewrite(rewrite(&sdp, &op.rewrites, &self.cfg.rewrite)),
+                Err(e) => Outcome::Failed(e.into()),
+            }
+        };
+        ReplyStep {
+            send,
+            done: Some(Completion {
+                op: cmd.op,
+                outcome,
+            }),
+        }
+    }
+
+    /// Delete the calls whose early timeout or maximum duration has passed.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<RelayRequest> {
+        let mut send = Vec::new();
+        while let Some((&(at, seq), k)) = self.timers.first_key_value() {
+            if at > now {
+                break;
+            }
+            let k = k.clone();
+            self.timers.remove(&(at, seq));
+            if self.calls.get(&k).is_some_and(|c| c.timer == (at, seq)) {
+                send.extend(self.end(&k, "timeout"));
+            }
+        }
+        send
+    }
+
+    fn find(&self, call_id: &str, from: &str, to: Option<&str>) -> Option<String> {
+        let k = key(call_id, from);
+        if self.calls.contains_key(&k) {
+            return Some(k);
+        }
+        let k = key(call_id, to?);
+        self.calls.contains_key(&k).then_some(k)
+    }
+
+    fn create(&mut self, ev: &SipEvent<'_>, now: Instant) -> String {
+        let k = key(ev.call_id, ev.from_tag);
+        self.calls.insert(
+            k.clone(),
+            Call {
+                call_id: ev.call_id.to_owned(),
+                caller_tag: ev.from_tag.to_owned(),
+                callee_tag: None,
+                relay: None,
+                confirmed: false,
+                exchange: Exchange::Idle,
+                held: BTreeSet::new(),
+                timer: (now, 0),
+                ops: Vec::new(),
+            },
+        );
+        self.arm(&k, now + self.cfg.early_timeout);
+        self.gauges();
+        k
+    }
+
+    fn arm(&mut self, k: &str, at: Instant) {
+        let seq = self.next;
+        self.next += 1;
+        if let Some(call) = self.calls.get_mut(k) {
+            self.timers.remove(&call.timer);
+            call.timer = (at, seq);
+            self.timers.insert((at, seq), k.to_owned());
+        }
+    }
+
+    /// Forget the call and free its relay session.
+    fn end(&mut self, k: &str, why: &str) -> Vec<RelayRequest> {
+        let Some(call) = self.calls.remove(k) else {
+            return Vec::new();
+        };
+        self.timers.remove(&call.timer);
+        self.sessions = self.sessions.saturating_sub(call.held.len());
+        self.gauges();
+        tracing::debug!(call_id = %call.call_id, why, "media dialog ended");
+        // Without a relay, nothing was created yet; a first U still in flight is deleted
+        // when its answer names the relay (`on_relay_reply`).
+        call.relay
+            .map(|relay| self.delete_request(&call.call_id, &call.caller_tag, relay))
+            .into_iter()
+            .collect()
+    }
+
+    fn delete_request(&mut self, call_id: &str, caller_tag: &str, relay: RelayId) -> RelayRequest {
+        let id = CmdId(self.next);
+        self.next += 1;
+        RelayRequest {
+            id,
+            target: Target::Relay(relay),
+            command: Command::Delete(Delete {
+                weak: false,
+                call: CallId::new(call_id),
+                from_tag: Tag::new(caller_tag),
+                to_tag: None,
+            }),
+        }
+    }
+
+    fn gauges(&self) {
+        if let Some(m) = &self.metrics {
+            m.dialogs.set(self.calls.len() as i64);
+            m.sessions.set(self.sessions as i64);
+        }
+    }
+
+    /// mode `never`: point the c= lines of a NATed sender's SDP at its source address.
+    fn fix_nat(&self, body: Option<&[u8]>, ip: IpAddr) -> Step {
+        let Some(Ok(sdp)) = body.map(Sdp::parse) else {
+            return Step::unchanged(Vec::new());
+        };
+        let fixes: Vec<Option<StreamRewrite>> = sdp
+            .media()
+            .iter()
+            .map(|_| {
+                Some(StreamRewrite {
+                    addr: ip,
+                    port: None,
+                })
+            })
+            .collect();
+        Step {
+            body: BodyAction::Replace(rewrite(&sdp, &fixes, &self.cfg.rewrite)),
+            send: Vec::new(),
+        }
+    }
+
+    /// An SDP from party `sender` in an anchored call: offer → U, answer → L.
+    fn sdp(&mut self, k: &str, body: &[u8], sender: &str, kind: &SipKind, now: Instant) -> Step {
+        let _ = now;
+        let sdp = match Sdp::parse(body) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "SDP not rewritten");
+                return Step::unchanged(Vec::new());
+            }
+        };
+        let Some(call) = self.calls.get_mut(k) else {
+            return Step::unchanged(Vec::new());
+        };
+        let provisional = matches!(kind, SipKind::Response { status, .. } if *status < 200);
+        let response = matches!(kind, SipKind::Response { .. });
+        // (offerer tag, answerer tag) if this SDP is an answer.
+        let answer = match &call.exchange {
+            Exchange::Offered { by } if by != sender => Some((by.clone(), sender.to_owned())),
+            // A repeated answer (retransmitted 2xx), or the 2xx of another fork of the
+            // INVITE (RFC 3261 §16.7 step 5 forwards every 2xx): an answer from `sender`.
+            Exchange::Answered { offerer, .. } if response && offerer != sender => {
+                Some((offerer.clone(), sender.to_owned()))
+            }
+            _ => None,
+        };
+        let other = if sender == call.caller_tag {
+            call.callee_tag.clone()
+        } else {
+            Some(call.caller_tag.clone())
+        };
+        let repeat_offer = matches!(&call.exchange,
+            Exchange::Answered { offerer, .. } if response && offerer == sender);
+        match &answer {
+            Some((offerer, answerer)) if !provisional => {
+                call.exchange = Exchange::Answered {
+                    offerer: offerer.clone(),
+                    answerer: answerer.clone(),
+                };
+            }
+            Some(_) => {}
+            None if repeat_offer => {}
+            None => {
+                call.exchange = Exchange::Offered {
+                    by: sender.to_owned(),
+                }
+            }
+        }
+        let mut commands = Vec::new();
+        for s in sdp.media().iter().filter(|s| s.relayable()) {
+            let addr = s.connection.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let n = u32::try_from(s.index + 1).unwrap_or(u32::MAX);
+            let call_id = CallId::new(call.call_id.clone());
+            let command = match &answer {
+                Some((offerer, answerer)) => {
+                    let mut u = Update::new(call_id, addr, s.port, Tag::with_stream(offerer, n));
+                    u.to_tag = Some(Tag::with_stream(answerer, n));
+                    Command::Lookup(u)
+                }
+                None => {
+                    let mut u = Update::new(call_id, addr, s.port, Tag::with_stream(sender, n));
+                    u.to_tag = other.as_ref().map(|t| Tag::with_stream(t, n));
+                    Command::Update(u)
+                }
+            };
+            commands.push((s.index, command));
+        }
+        if commands.is_empty() {
+            return Step::unchanged(Vec::new());
+        }
+        let op_id = OpId(self.next);
+        self.next += 1;
+        call.ops.push(op_id);
+        let relay = call.relay;
+        let initial = relay.is_none() && answer.is_none();
+        let mut op = Op {
+            call: k.to_owned(),
+            body: body.to_vec(),
+            rewrites: vec![None; sdp.media().len()],
+            waiting: 0,
+            queued: Vec::new(),
+            failed: None,
+            initial,
+            ids: (call.call_id.clone(), call.caller_tag.clone()),
+        };
+        let mut send = Vec::new();
+        for (stream, command) in commands {
+            let target = match relay {
+                Some(r) => Target::Relay(r),
+                None if send.is_empty() => Target::Any,
+                None => {
+                    op.queued.push((stream, command));
+                    continue;
+                }
+            };
+            let id = CmdId(self.next);
+            self.next += 1;
+            op.waiting += 1;
+            self.cmds.insert(
+                id,
+                Cmd {
+                    op: op_id,
+                    stream,
+                    offer: matches!(command, Command::Update(_)),
+                },
+            );
+            send.push(RelayRequest {
+                id,
+                target,
+                command,
+            });
+        }
+        self.ops.insert(op_id, op);
+        Step {
+            body: BodyAction::Hold(op_id),
+            send,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "dialog_tests.rs"]
+mod tests;

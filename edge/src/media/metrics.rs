@@ -1,0 +1,63 @@
+//! Prometheus objects of media anchoring, registered on the registry the caller passes (the
+//! edge's `/metrics` registry). Labels are bounded: the command letter and a failure reason.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Relay command latency buckets (s): loopback answers in ~100 µs, a retransmitted one in
+/// ~0.5 s, a failed one after `retransmit × tries`.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Clone)]
+pub struct MediaMetrics {
+    /// `edge_media_dialogs`: calls whose media the edge anchors (state held in
+    /// [`super::MediaDialogs`]).
+    pub dialogs: IntGauge,
+    /// `edge_media_sessions`: media streams currently held on a relay.
+    pub sessions: IntGauge,
+    /// `edge_relay_command_seconds{command}`: time from first send to reply.
+    pub command_seconds: HistogramVec,
+    /// `edge_relay_failures_total{reason}`: `timeout` (a relay did not answer any try),
+    /// `error` (an `E<n>` or port-0 answer), `no_relay` (no relay up for a new call).
+    pub failures: IntCounterVec,
+    /// `edge_relays_up`: relays currently considered up.
+    pub relays_up: IntGauge,
+}
+
+impl MediaMetrics {
+    /// Create and register on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self::unregistered()?;
+        registry.register(Box::new(m.dialogs.clone()))?;
+        registry.register(Box::new(m.sessions.clone()))?;
+        registry.register(Box::new(m.command_seconds.clone()))?;
+        registry.register(Box::new(m.failures.clone()))?;
+        registry.register(Box::new(m.relays_up.clone()))?;
+        Ok(m)
+    }
+
+    /// Metrics not registered anywhere (tests, or media anchoring without `/metrics`).
+    pub fn unregistered() -> prometheus::Result<Self> {
+        Ok(MediaMetrics {
+            dialogs: IntGauge::new("edge_media_dialogs", "Dialogs with anchored media")?,
+            sessions: IntGauge::new("edge_media_sessions", "Media streams held on a relay")?,
+            command_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "edge_relay_command_seconds",
+                    "Relay control command latency by command",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["command"],
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "edge_relay_failures_total",
+                    "Failed relay commands by reason",
+                ),
+                &["reason"],
+            )?,
+            relays_up: IntGauge::new("edge_relays_up", "Relays currently considered up")?,
+        })
+    }
+}

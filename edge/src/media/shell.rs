@@ -1,0 +1,120 @@
+//! The relay client's IO shell: one tokio task owning one UDP socket and the sans-IO
+//! [`RelayClient`]; callers talk to it through a cloneable [`RelayHandle`].
+
+use super::client::{
+    ClientConfig, ClientError, ClientEvent, RelayClient, RelayId, RequestId, Target,
+};
+use super::metrics::MediaMetrics;
+use rtprelay::control::proto::{Command, Reply};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a command came back with: the relay that answered and its reply.
+pub type CommandResult = Result<(RelayId, Reply), ClientError>;
+
+struct Request {
+    command: Command,
+    target: Target,
+    done: oneshot::Sender<CommandResult>,
+}
+
+/// Send relay commands; cheap to clone. The task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<Request>,
+    local: SocketAddr,
+}
+
+/// Queue depth between callers and the client task.
+const QUEUE: usize = 4096;
+
+impl RelayHandle {
+    /// Bind a UDP socket (loopback when every relay is on loopback, else the unspecified
+    /// address of the first relay's family) and spawn the client task on the current runtime.
+    pub async fn spawn(cfg: ClientConfig, metrics: Option<MediaMetrics>) -> io::Result<Self> {
+        let bind_ip: IpAddr = match cfg.relays.first().map(|(a, _)| a.ip()) {
+            Some(ip) if cfg.relays.iter().all(|(a, _)| a.ip().is_loopback()) => {
+                if ip.is_ipv4() {
+                    Ipv4Addr::LOCALHOST.into()
+                } else {
+                    Ipv6Addr::LOCALHOST.into()
+                }
+            }
+            Some(IpAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),
+            _ => Ipv4Addr::UNSPECIFIED.into(),
+        };
+        let sock = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
+        let local = sock.local_addr()?;
+        let core = RelayClient::new(cfg, rand::random(), metrics, Instant::now());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(sock, core, rx));
+        Ok(RelayHandle { tx, local })
+    }
+
+    /// Send `command` and wait for its outcome (retransmissions and failover included).
+    pub async fn command(&self, command: Command, target: Target) -> CommandResult {
+        let (done, wait) = oneshot::channel();
+        let req = Request {
+            command,
+            target,
+            done,
+        };
+        if self.tx.send(req).await.is_err() {
+            return Err(ClientError::NoRelay);
+        }
+        wait.await.unwrap_or(Err(ClientError::NoRelay))
+    }
+
+    /// The client socket's address (what the relay sees as source).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+async fn run(sock: UdpSocket, mut core: RelayClient, mut rx: mpsc::Receiver<Request>) {
+    let mut waiting: HashMap<RequestId, oneshot::Sender<CommandResult>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(t) = core.poll_transmit() {
+            // Unconnected UDP: a dead relay shows up as a timeout, not as an error here.
+            if let Err(e) = sock.send_to(&t.data, t.to).await {
+                tracing::debug!(to = %t.to, error = %e, "relay send failed");
+            }
+        }
+        while let Some(ev) = core.poll_event() {
+            let (id, result) = match ev {
+                ClientEvent::Reply {
+                    id, relay, reply, ..
+                } => (id, Ok((relay, reply))),
+                ClientEvent::Failed { id, error } => (id, Err(error)),
+            };
+            if let Some(done) = waiting.remove(&id) {
+                let _ = done.send(result);
+            }
+        }
+        let deadline = core
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    core.handle_datagram(from, buf.get(..n).unwrap_or_default(), Instant::now());
+                }
+                Err(e) => tracing::debug!(error = %e, "relay socket receive error"),
+            },
+            req = rx.recv() => match req {
+                Some(r) => {
+                    let id = core.send(r.command, r.target, Instant::now());
+                    waiting.insert(id, r.done);
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
+        }
+    }
+}
