@@ -235,6 +235,7 @@ impl Default for LogConfig {
 
 impl Validate for EdgeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.media.validate()?;
         if self.sip.listen_udp.is_empty() && self.sip.listen_tcp.is_empty() {
             return Err(ConfigError::invalid(
                 "sip.listen_udp",
