@@ -4,6 +4,7 @@
 //! other core is left to the kernel's network stack and to rtprelay. Scaling further is done with
 //! SO_REUSEPORT workers that hand messages to the worker owning the transaction (see DESIGN.md).
 
+use crate::media::{ClientConfig, MediaMetrics, RelayHandle};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::sip::Limits;
@@ -22,6 +23,7 @@ pub struct Edge {
     pub udp: Vec<(SocketAddr, Rc<UdpSocket>)>,
     pub flows: RefCell<tcp::Flows>,
     proxy: RefCell<Proxy>,
+    relays: RelayHandle,
 }
 
 impl Edge {
@@ -34,35 +36,41 @@ impl Edge {
 
     /// A message arrived: run the proxy core, then send what it decided.
     pub fn on_message(self: &Rc<Self>, data: Bytes, src: Source) {
-        let out = {
-            let mut proxy = self.proxy.borrow_mut();
-            proxy.on_message(data, src, Instant::now());
-            proxy.take_transmits()
-        };
-        for t in out {
-            self.send(t.dest, t.bytes);
-        }
+        self.run_core(|p, now| p.on_message(data, src, now));
     }
 
     pub fn on_transport_error(self: &Rc<Self>, dest: Dest) {
-        let out = {
+        self.run_core(|p, now| p.on_transport_error(dest, now));
+    }
+
+    fn on_tick(self: &Rc<Self>) {
+        self.run_core(|p, now| p.on_tick(now));
+    }
+
+    /// Feed the proxy core one event, then carry out what it decided: messages to send and
+    /// relay commands (each awaited on its own task, its result fed back to the core).
+    fn run_core(self: &Rc<Self>, event: impl FnOnce(&mut Proxy, Instant)) {
+        event(&mut self.proxy.borrow_mut(), Instant::now());
+        self.dispatch();
+    }
+
+    fn dispatch(self: &Rc<Self>) {
+        let (out, relay) = {
             let mut proxy = self.proxy.borrow_mut();
-            proxy.on_transport_error(dest, Instant::now());
-            proxy.take_transmits()
+            (proxy.take_transmits(), proxy.take_relay_requests())
         };
         for t in out {
             self.send(t.dest, t.bytes);
         }
-    }
-
-    fn on_tick(self: &Rc<Self>) {
-        let out = {
-            let mut proxy = self.proxy.borrow_mut();
-            proxy.on_tick(Instant::now());
-            proxy.take_transmits()
-        };
-        for t in out {
-            self.send(t.dest, t.bytes);
+        for r in relay {
+            let edge = self.clone();
+            tokio::task::spawn_local(async move {
+                let result = edge.relays.command(r.command, r.target).await;
+                edge.proxy
+                    .borrow_mut()
+                    .on_relay_reply(r.id, result, Instant::now());
+                edge.dispatch();
+            });
         }
     }
 
@@ -115,13 +123,28 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         .map(|(a, _)| (Transport::Udp, *a))
         .collect();
     locals.extend(tcp_listeners.iter().map(|(a, _)| (Transport::Tcp, *a)));
-    let proxy = Proxy::new(&cfg, locals, metrics.clone(), Instant::now());
+    let media_metrics = MediaMetrics::register(&metrics.registry)
+        .map_err(|e| std::io::Error::other(format!("media metrics: {e}")))?;
+    let relays = RelayHandle::spawn(
+        ClientConfig::from_config(&cfg.media),
+        Some(media_metrics.clone()),
+    )
+    .await
+    .map_err(|e| std::io::Error::new(e.kind(), format!("relay client: {e}")))?;
+    let proxy = Proxy::new(
+        &cfg,
+        locals,
+        metrics.clone(),
+        Some(media_metrics),
+        Instant::now(),
+    );
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
         udp: udp_socks,
         flows: RefCell::new(tcp::Flows::default()),
         proxy: RefCell::new(proxy),
+        relays,
     });
     tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
     for i in 0..edge.udp.len() {

@@ -6,12 +6,17 @@
 //! runs in a client transaction and its responses are collected by the request's
 //! [`ResponseContext`] (§16.7).
 
+use super::anchor::{self, Parked};
 use super::branch::{self, BranchGen};
 use super::build;
 use super::context::{Action, Candidate, ResponseContext};
 use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
+use crate::media::{
+    BodyAction, CommandResult, CmdId, DialogConfig, MediaDialogs, MediaMetrics, Outcome, Peer,
+    RelayRequest,
+};
 use crate::metrics::Metrics;
 use crate::sip::{self, HeaderName, Host, Limits, Message, Method, NameAddr, Uri};
 use crate::transaction::{
@@ -67,6 +72,14 @@ pub struct Proxy {
     txout: Vec<Output<Dest>>,
     metrics: Metrics,
     absorbed_seen: u64,
+    /// Media anchoring (issue 5): dialog ↔ relay sessions, commands for the shell, and the
+    /// messages parked until the relay answers.
+    media: MediaDialogs,
+    reject_on_relay_failure: bool,
+    relay_out: Vec<RelayRequest>,
+    parked: IdMap<u64, Parked>,
+    /// The sender of the response being processed (for media policy).
+    responder: Option<Peer>,
 }
 
 impl Proxy {
@@ -74,6 +87,7 @@ impl Proxy {
         cfg: &EdgeConfig,
         listen: Vec<(Transport, SocketAddr)>,
         metrics: Metrics,
+        media_metrics: Option<MediaMetrics>,
         _now: Instant,
     ) -> Self {
         let seed = rand::random::<u64>();
@@ -100,12 +114,95 @@ impl Proxy {
             txout: Vec::new(),
             metrics,
             absorbed_seen: 0,
+            media: MediaDialogs::new(DialogConfig::from_config(&cfg.media), media_metrics),
+            reject_on_relay_failure: cfg.media.on_relay_failure == config::RelayFailure::Reject,
+            relay_out: Vec::new(),
+            parked: IdMap::default(),
+            responder: None,
         }
     }
 
     /// What to send, in order.
     pub fn take_transmits(&mut self) -> Vec<Transmit> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Relay commands to send; feed each result back with [`Proxy::on_relay_reply`].
+    pub fn take_relay_requests(&mut self) -> Vec<RelayRequest> {
+        std::mem::take(&mut self.relay_out)
+    }
+
+    /// Live media dialogs (for tests and shutdown).
+    pub fn media(&self) -> &MediaDialogs {
+        &self.media
+    }
+
+    /// A relay command finished (reply, error or timeout).
+    pub fn on_relay_reply(&mut self, id: CmdId, result: CommandResult, now: Instant) {
+        let r = self.media.on_relay_reply(id, result, now);
+        self.relay_out.extend(r.send);
+        if let Some(done) = r.done {
+            if let Some(p) = self.parked.remove(&done.op.0) {
+                self.resume(p, done.outcome, now);
+            }
+        }
+        self.after_event();
+    }
+
+    /// Continue a parked message with the relay's outcome.
+    fn resume(&mut self, p: Parked, outcome: Outcome, now: Instant) {
+        let body = match outcome {
+            Outcome::Rewrite(body) => Some(body),
+            Outcome::Failed(e) => {
+                tracing::warn!(error = %e, "media relay failed");
+                None
+            }
+        };
+        match p {
+            Parked::Request { ctx, acts } => {
+                let Some(c) = self.contexts.get_mut(&ctx) else {
+                    return;
+                };
+                match &body {
+                    Some(b) => {
+                        if let Some(m) = anchor::with_body(&c.request, b, &self.limits) {
+                            c.request = m;
+                        }
+                    }
+                    None if self.reject_on_relay_failure => {
+                        let (tx, req) = (c.server_tx, c.request.clone());
+                        self.contexts.remove(&ctx);
+                        self.server_ctx.remove(&tx);
+                        self.respond_local(tx, &req, 500, "Server Internal Error (media relay)", now);
+                        return;
+                    }
+                    None => {}
+                }
+                self.apply(ctx, acts, now);
+            }
+            Parked::Response { ctx, act } => {
+                let act = match (body, act) {
+                    (Some(b), Action::Forward(bytes)) => {
+                        Action::Forward(anchor::bytes_with_body(&bytes, &b, &self.limits))
+                    }
+                    (Some(b), Action::Final(Candidate::Received { status, msg })) => {
+                        Action::Final(Candidate::Received {
+                            status,
+                            msg: anchor::bytes_with_body(&msg, &b, &self.limits),
+                        })
+                    }
+                    (_, act) => act,
+                };
+                self.apply_with(ctx, vec![act], now, true);
+            }
+            Parked::Stateless { msg, src } => {
+                let msg = match body.and_then(|b| anchor::with_body(&msg, &b, &self.limits)) {
+                    Some(m) => m,
+                    None => msg,
+                };
+                self.forward_stateless_now(msg, src, now);
+            }
+        }
     }
 
     /// Live transactions (for the gauge and the limit).
@@ -116,7 +213,7 @@ impl Proxy {
     pub fn on_message(&mut self, data: Bytes, src: Source, now: Instant) {
         match sip::parse(data, &self.limits) {
             Ok(msg) if msg.is_request() => self.on_request(msg, src, now),
-            Ok(msg) => self.on_response(msg, now),
+            Ok(msg) => self.on_response(msg, src, now),
             Err(e) => {
                 let kind = match e.kind {
                     sip::ParseErrorKind::TooLarge => "oversize",
@@ -135,6 +232,10 @@ impl Proxy {
     }
 
     pub fn on_tick(&mut self, now: Instant) {
+        if self.media.poll_timeout().is_some_and(|t| t <= now) {
+            let reqs = self.media.on_timer(now);
+            self.relay_out.extend(reqs);
+        }
         let mut outs = std::mem::take(&mut self.txout);
         self.txs.poll(now, &mut outs);
         self.handle_tx_outputs(&mut outs, now);
@@ -338,7 +439,26 @@ impl Proxy {
                 loop_hash,
             },
         );
-        self.apply(id, acts, now);
+        let sender = anchor::peer(&self.contexts[&id].request, src.remote.ip());
+        let action = anchor::step(
+            &mut self.media,
+            &self.contexts[&id].request,
+            sender,
+            false,
+            now,
+            &mut self.relay_out,
+        );
+        match action {
+            BodyAction::Unchanged => self.apply(id, acts, now),
+            BodyAction::Replace(body) => self.resume(
+                Parked::Request { ctx: id, acts },
+                Outcome::Rewrite(body),
+                now,
+            ),
+            BodyAction::Hold(op) => {
+                self.parked.insert(op.0, Parked::Request { ctx: id, acts });
+            }
+        }
     }
 
     /// OPTIONS (keepalive pings) addressed to the edge itself: Request-URI is ours, no user part.
@@ -411,6 +531,20 @@ impl Proxy {
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
     /// matches nothing (§16.10).
     fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
+        let sender = anchor::peer(&msg, src.remote.ip());
+        match anchor::step(&mut self.media, &msg, sender, false, now, &mut self.relay_out) {
+            BodyAction::Unchanged => self.forward_stateless_now(msg, src, now),
+            BodyAction::Replace(body) => {
+                let msg = anchor::with_body(&msg, &body, &self.limits).unwrap_or(msg);
+                self.forward_stateless_now(msg, src, now);
+            }
+            BodyAction::Hold(op) => {
+                self.parked.insert(op.0, Parked::Stateless { msg, src });
+            }
+        }
+    }
+
+    fn forward_stateless_now(&mut self, msg: Message, src: Source, now: Instant) {
         let lh = loop_hash(&msg);
         if self.check(&msg, lh).is_some() {
             self.metrics.drop("stateless_check");
@@ -532,6 +666,9 @@ impl Proxy {
         {
             self.respond_local(cancel_tx, &msg, 200, "OK", now);
         }
+        let sender = anchor::peer(&msg, src.remote.ip());
+        // The relay session of a cancelled call is freed (D); a CANCEL has no body to rewrite.
+        let _ = anchor::step(&mut self.media, &msg, sender, false, now, &mut self.relay_out);
         let Some(&id) = self.server_ctx.get(&invite_tx) else {
             return;
         };
@@ -575,7 +712,21 @@ impl Proxy {
     // ---- branches and the response context ----
 
     fn apply(&mut self, id: u64, acts: Vec<Action>, now: Instant) {
+        self.apply_with(id, acts, now, false);
+    }
+
+    /// `media_done`: responses in `acts` went through media anchoring already.
+    fn apply_with(&mut self, id: u64, acts: Vec<Action>, now: Instant, media_done: bool) {
         for act in acts {
+            let act = match act {
+                a @ (Action::Forward(_) | Action::Final(_)) if !media_done => {
+                    match self.media_upstream(id, a, now) {
+                        Some(a) => a,
+                        None => continue, // parked until the relay answers
+                    }
+                }
+                a => a,
+            };
             match act {
                 Action::Forward(bytes) => {
                     let Some(tx) = self.contexts.get(&id).map(|c| c.server_tx) else {
@@ -590,6 +741,49 @@ impl Proxy {
             }
         }
         self.reap(id);
+    }
+
+    /// Media anchoring for a response going upstream. `None`: parked.
+    fn media_upstream(&mut self, id: u64, act: Action, now: Instant) -> Option<Action> {
+        let ctx = self.contexts.get(&id)?;
+        if !matches!(
+            ctx.request.method(),
+            Some(Method::Invite | Method::Update | Method::Prack)
+        ) {
+            return Some(act);
+        }
+        let bytes = match &act {
+            Action::Forward(b) => b.clone(),
+            Action::Final(Candidate::Received { msg, .. }) => msg.clone(),
+            Action::Final(Candidate::Local { status, reason }) => {
+                sip::response_to(&ctx.request, *status, reason, None, &[])
+            }
+            _ => return Some(act),
+        };
+        let Ok(resp) = sip::parse(bytes, &self.limits) else {
+            return Some(act);
+        };
+        let sender = self.responder.unwrap_or(Peer {
+            source: ctx.src.remote.ip(),
+            nated: false,
+        });
+        match anchor::step(&mut self.media, &resp, sender, false, now, &mut self.relay_out) {
+            BodyAction::Unchanged => Some(act),
+            BodyAction::Replace(body) => Some(match act {
+                Action::Forward(b) => Action::Forward(anchor::bytes_with_body(&b, &body, &self.limits)),
+                Action::Final(Candidate::Received { status, msg }) => {
+                    Action::Final(Candidate::Received {
+                        status,
+                        msg: anchor::bytes_with_body(&msg, &body, &self.limits),
+                    })
+                }
+                other => other,
+            }),
+            BodyAction::Hold(op) => {
+                self.parked.insert(op.0, Parked::Response { ctx: id, act });
+                None
+            }
+        }
     }
 
     fn send_final(&mut self, id: u64, cand: Candidate, now: Instant) {
@@ -729,7 +923,8 @@ impl Proxy {
 
     // ---- responses (§16.7) ----
 
-    fn on_response(&mut self, msg: Message, now: Instant) {
+    fn on_response(&mut self, msg: Message, src: Source, now: Instant) {
+        self.responder = Some(anchor::peer(&msg, src.remote.ip()));
         let status = msg.status().unwrap_or(0);
         self.metrics.response(status, "in");
         let (Ok(via), Ok(cseq)) = (msg.top_via(), msg.cseq()) else {

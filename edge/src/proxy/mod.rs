@@ -1,5 +1,6 @@
 //! The stateful proxy core (RFC 3261 §16), sans-IO: [`Proxy`] takes received messages, ticks
 //! and transport errors with `now`, and produces transmits.
+mod anchor;
 pub mod branch;
 pub mod build;
 pub mod context;

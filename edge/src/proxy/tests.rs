@@ -45,6 +45,7 @@ impl Harness {
             &cfg,
             vec![(Transport::Udp, EDGE.parse().unwrap())],
             metrics.clone(),
+            None,
             now,
         );
         Harness {

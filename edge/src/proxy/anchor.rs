@@ -1,0 +1,126 @@
+//! Media anchoring hooks of the proxy (issue 5): every INVITE/ACK/BYE/CANCEL/UPDATE/PRACK
+//! forwarded, and every response to INVITE/UPDATE/PRACK sent upstream, passes through
+//! [`MediaDialogs`]; relay commands leave as [`RelayRequest`]s for the shell, and a message
+//! whose SDP waits for the relay is parked until the relay answers.
+
+use super::context::Action;
+use crate::media::{BodyAction, MediaDialogs, Peer, RelayRequest};
+use crate::sip::{self, Limits, Message, Uri};
+use crate::transport::Source;
+use bytes::Bytes;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// A message waiting for the relay's answer.
+pub enum Parked {
+    /// A new request: its response context was created, its branches not started yet.
+    Request { ctx: u64, acts: Vec<Action> },
+    /// A response (or a locally generated final) on its way upstream.
+    Response { ctx: u64, act: Action },
+    /// An ACK (or other stateless forward) carrying SDP (late-offer answer).
+    Stateless { msg: Message, src: Source },
+}
+
+/// Ask the media dialogs about `msg`; relay commands go to `out`.
+pub fn step(
+    dialogs: &mut MediaDialogs,
+    msg: &Message,
+    sender: Peer,
+    target_nated: bool,
+    now: Instant,
+    out: &mut Vec<RelayRequest>,
+) -> BodyAction {
+    let Some(ev) = crate::media::sip_event(msg, sender, target_nated) else {
+        return BodyAction::Unchanged;
+    };
+    let step = dialogs.on_message(&ev, now);
+    out.extend(step.send);
+    step.body
+}
+
+/// `msg` with another body (same Content-Type; Content-Length fixed by the serializer).
+pub fn with_body(msg: &Message, body: &[u8], limits: &Limits) -> Option<Message> {
+    let mut e = sip::Edit::new(msg);
+    e.set_body(None, body);
+    sip::parse(e.finish(), limits).ok()
+}
+
+/// The same, for serialized bytes.
+pub fn bytes_with_body(bytes: &Bytes, body: &[u8], limits: &Limits) -> Bytes {
+    match sip::parse(bytes.clone(), limits) {
+        Ok(m) => {
+            let mut e = sip::Edit::new(&m);
+            e.set_body(None, body);
+            e.finish()
+        }
+        Err(_) => bytes.clone(),
+    }
+}
+
+/// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
+/// sent-by is not where the packet came from (requests), or the Contact names a private
+/// address that is not the source.
+pub fn peer(msg: &Message, src: IpAddr) -> Peer {
+    let via_differs = msg.is_request()
+        && msg.top_via().ok().is_some_and(|v| {
+            v.host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .map_or(true, |ip| ip != src)
+        });
+    let private_contact = msg
+        .values(sip::HeaderName::Contact)
+        .next()
+        .and_then(|v| sip::NameAddr::parse(v).ok())
+        .and_then(|na| {
+            let raw = na.uri_raw;
+            let uri = Uri::parse(raw).ok()?;
+            let ip = match uri.host {
+                sip::Host::V4(a) => IpAddr::V4(a),
+                sip::Host::V6(a) => IpAddr::V6(a),
+                sip::Host::Domain(_) => return None,
+            };
+            Some(ip != src && is_private(ip))
+        })
+        .unwrap_or(false);
+    Peer {
+        source: src,
+        nated: via_differs || private_contact,
+    }
+}
+
+/// RFC 1918, RFC 6598 (CGNAT), RFC 4193 (ULA) and link-local addresses.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Message {
+        sip::parse(Bytes::copy_from_slice(s.as_bytes()), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn nat_detection() {
+        let req = "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.2:5060;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:a@192.168.1.2:5060>\r\nContent-Length: 0\r\n\r\n";
+        assert!(peer(&msg(req), "198.51.100.7".parse().unwrap()).nated);
+        assert!(!peer(&msg(req), "192.168.1.2".parse().unwrap()).nated);
+        assert!(is_private("100.64.1.1".parse().unwrap()));
+        assert!(!is_private("100.128.1.1".parse().unwrap()));
+        assert!(is_private("fd00::1".parse().unwrap()));
+        assert!(!is_private("2001:db8::1".parse().unwrap()));
+    }
+}
