@@ -7,7 +7,7 @@ mod data;
 
 use bytes::Bytes;
 use edge::sip::{
-    frame_len, parse, response_to, Edit, HeaderName, Limits, Message, NameAddr, Uri, Via,
+    frame_len, parse, response_to, CSeq, Edit, HeaderName, Limits, Message, NameAddr, Uri, Via,
 };
 use proptest::prelude::*;
 
@@ -215,6 +215,35 @@ fn edit(m: &Message) -> Bytes {
     e.finish()
 }
 
+/// The proxy's forward edit is exact on anything that parsed: the new Via on top of the
+/// old ones, Max-Forwards replaced, the new Record-Route first, the body kept.
+fn check_forward(m: &Message) {
+    let mut e = Edit::new(m);
+    e.prepend(HeaderName::Via, b"SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfwd");
+    e.set_max_forwards(69);
+    e.prepend(HeaderName::RecordRoute, b"<sip:127.0.0.1;lr>");
+    let out = e.finish();
+    let big = Limits {
+        max_message_bytes: 1 << 20,
+        max_headers: 1000,
+    };
+    let f = parse(out, &big).expect("forwarded message parses");
+    let vias: Vec<&[u8]> = f.values(HeaderName::Via).collect();
+    let old: Vec<&[u8]> = m.values(HeaderName::Via).collect();
+    assert_eq!(
+        vias.first().copied(),
+        Some(&b"SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfwd"[..])
+    );
+    assert_eq!(&vias[1..], &old[..]);
+    assert_eq!(f.max_forwards().ok(), Some(Some(69)));
+    assert_eq!(
+        f.values(HeaderName::RecordRoute).next(),
+        Some(&b"<sip:127.0.0.1;lr>"[..])
+    );
+    assert_eq!(f.body(), m.body());
+    assert_eq!(f.call_id(), m.call_id());
+}
+
 fn base() -> impl Strategy<Value = &'static str> {
     prop::sample::select(data::ALL.iter().map(|(_, s)| *s).collect::<Vec<_>>())
 }
@@ -240,6 +269,7 @@ proptest! {
                     // What parsed once still parses after a verbatim re-serialisation.
                     let again = parse(unchanged, &Limits { max_message_bytes: 1 << 20, max_headers: 1000 });
                     prop_assert!(again.is_ok(), "re-parse failed: {:?}", again.err());
+                    check_forward(&m);
                     let edited = edit(&m);
                     let _ = parse(edited, &Limits::default()).map(|m2| exercise(&m2));
                 }
@@ -252,6 +282,16 @@ proptest! {
                     let _ = e.response(None, Some("tag"));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = (Via::parse(&b), Uri::parse(&b), NameAddr::parse(&b), CSeq::parse(&b));
+        let _ = frame_len(&b, &Limits::default());
+        if let Ok(m) = parse(Bytes::from(b), &Limits::default()) {
+            exercise(&m);
+            let _ = edit(&m);
         }
     }
 

@@ -245,8 +245,41 @@ impl Message {
         name: N,
     ) -> impl Iterator<Item = HeaderRef<'_>> + use<'_, 'k, N> {
         let m = name.into();
-        self.headers()
-            .filter(move |h| m.matches(h.name, h.raw_name))
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(move |(_, f)| self.field_matches(&m, f))
+            .map(|(i, f)| self.header_ref(i, f))
+    }
+
+    /// Compares the enum first; the raw name is only looked at for unknown headers.
+    #[inline]
+    fn field_matches(&self, m: &HeaderMatch<'_>, f: &Field) -> bool {
+        match m {
+            HeaderMatch::Known(h) => f.name == *h && *h != HeaderName::Other,
+            HeaderMatch::Other(_) => {
+                f.name == HeaderName::Other
+                    && m.matches(
+                        f.name,
+                        Span {
+                            start: f.start,
+                            end: f.name_end,
+                        }
+                        .get(&self.buf),
+                    )
+            }
+        }
+    }
+
+    /// Number of fields of each of `names` (one pass).
+    pub(crate) fn count_fields<const N: usize>(&self, names: [HeaderName; N]) -> [usize; N] {
+        let mut counts = [0; N];
+        for f in &self.fields {
+            for (c, n) in counts.iter_mut().zip(names) {
+                *c += usize::from(f.name == n);
+            }
+        }
+        counts
     }
 
     /// Value of the first field named `name`, trimmed.

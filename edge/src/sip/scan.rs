@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use super::error::{ParseError, ParseErrorKind};
 use super::header::HeaderName;
-use super::lex::{is_token, is_token_char};
+use super::lex::is_token_char;
 use super::method::Method;
 
 /// Byte range `[start, end)` in the message buffer. u32 keeps spans small; messages are
@@ -173,16 +173,27 @@ fn parse_field_line(
     next: usize,
 ) -> Result<Field, &'static str> {
     let line = buf.get(pos..content_end).unwrap_or(&[]);
-    let colon = memchr(b':', line).ok_or("Bad Request (malformed header line)")?;
-    let mut name_end = colon;
-    // HCOLON = *( SP / HTAB ) ":" SWS (§25.1)
-    while name_end > 0 && matches!(line.get(name_end - 1), Some(b' ' | b'\t')) {
-        name_end -= 1;
+    // One pass over the name: token characters, optional SP/HTAB, then the colon
+    // (HCOLON = *( SP / HTAB ) ":" SWS, §25.1).
+    let name_end = line
+        .iter()
+        .position(|&b| !is_token_char(b))
+        .unwrap_or(line.len());
+    let mut colon = name_end;
+    while matches!(line.get(colon), Some(b' ' | b'\t')) {
+        colon += 1;
     }
-    let name = line.get(..name_end).unwrap_or(&[]);
-    if !is_token(name) {
+    if line.get(colon) != Some(&b':') {
+        return Err(if memchr(b':', line).is_none() {
+            "Bad Request (malformed header line)"
+        } else {
+            "Bad Request (malformed header name)"
+        });
+    }
+    if name_end == 0 {
         return Err("Bad Request (malformed header name)");
     }
+    let name = &line[..name_end];
     let mut f = Field {
         name: HeaderName::from_bytes(name),
         start: pos as u32,

@@ -13,9 +13,10 @@ impl Message {
     /// equals the request method, Max-Forwards numeric if present. (Content-Length was checked
     /// by the parse.) The error's [`ParseError::can_respond`] tells whether to answer.
     pub fn validate_request(&self) -> Result<(), ParseError> {
-        let respondable = self.respondable();
-        self.check_request()
-            .map_err(|e| e.with_respondable(respondable))
+        self.check_request().map_err(|e| {
+            let respondable = self.respondable();
+            e.with_respondable(respondable)
+        })
     }
 
     fn check_request(&self) -> Result<(), ParseError> {
@@ -42,10 +43,22 @@ impl Message {
         if !any_via {
             return Err(ParseError::missing("Bad Request (missing Via)"));
         }
-        self.single(HeaderName::From, "Bad Request (duplicate From)")?;
-        self.single(HeaderName::To, "Bad Request (duplicate To)")?;
-        self.single(HeaderName::CallId, "Bad Request (duplicate Call-ID)")?;
-        self.single(HeaderName::CSeq, "Bad Request (duplicate CSeq)")?;
+        // §7.3.1: these may not appear more than once.
+        let counts = self.count_fields([
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ]);
+        let dup = [
+            "Bad Request (duplicate From)",
+            "Bad Request (duplicate To)",
+            "Bad Request (duplicate Call-ID)",
+            "Bad Request (duplicate CSeq)",
+        ];
+        if let Some((_, reason)) = counts.iter().zip(dup).find(|(c, _)| **c > 1) {
+            return Err(ParseError::bad(reason));
+        }
         self.from()?;
         self.to()?;
         let call_id = self
@@ -76,13 +89,6 @@ impl Message {
             .filter(|c| !c.is_empty())
             .ok_or(ParseError::missing("Bad Request (missing Call-ID)"))?;
         self.cseq()?;
-        Ok(())
-    }
-
-    fn single(&self, name: HeaderName, reason: &'static str) -> Result<(), ParseError> {
-        if self.fields(name).nth(1).is_some() {
-            return Err(ParseError::bad(reason));
-        }
         Ok(())
     }
 }
