@@ -15,6 +15,7 @@ pub struct EdgeConfig {
     pub proxy: ProxyConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub registrar: crate::RegistrarConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

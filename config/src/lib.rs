@@ -8,11 +8,13 @@
 
 mod edge;
 mod error;
+mod registrar;
 mod relay;
 
 pub use edge::*;
 pub use error::ConfigError;
 pub use ipnet::IpNet;
+pub use registrar::*;
 pub use relay::*;
 
 use serde::de::DeserializeOwned;

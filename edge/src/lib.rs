@@ -6,6 +6,7 @@
 
 pub mod metrics;
 pub mod proxy;
+pub mod registrar;
 pub mod server;
 pub mod sip;
 pub mod transaction;

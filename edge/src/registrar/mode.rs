@@ -1,0 +1,760 @@
+//! The mid-registrar's decision for each REGISTER from the access side, and what the core's
+//! answer changes: [`Registrar::on_register`] and [`Registrar::on_core_response`].
+//!
+//! Modes (config `registrar.mode`, per-domain override):
+//! - **mirror**: every REGISTER goes to the core; its Contacts are rewritten to
+//!   `sip:<token>@<edge>` (or a `Path: <sip:<token>@<edge>;lr>` is added, RFC 3327), and the
+//!   local binding takes the expiry the core granted.
+//! - **contact** throttling: each contact is registered at the core with `outgoing_expires`
+//!   (lowered by a random deviation); refreshes are answered here while the core binding
+//!   outlives the refreshed local one; de-registrations go to the core at once.
+//! - **aor** throttling: the core sees one contact per AoR (`sip:<token>@<edge>`). New devices
+//!   still go to the core (as a refresh of that one contact) so the core authenticates them; the
+//!   core contact is removed only when the last device goes.
+//!
+//! **Authentication safety.** A REGISTER is answered locally only when it refreshes (or, in AoR
+//! mode, removes one of several) bindings the core accepted, arrives on the same flow
+//! (transport + source ip:port, RFC 5626 §3) with the same Call-ID, and has a higher CSeq
+//! (RFC 3261 §10.3 step 7). Anything else — a new device, a new Call-ID, another flow, a retry
+//! carrying Authorization/Proxy-Authorization — goes to the core, whose 401/407 passes through
+//! untouched. A binding is saved only on the core's 2xx. A hijacker who knows a Call-ID still
+//! needs the victim's flow, which it cannot spoof on TCP and can only spoof blindly on UDP.
+
+use super::contact::{
+    aor_domain, expires_header, has_credentials, register_aor, register_contacts, ContactSpec,
+    Contacts, RegisterError,
+};
+use super::core_update::CoreUpdate;
+use super::location::{token_of, Binding, Location, Upsert};
+use super::metrics::RegistrarMetrics;
+use super::nat;
+use crate::sip::{response_to, Edit, HeaderName, Message, NameAddr, Uri};
+use crate::transport::Source;
+use bytes::Bytes;
+use config::{DomainPolicy, InsertionMode, RegistrarConfig, RegistrarMode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Identifies a REGISTER forwarded to the core, until its final response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PendingId(pub u64);
+
+/// What to do with a REGISTER from the access side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterAction {
+    /// Answer it here: send `bytes` (a complete response) back over the request's flow.
+    Reply { status: u16, bytes: Bytes },
+    /// Forward it to the core after applying `rewrite`; report the core's responses with
+    /// [`Registrar::on_core_response`] under `id`.
+    Forward { id: PendingId, rewrite: Rewrite },
+}
+
+/// Header changes on a REGISTER forwarded to the core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Replace every Contact field with these values (one field each).
+    pub contacts: Option<Vec<String>>,
+    /// Add this Path value on top (RFC 3327 §5.2).
+    pub path: Option<String>,
+    /// Remove the Expires header (the expires travel in the Contact parameters instead).
+    pub remove_expires: bool,
+}
+
+impl Rewrite {
+    /// Applies the changes to the proxy's edit of the request.
+    pub fn apply(&self, e: &mut Edit<'_>) {
+        if let Some(cs) = &self.contacts {
+            e.remove_all(HeaderName::Contact);
+            for c in cs {
+                e.append(HeaderName::Contact, c.as_bytes());
+            }
+        }
+        if let Some(p) = &self.path {
+            e.prepend(HeaderName::Path, p.as_bytes());
+        }
+        if self.remove_expires {
+            e.remove_all(HeaderName::Expires);
+        }
+    }
+
+    /// The rewritten request as bytes (when the caller has no edit of its own).
+    pub fn to_bytes(&self, req: &Message) -> Bytes {
+        let mut e = Edit::new(req);
+        self.apply(&mut e);
+        e.finish()
+    }
+}
+
+/// What to do with a response of the core to a forwarded REGISTER.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseAction {
+    /// Relay the response unchanged (provisional, challenge, failure).
+    PassThrough,
+    /// Relay these bytes instead: the core's 2xx with the device's own Contacts (§10.3 step 8)
+    /// in place of the edge's. Vias are untouched, so §16.7 processing applies as usual.
+    Replace(Bytes),
+}
+
+/// A change of the location table, for the persistence log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Upsert(Box<Binding>),
+    Remove { aor: String, contact: String },
+}
+
+/// One Contact of a forwarded REGISTER.
+#[derive(Debug, Clone)]
+struct PendingContact {
+    spec: ContactSpec,
+    /// Expires the device asked for after min/max (0: remove).
+    local_expires: u32,
+    token: String,
+    core_contact: String,
+    /// What the edge asked of the core for this contact.
+    core_expires_sent: u32,
+}
+
+#[derive(Debug, Clone)]
+enum PendingOp {
+    Query,
+    Star,
+    Contacts(Vec<PendingContact>),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    aor: String,
+    policy: DomainPolicy,
+    src: Source,
+    call_id: String,
+    cseq: u32,
+    path: Vec<String>,
+    user_agent: Option<String>,
+    nated: bool,
+    op: PendingOp,
+    created: Instant,
+}
+
+/// A pending entry without a final response is dropped after this (well beyond Timer F,
+/// 64·T1 = 32 s, RFC 3261 §17.1.2.2).
+const PENDING_TTL: Duration = Duration::from_secs(64);
+
+/// How long before the core binding would end a refresh goes to the core instead of being
+/// absorbed (Timer F, 64·T1 = 32 s: one forwarded REGISTER with a challenge fits).
+const REFRESH_SLACK: Duration = Duration::from_secs(32);
+
+/// The mid-registrar: location table plus the decisions of the three modes. Sans-IO.
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    /// `host:port[;params]` of the edge as the core reaches it.
+    edge: String,
+    loc: Arc<Location>,
+    pending: HashMap<PendingId, Pending>,
+    next_id: u64,
+    rng: StdRng,
+    changes: Vec<Change>,
+    metrics: RegistrarMetrics,
+}
+
+impl Registrar {
+    /// `edge` is the `host:port` (optionally followed by URI parameters such as
+    /// `;transport=tcp`) at which the core reaches the edge; it goes into core contacts and
+    /// Path. `seed` seeds tokens, tags and the expires deviation (fixed in tests).
+    pub fn new(cfg: &RegistrarConfig, edge: String, seed: u64, metrics: RegistrarMetrics) -> Self {
+        Registrar {
+            cfg: cfg.clone(),
+            edge,
+            loc: Arc::new(Location::new(cfg.max_contacts_per_aor)),
+            pending: HashMap::new(),
+            next_id: 1,
+            rng: StdRng::seed_from_u64(seed),
+            changes: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// The location table (shared with lookups and the keepalive scheduler).
+    pub fn location(&self) -> &Arc<Location> {
+        &self.loc
+    }
+
+    pub fn metrics(&self) -> &RegistrarMetrics {
+        &self.metrics
+    }
+
+    /// Changes since the last call, in order, for [`super::persist::Store::append`].
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Loads bindings read from the store at start (not journalled again).
+    pub fn restore(&mut self, bindings: Vec<Binding>) {
+        for b in bindings {
+            self.loc.upsert(b);
+        }
+        self.metrics.bindings.set(self.loc.len() as i64);
+    }
+
+    /// Forwarded REGISTERs still waiting for the core.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Decides what to do with a REGISTER received from the access side on `src`.
+    pub fn on_register(&mut self, req: &Message, src: Source, now: Instant) -> RegisterAction {
+        match self.decide(req, src, now) {
+            Ok(a) => a,
+            Err(e) => self.reject(req, 400, &e.to_string(), &[]),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        req: &Message,
+        src: Source,
+        now: Instant,
+    ) -> Result<RegisterAction, RegisterError> {
+        let aor = register_aor(req)?;
+        let call_id = req
+            .call_id()
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .filter(|c| !c.is_empty())
+            .ok_or(RegisterError::CallId)?
+            .to_string();
+        let cseq = req.cseq().map_err(|_| RegisterError::CSeq)?.seq;
+        let hdr_expires = expires_header(req)?;
+        let contacts = register_contacts(req)?;
+        let policy = self.cfg.policy_for(aor_domain(&aor));
+        let mut p = Pending {
+            aor,
+            policy,
+            src,
+            call_id,
+            cseq,
+            path: req
+                .values(HeaderName::Path)
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+                .collect(),
+            user_agent: req
+                .header(HeaderName::UserAgent)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string),
+            nated: nat::register_is_nated(req, &src),
+            op: PendingOp::Query,
+            created: now,
+        };
+        let specs = match contacts {
+            Contacts::Query => return Ok(self.forward(p, Rewrite::default())),
+            Contacts::Star => {
+                p.op = PendingOp::Star;
+                return Ok(self.forward(p, Rewrite::default()));
+            }
+            Contacts::List(l) => l,
+        };
+        // §10.3 step 6: a contact parameter wins over the Expires header, then the default;
+        // too short is 423 (§21.4.17), too long is lowered.
+        let mut locals = Vec::with_capacity(specs.len());
+        for s in &specs {
+            let e = s
+                .expires
+                .or(hdr_expires)
+                .unwrap_or(self.cfg.default_expires);
+            if e != 0 && e < self.cfg.min_expires {
+                let min = self.cfg.min_expires.to_string();
+                return Ok(self.reject(
+                    req,
+                    423,
+                    "Interval Too Brief",
+                    &[("Min-Expires", min.as_bytes())],
+                ));
+            }
+            locals.push(e.min(self.cfg.max_expires));
+        }
+        let existing = self.loc.get(&p.aor);
+        let new_ids = specs
+            .iter()
+            .zip(&locals)
+            .filter(|(s, e)| **e > 0 && !existing.iter().any(|b| same(b, s)))
+            .count();
+        if existing.len() + new_ids > self.cfg.max_contacts_per_aor {
+            return Ok(self.reject(req, 403, "Too Many Contacts", &[]));
+        }
+        if policy.mode != RegistrarMode::Mirror
+            && self.can_absorb(req, &p, &specs, &locals, &existing, now)
+        {
+            return Ok(self.absorb(req, &p, &specs, &locals, now));
+        }
+        Ok(self.forward_contacts(p, specs, locals, &existing))
+    }
+
+    /// The authentication-safety rule (module doc) plus the throttling condition.
+    fn can_absorb(
+        &self,
+        req: &Message,
+        p: &Pending,
+        specs: &[ContactSpec],
+        locals: &[u32],
+        existing: &[Binding],
+        now: Instant,
+    ) -> bool {
+        let creds = has_credentials(req);
+        if creds && !self.cfg.absorb_authorized_refreshes {
+            return false;
+        }
+        let all_known = specs.iter().zip(locals).all(|(s, &e)| {
+            existing.iter().find(|b| same(b, s)).is_some_and(|b| {
+                b.same_flow(&p.src)
+                    && b.call_id == p.call_id
+                    && p.cseq > b.cseq
+                    && !(creds && b.challenged)
+                    // The core binding must outlive the refreshed local one, with time to
+                    // spare for a forwarded refresh and its challenge round trip.
+                    && (e == 0
+                        || b.core_expires
+                            >= now + Duration::from_secs(u64::from(e)) + REFRESH_SLACK)
+            })
+        });
+        if !all_known {
+            return false;
+        }
+        let removes = locals.contains(&0);
+        match p.policy.mode {
+            RegistrarMode::Mirror => false,
+            // De-registrations reach the core at once.
+            RegistrarMode::Contact => !removes,
+            // A removal is local only while another device keeps the AoR's core contact.
+            RegistrarMode::Aor => !removes || self.remaining_after(existing, specs, locals) > 0,
+        }
+    }
+
+    /// Bindings of the AoR left after applying the request.
+    fn remaining_after(
+        &self,
+        existing: &[Binding],
+        specs: &[ContactSpec],
+        locals: &[u32],
+    ) -> usize {
+        let kept = existing
+            .iter()
+            .filter(|b| !specs.iter().any(|s| same(b, s)))
+            .count();
+        kept + locals.iter().filter(|e| **e > 0).count()
+    }
+
+    fn absorb(
+        &mut self,
+        req: &Message,
+        p: &Pending,
+        specs: &[ContactSpec],
+        locals: &[u32],
+        now: Instant,
+    ) -> RegisterAction {
+        for (s, &e) in specs.iter().zip(locals) {
+            let Some(mut b) = self
+                .loc
+                .find(&p.aor, &s.uri, s.instance.as_deref(), s.reg_id)
+            else {
+                continue;
+            };
+            if e == 0 {
+                self.remove(&b.aor, &b.contact);
+                continue;
+            }
+            b.expires = now + Duration::from_secs(u64::from(e));
+            b.cseq = p.cseq;
+            b.flow = p.src.flow;
+            b.local = p.src.local;
+            b.q = s.q.or(b.q);
+            self.loc.upsert(b.clone());
+            self.changes.push(Change::Upsert(Box::new(b)));
+        }
+        self.metrics.absorbed.inc();
+        self.metrics.bindings.set(self.loc.len() as i64);
+        let bytes = self.ok_with_bindings(req, &p.aor, now);
+        RegisterAction::Reply { status: 200, bytes }
+    }
+
+    /// 200 OK listing every current binding with its remaining time (§10.3 step 8).
+    fn ok_with_bindings(&mut self, req: &Message, aor: &str, now: Instant) -> Bytes {
+        let values = self.contact_values(aor, now);
+        let extra: Vec<(&str, &[u8])> = values.iter().map(|v| ("Contact", v.as_bytes())).collect();
+        let tag = self.token();
+        response_to(req, 200, "OK", Some(&tag), &extra)
+    }
+
+    fn contact_values(&self, aor: &str, now: Instant) -> Vec<String> {
+        self.loc
+            .get(aor)
+            .iter()
+            .map(|b| {
+                let mut v = format!("<{}>;expires={}", b.contact, b.remaining(now));
+                if let Some(i) = &b.instance {
+                    v.push_str(&format!(";+sip.instance=\"<{i}>\""));
+                }
+                if let Some(r) = b.reg_id {
+                    v.push_str(&format!(";reg-id={r}"));
+                }
+                v.push_str(&b.gruu_params);
+                v
+            })
+            .collect()
+    }
+
+    fn reject(
+        &mut self,
+        req: &Message,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) -> RegisterAction {
+        self.metrics.rejected.inc();
+        let tag = self.token();
+        RegisterAction::Reply {
+            status,
+            bytes: response_to(req, status, reason, Some(&tag), extra),
+        }
+    }
+
+    fn forward(&mut self, p: Pending, rewrite: Rewrite) -> RegisterAction {
+        let id = PendingId(self.next_id);
+        self.next_id += 1;
+        self.pending.insert(id, p);
+        self.metrics.forwarded.inc();
+        RegisterAction::Forward { id, rewrite }
+    }
+
+    fn forward_contacts(
+        &mut self,
+        mut p: Pending,
+        specs: Vec<ContactSpec>,
+        locals: Vec<u32>,
+        existing: &[Binding],
+    ) -> RegisterAction {
+        let mode = p.policy.mode;
+        let aor_token = existing
+            .first()
+            .map(|b| b.token.clone())
+            .filter(|_| mode == RegistrarMode::Aor)
+            .unwrap_or_else(|| self.token());
+        let remaining = self.remaining_after(existing, &specs, &locals);
+        let longest = locals.iter().copied().max().unwrap_or(0);
+        let aor_expires = if remaining == 0 {
+            0
+        } else {
+            self.deviated(p.policy.outgoing_expires).max(longest)
+        };
+        let mut pcs = Vec::with_capacity(specs.len());
+        for (spec, e) in specs.into_iter().zip(locals) {
+            let old = existing.iter().find(|b| same(b, &spec));
+            let (token, core_contact, core_expires_sent) = match mode {
+                RegistrarMode::Aor => {
+                    let cc = self.core_contact(&aor_token);
+                    (aor_token.clone(), cc, aor_expires)
+                }
+                RegistrarMode::Mirror if p.policy.insertion_mode == InsertionMode::Path => {
+                    let t = old.map_or_else(|| self.token(), |b| b.token.clone());
+                    (t, spec.uri.clone(), e)
+                }
+                _ => {
+                    let t = old.map_or_else(|| self.token(), |b| b.token.clone());
+                    let sent = match (mode, e) {
+                        (RegistrarMode::Contact, 0) => 0,
+                        (RegistrarMode::Contact, e) => {
+                            self.deviated(p.policy.outgoing_expires).max(e)
+                        }
+                        (_, e) => e,
+                    };
+                    let cc = self.core_contact(&t);
+                    (t, cc, sent)
+                }
+            };
+            pcs.push(PendingContact {
+                spec,
+                local_expires: e,
+                token,
+                core_contact,
+                core_expires_sent,
+            });
+        }
+        let path_mode =
+            mode == RegistrarMode::Mirror && p.policy.insertion_mode == InsertionMode::Path;
+        let rewrite = if path_mode {
+            let token = pcs.first().map(|c| c.token.clone()).unwrap_or_default();
+            Rewrite {
+                contacts: None,
+                path: Some(format!("<sip:{token}@{};lr>", self.edge)),
+                remove_expires: false,
+            }
+        } else if mode == RegistrarMode::Aor {
+            let cc = self.core_contact(&aor_token);
+            Rewrite {
+                contacts: Some(vec![format!("<{cc}>;expires={aor_expires}")]),
+                path: None,
+                remove_expires: true,
+            }
+        } else {
+            Rewrite {
+                contacts: Some(
+                    pcs.iter()
+                        .map(|c| {
+                            let mut v =
+                                format!("<{}>;expires={}", c.core_contact, c.core_expires_sent);
+                            // The core keys GRUUs by instance (RFC 5627 §3.1); reg-id stays
+                            // here, flows end at the edge (RFC 5626 §5.1).
+                            if let Some(i) = &c.spec.instance {
+                                v.push_str(&format!(";+sip.instance=\"<{i}>\""));
+                            }
+                            v
+                        })
+                        .collect(),
+                ),
+                path: None,
+                remove_expires: true,
+            }
+        };
+        p.op = PendingOp::Contacts(pcs);
+        self.forward(p, rewrite)
+    }
+
+    fn core_contact(&self, token: &str) -> String {
+        format!("sip:{token}@{}", self.edge)
+    }
+
+    /// `outgoing` lowered by a random 0..=deviation percent (never below 1 s).
+    fn deviated(&mut self, outgoing: u32) -> u32 {
+        let pct = u64::from(self.cfg.expires_deviation_percent.min(100));
+        let cut = u64::from(outgoing) * self.rng.random_range(0..=pct) / 100;
+        (u64::from(outgoing) - cut).max(1) as u32
+    }
+
+    /// A random token (core contact user part, To tag).
+    fn token(&mut self) -> String {
+        format!("r{:016x}", self.rng.random::<u64>())
+    }
+
+    /// The core's answer to a forwarded REGISTER.
+    pub fn on_core_response(
+        &mut self,
+        id: PendingId,
+        resp: &Message,
+        now: Instant,
+    ) -> ResponseAction {
+        let status = resp.status().unwrap_or(500);
+        if status < 200 {
+            return ResponseAction::PassThrough;
+        }
+        let Some(p) = self.pending.remove(&id) else {
+            return ResponseAction::PassThrough;
+        };
+        if status == 401 || status == 407 {
+            // The device will retry with credentials; that retry must reach the core.
+            let call_id = p.call_id.clone();
+            let mut marked = Vec::new();
+            self.loc.update_aor(&p.aor, |b| {
+                if b.call_id == call_id && !b.challenged {
+                    b.challenged = true;
+                    marked.push(b.clone());
+                }
+            });
+            self.changes
+                .extend(marked.into_iter().map(|b| Change::Upsert(Box::new(b))));
+            return ResponseAction::PassThrough;
+        }
+        if !(200..300).contains(&status) {
+            return ResponseAction::PassThrough;
+        }
+        match &p.op {
+            PendingOp::Query => {}
+            PendingOp::Star => {
+                for b in self.loc.remove_aor(&p.aor) {
+                    self.changes.push(Change::Remove {
+                        aor: b.aor,
+                        contact: b.contact,
+                    });
+                }
+            }
+            PendingOp::Contacts(pcs) => self.save(&p, pcs, resp, now),
+        }
+        self.metrics.bindings.set(self.loc.len() as i64);
+        let mut e = Edit::new(resp);
+        e.remove_all(HeaderName::Contact);
+        for v in self.contact_values(&p.aor, now) {
+            e.append(HeaderName::Contact, v.as_bytes());
+        }
+        ResponseAction::Replace(e.finish())
+    }
+
+    /// The core accepted: save or remove each contact of the request (§10.3 step 7).
+    fn save(&mut self, p: &Pending, pcs: &[PendingContact], resp: &Message, now: Instant) {
+        let granted = core_grants(resp);
+        let hdr = resp
+            .header(HeaderName::Expires)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let secs = |s: u32| now + Duration::from_secs(u64::from(s));
+        let mut core_expiry = None;
+        for c in pcs {
+            if c.local_expires == 0 {
+                if let Some(b) = self.loc.find(
+                    &p.aor,
+                    &c.spec.uri,
+                    c.spec.instance.as_deref(),
+                    c.spec.reg_id,
+                ) {
+                    self.remove(&b.aor, &b.contact);
+                }
+                continue;
+            }
+            let g = granted.iter().find(|g| {
+                g.uri.eq_ignore_ascii_case(&c.core_contact)
+                    || (!c.token.is_empty() && token_of(&g.uri) == Some(c.token.as_str()))
+            });
+            let core_secs = g
+                .and_then(|g| g.expires)
+                .or(hdr)
+                .unwrap_or(c.core_expires_sent);
+            if core_secs == 0 {
+                continue; // the core did not keep it
+            }
+            let local_secs = if p.policy.mode == RegistrarMode::Mirror {
+                core_secs
+            } else {
+                c.local_expires.min(core_secs)
+            };
+            core_expiry = Some(secs(core_secs));
+            let b = Binding {
+                aor: p.aor.clone(),
+                contact: c.spec.uri.clone(),
+                transport: p.src.transport,
+                source: p.src.remote,
+                local: p.src.local,
+                flow: p.src.flow,
+                instance: c.spec.instance.clone(),
+                reg_id: c.spec.reg_id,
+                q: c.spec.q,
+                expires: secs(local_secs),
+                call_id: p.call_id.clone(),
+                cseq: p.cseq,
+                path: p.path.clone(),
+                user_agent: p.user_agent.clone(),
+                core_contact: c.core_contact.clone(),
+                core_expires: secs(core_secs),
+                token: c.token.clone(),
+                gruu_params: g.map(|g| g.gruu.clone()).unwrap_or_default(),
+                nated: p.nated,
+                challenged: false,
+            };
+            if self.loc.upsert(b.clone()) != Upsert::Full {
+                self.changes.push(Change::Upsert(Box::new(b)));
+            }
+        }
+        // AoR mode: every device of the AoR shares the one core binding just refreshed.
+        if let (RegistrarMode::Aor, Some(at)) = (p.policy.mode, core_expiry) {
+            let mut refreshed = Vec::new();
+            self.loc.update_aor(&p.aor, |b| {
+                b.core_expires = at;
+                refreshed.push(b.clone());
+            });
+            self.changes
+                .extend(refreshed.into_iter().map(|b| Change::Upsert(Box::new(b))));
+        }
+    }
+
+    fn remove(&mut self, aor: &str, contact: &str) {
+        if self.loc.remove(aor, contact).is_some() {
+            self.changes.push(Change::Remove {
+                aor: aor.to_string(),
+                contact: contact.to_string(),
+            });
+        }
+    }
+
+    /// The core never answered (transport error, Timer F): nothing is saved.
+    pub fn on_core_failure(&mut self, id: PendingId) {
+        self.pending.remove(&id);
+    }
+
+    /// Expires bindings and stale pending entries; returns the REGISTERs the core must get.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<CoreUpdate> {
+        self.pending
+            .retain(|_, p| now.saturating_duration_since(p.created) < PENDING_TTL);
+        let gone = self.loc.sweep(now);
+        self.removed(gone)
+    }
+
+    /// Removes bindings found dead elsewhere (failed keepalives, a closed flow with RFC 5626
+    /// outbound) and returns the core updates their mode requires.
+    pub fn remove_bindings(&mut self, dead: &[Binding]) -> Vec<CoreUpdate> {
+        let gone: Vec<Binding> = dead
+            .iter()
+            .filter_map(|b| self.loc.remove(&b.aor, &b.contact))
+            .collect();
+        self.removed(gone)
+    }
+
+    fn removed(&mut self, gone: Vec<Binding>) -> Vec<CoreUpdate> {
+        let mut updates: Vec<CoreUpdate> = Vec::new();
+        for b in gone {
+            self.changes.push(Change::Remove {
+                aor: b.aor.clone(),
+                contact: b.contact.clone(),
+            });
+            let mode = self.cfg.policy_for(aor_domain(&b.aor)).mode;
+            let update = match mode {
+                // The core's binding ends with the local one (mirror).
+                RegistrarMode::Mirror => false,
+                RegistrarMode::Contact => b.core_expires > b.expires,
+                RegistrarMode::Aor => {
+                    self.loc.get(&b.aor).is_empty() && !updates.iter().any(|u| u.aor == b.aor)
+                }
+            };
+            if update {
+                let call_id = format!("{}@edge", self.token());
+                updates.push(CoreUpdate {
+                    aor: b.aor,
+                    contact: b.core_contact,
+                    expires: 0,
+                    call_id,
+                });
+            }
+        }
+        self.metrics.bindings.set(self.loc.len() as i64);
+        updates
+    }
+}
+
+fn same(b: &Binding, s: &ContactSpec) -> bool {
+    b.same_identity(&s.uri, s.instance.as_deref(), s.reg_id)
+}
+
+/// A Contact of the core's 2xx.
+struct Granted {
+    uri: String,
+    expires: Option<u32>,
+    gruu: String,
+}
+
+/// The Contacts of a 2xx to REGISTER with their expires and GRUU parameters.
+fn core_grants(resp: &Message) -> Vec<Granted> {
+    resp.values(HeaderName::Contact)
+        .filter_map(|v| NameAddr::parse(v).ok())
+        .filter_map(|na| {
+            Uri::parse(na.uri_raw).ok()?;
+            let mut gruu = String::new();
+            for name in ["pub-gruu", "temp-gruu"] {
+                if let Some(Some(v)) = na.param(name) {
+                    gruu.push_str(&format!(";{name}={v}"));
+                }
+            }
+            Some(Granted {
+                uri: std::str::from_utf8(na.uri_raw).ok()?.to_string(),
+                expires: na.param("expires").flatten().and_then(|e| e.parse().ok()),
+                gruu,
+            })
+        })
+        .collect()
+}
