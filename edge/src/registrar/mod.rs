@@ -6,6 +6,7 @@ pub mod location;
 pub mod metrics;
 pub mod mode;
 pub mod nat;
+pub mod persist;
 
 pub use core_update::CoreUpdate;
 pub use location::{Binding, Location};
