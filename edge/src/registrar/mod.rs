@@ -2,6 +2,7 @@
 //! See [`mode`] for the three modes and the authentication-safety rule.
 pub mod contact;
 pub mod core_update;
+pub mod keepalive;
 pub mod location;
 pub mod metrics;
 pub mod mode;
