@@ -14,7 +14,7 @@
 
 use super::location::{Binding, Location};
 use super::metrics::RegistrarMetrics;
-use crate::transport::{Dest, FlowId, Transport};
+use crate::transport::Dest;
 use bytes::{BufMut, Bytes, BytesMut};
 use config::{NatPingMethod, RegistrarConfig};
 use std::cmp::Reverse;
@@ -240,7 +240,7 @@ impl Keepalive {
             out.pings.push(Ping {
                 id,
                 method: self.method,
-                dest: dest_of(&b),
+                dest: b.dest(),
                 local: b.local,
                 aor: b.aor,
                 contact: b.contact,
@@ -298,19 +298,6 @@ impl Keepalive {
         } else {
             None
         }
-    }
-}
-
-fn dest_of(b: &Binding) -> Dest {
-    let flow: Option<FlowId> = if b.transport == Transport::Tcp {
-        b.flow
-    } else {
-        None
-    };
-    Dest {
-        transport: b.transport,
-        addr: b.source,
-        flow,
     }
 }
 

@@ -6,7 +6,7 @@
 //! the core and when that core binding ends). The table is a `DashMap` so lookups for calls
 //! from the core do not contend with registrations of other AoRs.
 
-use crate::transport::{FlowId, Source, Transport};
+use crate::transport::{Dest, FlowId, Source, Transport};
 use dashmap::DashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -64,6 +64,16 @@ impl Binding {
             transport: self.transport,
             remote: self.source,
             local: self.local,
+            flow: self.flow,
+        }
+    }
+
+    /// Where requests for this binding go: its received source, over its flow (RFC 5626
+    /// §5.3), so they pass the NAT binding the device opened.
+    pub fn dest(&self) -> Dest {
+        Dest {
+            transport: self.transport,
+            addr: self.source,
             flow: self.flow,
         }
     }

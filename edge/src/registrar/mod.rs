@@ -4,6 +4,7 @@ pub mod contact;
 pub mod core_update;
 pub mod keepalive;
 pub mod location;
+pub mod lookup;
 pub mod metrics;
 pub mod mode;
 pub mod nat;
