@@ -134,6 +134,8 @@ struct Pending {
     path: Vec<String>,
     user_agent: Option<String>,
     nated: bool,
+    /// RFC 5626 §6: the REGISTER asked for outbound (reg-id + instance + Supported: outbound).
+    outbound: bool,
     op: PendingOp,
     created: Instant,
 }
@@ -244,6 +246,7 @@ impl Registrar {
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .map(str::to_string),
             nated: nat::register_is_nated(req, &src),
+            outbound: false,
             op: PendingOp::Query,
             created: now,
         };
@@ -255,6 +258,10 @@ impl Registrar {
             }
             Contacts::List(l) => l,
         };
+        p.outbound = supports_outbound(req)
+            && specs
+                .iter()
+                .any(|s| s.reg_id.is_some() && s.instance.is_some());
         // §10.3 step 6: a contact parameter wins over the Expires header, then the default;
         // too short is 423 (§21.4.17), too long is lowered.
         let mut locals = Vec::with_capacity(specs.len());
@@ -274,7 +281,13 @@ impl Registrar {
             }
             locals.push(e.min(self.cfg.max_expires));
         }
-        let existing = self.loc.get(&p.aor);
+        // Expired but not yet swept bindings count for nothing.
+        let existing: Vec<Binding> = self
+            .loc
+            .get(&p.aor)
+            .into_iter()
+            .filter(|b| b.expires > now)
+            .collect();
         let new_ids = specs
             .iter()
             .zip(&locals)
@@ -374,16 +387,33 @@ impl Registrar {
         }
         self.metrics.absorbed.inc();
         self.metrics.bindings.set(self.loc.len() as i64);
-        let bytes = self.ok_with_bindings(req, &p.aor, now);
+        let bytes = self.ok_with_bindings(req, p, now);
         RegisterAction::Reply { status: 200, bytes }
     }
 
     /// 200 OK listing every current binding with its remaining time (§10.3 step 8).
-    fn ok_with_bindings(&mut self, req: &Message, aor: &str, now: Instant) -> Bytes {
-        let values = self.contact_values(aor, now);
-        let extra: Vec<(&str, &[u8])> = values.iter().map(|v| ("Contact", v.as_bytes())).collect();
+    fn ok_with_bindings(&mut self, req: &Message, p: &Pending, now: Instant) -> Bytes {
+        let values = self.contact_values(&p.aor, now);
+        let mut extra: Vec<(&str, &[u8])> =
+            values.iter().map(|v| ("Contact", v.as_bytes())).collect();
+        let outbound = self.outbound_headers(p);
+        extra.extend(outbound.iter().map(|(n, v)| (*n, v.as_bytes())));
         let tag = self.token();
         response_to(req, 200, "OK", Some(&tag), &extra)
+    }
+
+    /// RFC 5626 §6: a registrar that accepted an outbound registration says so with
+    /// `Require: outbound`, and §4.4.1 `Flow-Timer` tells the device how often to send its
+    /// own keepalives (our ping interval). The core never sees reg-id, so the edge adds them.
+    fn outbound_headers(&self, p: &Pending) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        if p.outbound {
+            h.push(("Require", "outbound".to_string()));
+            if self.cfg.natping_interval_s > 0 {
+                h.push(("Flow-Timer", self.cfg.natping_interval_s.to_string()));
+            }
+        }
+        h
     }
 
     fn contact_values(&self, aor: &str, now: Instant) -> Vec<String> {
@@ -585,6 +615,18 @@ impl Registrar {
         for v in self.contact_values(&p.aor, now) {
             e.append(HeaderName::Contact, v.as_bytes());
         }
+        let outbound = self.outbound_headers(&p);
+        if !outbound.is_empty() {
+            e.remove_all("Flow-Timer");
+            let has = resp
+                .values(HeaderName::Require)
+                .any(|v| v.eq_ignore_ascii_case(b"outbound"));
+            for (n, v) in &outbound {
+                if !(has && *n == "Require") {
+                    e.append(*n, v.as_bytes());
+                }
+            }
+        }
         ResponseAction::Replace(e.finish())
     }
 
@@ -725,6 +767,12 @@ impl Registrar {
         self.metrics.bindings.set(self.loc.len() as i64);
         updates
     }
+}
+
+/// `Supported: outbound` in the request (RFC 5626 §4.2.1).
+fn supports_outbound(req: &Message) -> bool {
+    req.values(HeaderName::Supported)
+        .any(|v| v.eq_ignore_ascii_case(b"outbound"))
 }
 
 fn same(b: &Binding, s: &ContactSpec) -> bool {

@@ -2,7 +2,7 @@
 //! `nat_uac_test` popularised): a Contact with a private or shared address, a Via sent-by
 //! that differs from the packet's source, and RFC 3581 `rport`. Pure functions.
 
-use crate::sip::{HeaderName, Host, Message, NameAddr, Uri};
+use crate::sip::{Edit, HeaderName, Host, Message, NameAddr, Uri};
 use crate::transport::Source;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -101,6 +101,34 @@ pub fn fixed_contact_uri(contact_uri: &[u8], src: &Source) -> Option<String> {
     ))
 }
 
+/// Contact fixing (the `fix_nated_contact` of other proxies) on a dialog-forming request or
+/// its response from a NATed device: when the first Contact has a private address, or the top
+/// Via does not match the source, its URI is replaced by the received source (display name and
+/// header parameters kept) so in-dialog requests reach the device through its NAT. Returns
+/// whether it rewrote anything. For responses pass the source the response came from.
+pub fn fix_contact(msg: &Message, src: &Source, edit: &mut Edit<'_>) -> bool {
+    let Some(value) = msg.values(HeaderName::Contact).next() else {
+        return false;
+    };
+    let Ok(na) = NameAddr::parse(value) else {
+        return false;
+    };
+    let behind_nat = contact_is_private(value) && !is_private(src.remote.ip());
+    let via_off = msg.is_request() && via_differs(msg, src);
+    if !(behind_nat || via_off) {
+        return false;
+    }
+    let Some(uri) = fixed_contact_uri(na.uri_raw, src) else {
+        return false;
+    };
+    let display = na.display.map(|d| format!("\"{d}\" ")).unwrap_or_default();
+    edit.replace_first_value(
+        HeaderName::Contact,
+        format!("{display}<{uri}>{}", na.params).as_bytes(),
+    );
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +186,30 @@ mod tests {
         // A private Contact from a private source (same site, no NAT in between).
         let lan = reg("10.0.0.5:5060", "<sip:a@10.0.0.5:5060>");
         assert!(!register_is_nated(&lan, &src("10.0.0.5:5060")));
+    }
+
+    #[test]
+    fn fixes_contact_of_nated_invite_only() {
+        let invite = |contact: &str| {
+            let s = format!(
+                "INVITE sip:b@d SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.5:5060;branch=z9hG4bK1;rport\r\n\
+                 From: <sip:a@d>;tag=1\r\nTo: <sip:b@d>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+                 Contact: {contact}\r\nContent-Length: 0\r\n\r\n"
+            );
+            parse(Bytes::from(s), &Limits::default()).unwrap()
+        };
+        let m = invite("\"Al\" <sip:a@192.168.1.5:5060;ob>;+sip.instance=\"<urn:uuid:1>\"");
+        let mut e = Edit::new(&m);
+        assert!(fix_contact(&m, &src("203.0.113.9:40000"), &mut e));
+        let out = parse(e.finish(), &Limits::default()).unwrap();
+        assert_eq!(
+            out.header(HeaderName::Contact),
+            Some(&b"\"Al\" <sip:a@203.0.113.9:40000;ob>;+sip.instance=\"<urn:uuid:1>\""[..])
+        );
+        // Sent from where it says: nothing to fix.
+        let m = invite("<sip:a@192.168.1.5:5060>");
+        let mut e = Edit::new(&m);
+        assert!(!fix_contact(&m, &src("192.168.1.5:5060"), &mut e));
     }
 
     #[test]

@@ -211,17 +211,18 @@ fn contact_throttling_absorbs_refreshes_until_core_binding_needs_refresh() {
     assert!(contacts_of(&fwd)[0].ends_with(";expires=3600"));
     assert_eq!(h.r.location().get(AOR)[0].remaining(h.now), 60);
     let mut cseq = 2;
-    for _ in 0..58 {
-        h.advance(60);
+    // The phone refreshes every 50 s (before its 60 s run out).
+    for _ in 0..70 {
+        h.advance(50);
         let ok = h.replied(&register("c1", cseq, CA, "Expires: 60\r\n"), PHONE_A);
         assert_eq!(contacts_of(&ok), vec![format!("{CA};expires=60")]);
         cseq += 1;
     }
-    // 3540 s in: the core binding has 60 s left, less than a refresh plus slack.
-    h.advance(60);
+    // 3550 s in: the core binding has 50 s left, less than a refresh plus slack.
+    h.advance(50);
     let (_, fwd) = h.forwarded(&register("c1", cseq, CA, "Expires: 60\r\n"), PHONE_A);
     assert!(contacts_of(&fwd)[0].ends_with(";expires=3600"));
-    assert_eq!(h.r.metrics().absorbed.get(), 58);
+    assert_eq!(h.r.metrics().absorbed.get(), 70);
     assert_eq!(h.r.metrics().forwarded.get(), 2);
 }
 
@@ -592,4 +593,84 @@ fn bad_requests_answered_400() {
     let rw = Rewrite::default();
     let req = register("c1", 1, CA, "");
     assert_eq!(rw.to_bytes(&req), req.buf().clone());
+}
+
+#[test]
+fn outbound_registration_gets_require_and_flow_timer() {
+    let mut h = H::new(RegistrarMode::Contact);
+    let c = format!("{CA};+sip.instance=\"<urn:uuid:1>\";reg-id=1");
+    let req = register("c1", 1, &c, "Expires: 60\r\nSupported: path, outbound\r\n");
+    let (id, fwd) = h.forwarded(&req, PHONE_A);
+    let ResponseAction::Replace(b) = h.core(id, &fwd, 200) else {
+        panic!()
+    };
+    let to_phone = parse(b);
+    assert_eq!(to_phone.header(HeaderName::Require), Some(&b"outbound"[..]));
+    assert_eq!(to_phone.header("Flow-Timer"), Some(&b"30"[..]));
+    let ok = h.replied(
+        &register("c1", 2, &c, "Expires: 60\r\nSupported: outbound\r\n"),
+        PHONE_A,
+    );
+    assert_eq!(ok.header(HeaderName::Require), Some(&b"outbound"[..]));
+    // Without Supported: outbound, nothing is claimed.
+    let ok = h.replied(&register("c1", 3, &c, "Expires: 60\r\n"), PHONE_A);
+    assert_eq!(ok.header(HeaderName::Require), None);
+}
+
+#[test]
+fn expired_but_unswept_bindings_do_not_count() {
+    let mut h = H::with(|c| {
+        c.mode = RegistrarMode::Aor;
+        c.max_contacts_per_aor = 1;
+    });
+    h.register_ok(&register("ca", 1, CA, "Expires: 60\r\n"), PHONE_A);
+    h.advance(61);
+    // B is not refused for A's stale binding, and A's stale refresh is not absorbed.
+    h.forwarded(&register("cb", 1, CB, "Expires: 60\r\n"), PHONE_B);
+    h.forwarded(&register("ca", 2, CA, "Expires: 60\r\n"), PHONE_A);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary Contact / Expires / Authorization values never panic and always give a
+        /// well-formed answer or a forward whose rewrite parses.
+        #[test]
+        fn on_register_never_panics(
+            contact in "[ -~]{0,60}",
+            expires in "[0-9a-z -]{0,12}",
+            mode in 0usize..3,
+            cseq in 0u32..5,
+            auth in any::<bool>(),
+        ) {
+            let mode = [RegistrarMode::Mirror, RegistrarMode::Contact, RegistrarMode::Aor][mode];
+            let mut h = H::new(mode);
+            h.register_ok(&register("c1", 1, CA, "Expires: 60\r\n"), PHONE_A);
+            let extra = format!(
+                "Expires: {expires}\r\n{}",
+                if auth { "Authorization: Digest x\r\n" } else { "" }
+            );
+            let text = format!(
+                "REGISTER sip:d.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.5:5060;branch=z9hG4bKp\r\n\
+                 From: <sip:alice@d.example>;tag=f1\r\nTo: <sip:alice@d.example>\r\n\
+                 Call-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{extra}Content-Length: 0\r\n\r\n"
+            );
+            let Ok(req) = sip::parse(Bytes::from(text), &Limits::default()) else {
+                return Ok(());
+            };
+            match h.reg(&req, PHONE_A) {
+                RegisterAction::Reply { bytes, .. } => {
+                    prop_assert!(sip::parse(bytes, &Limits::default()).is_ok());
+                }
+                RegisterAction::Forward { id, rewrite } => {
+                    let fwd = sip::parse(rewrite.to_bytes(&req), &Limits::default());
+                    prop_assert!(fwd.is_ok());
+                    let fwd = fwd.unwrap();
+                    h.core(id, &fwd, 200);
+                }
+            }
+        }
+    }
 }
