@@ -14,7 +14,7 @@ use std::time::Instant;
 /// One contact of an AoR.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
-    /// The AoR, normalised by [`super::aor::aor_key`].
+    /// The AoR, normalised by [`super::contact::aor_key`].
     pub aor: String,
     /// The Contact URI as the device sent it (without `<>` and header parameters).
     pub contact: String,

@@ -200,6 +200,16 @@ impl Registrar {
         self.metrics.bindings.set(self.loc.len() as i64);
     }
 
+    /// Targets for a request from the core (see [`super::lookup::lookup`]).
+    pub fn lookup(
+        &self,
+        request_uri: &[u8],
+        route_user: Option<&str>,
+        now: Instant,
+    ) -> Vec<super::lookup::Target> {
+        super::lookup::lookup(&self.loc, request_uri, route_user, now)
+    }
+
     /// Forwarded REGISTERs still waiting for the core.
     pub fn pending_len(&self) -> usize {
         self.pending.len()

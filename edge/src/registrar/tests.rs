@@ -674,3 +674,67 @@ mod fuzz {
         }
     }
 }
+
+/// Acceptance (c) without sockets: bindings survive a restart through the store and calls
+/// from the core still find the phone (its flow aside) and its core contact token.
+#[test]
+fn restart_keeps_bindings_and_lookup() {
+    use super::persist::{Clock, Store};
+    let path = std::env::temp_dir()
+        .join(format!("edge-registrar-restart-{}", std::process::id()))
+        .join("location.log");
+    let _ = std::fs::remove_file(&path);
+    let mut h = H::new(RegistrarMode::Contact);
+    let clock = Clock {
+        now: h.now,
+        wall: std::time::SystemTime::now(),
+    };
+    let mut store = Store::open(&path, 0).unwrap();
+    let fwd = h.register_ok(&register("c1", 1, CA, "Expires: 600\r\n"), PHONE_A);
+    h.register_ok(&register("c2", 1, CB, "Expires: 600\r\n"), PHONE_B);
+    h.advance(10);
+    h.replied(&register("c1", 2, CA, "Expires: 600\r\n"), PHONE_A);
+    store.append(&h.r.take_changes(), clock).unwrap();
+    drop(store);
+    let token_uri = contacts_of(&fwd)[0]
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // New process: another Instant base, 30 s later.
+    let now2 = Instant::now() + Duration::from_secs(1000);
+    let clock2 = Clock {
+        now: now2,
+        wall: clock.wall + Duration::from_secs(30),
+    };
+    let loaded = Store::load(&path, clock2).unwrap();
+    let mut r2 = Registrar::new(
+        &RegistrarConfig {
+            mode: RegistrarMode::Contact,
+            ..RegistrarConfig::default()
+        },
+        EDGE.into(),
+        8,
+        RegistrarMetrics::unregistered(),
+    );
+    r2.restore(loaded.bindings);
+    assert_eq!(r2.metrics().bindings.get(), 2);
+    let all = r2.lookup(b"sip:alice@d.example", None, now2);
+    assert_eq!(all.len(), 2);
+    let one = r2.lookup(token_uri.as_bytes(), None, now2);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].request_uri, "sip:alice@192.168.1.5:5060");
+    assert_eq!(one[0].dest.addr, PHONE_A.parse().unwrap());
+    // The refresh absorbed before the restart counts (600 s from t+10, minus 30 s of wall time).
+    assert_eq!(one[0].binding.cseq, 2);
+    let left = one[0].binding.remaining(now2);
+    assert!((579..=581).contains(&left), "{left}");
+    // And the restored binding still throttles: same flow, Call-ID, higher CSeq → absorbed.
+    let req = register("c1", 3, CA, "Expires: 600\r\n");
+    assert!(matches!(
+        r2.on_register(&req, src(PHONE_A), now2),
+        RegisterAction::Reply { status: 200, .. }
+    ));
+}
