@@ -9,6 +9,7 @@
 use crate::transport::{Dest, FlowId, Source, Transport};
 use dashmap::DashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// One contact of an AoR.
@@ -115,11 +116,13 @@ pub enum Upsert {
 }
 
 /// AoR → bindings, plus an index from the core contact's user part (the token) to the AoR.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Location {
     aors: DashMap<String, Vec<Binding>>,
     tokens: DashMap<String, String>,
     max_per_aor: usize,
+    /// Number of bindings, kept alongside so `len` is O(1) (it feeds a gauge per REGISTER).
+    count: AtomicUsize,
 }
 
 impl Location {
@@ -128,6 +131,7 @@ impl Location {
             aors: DashMap::new(),
             tokens: DashMap::new(),
             max_per_aor: max_per_aor.max(1),
+            count: AtomicUsize::new(0),
         }
     }
 
@@ -173,6 +177,7 @@ impl Location {
             None if full => Upsert::Full,
             None => {
                 entry.push(b);
+                self.count.fetch_add(1, Ordering::Relaxed);
                 Upsert::Inserted
             }
         };
@@ -192,6 +197,7 @@ impl Location {
             let i = v.iter().position(|b| b.contact == contact)?;
             v.remove(i)
         };
+        self.count.fetch_sub(1, Ordering::Relaxed);
         self.aors.remove_if(aor, |_, v| v.is_empty());
         self.forget_token(&removed);
         Some(removed)
@@ -200,6 +206,7 @@ impl Location {
     /// Removes every binding of an AoR.
     pub fn remove_aor(&self, aor: &str) -> Vec<Binding> {
         let v = self.aors.remove(aor).map(|(_, v)| v).unwrap_or_default();
+        self.count.fetch_sub(v.len(), Ordering::Relaxed);
         for b in &v {
             self.forget_token(b);
         }
@@ -243,6 +250,7 @@ impl Location {
             }
         }
         self.aors.retain(|_, v| !v.is_empty());
+        self.count.fetch_sub(gone.len(), Ordering::Relaxed);
         for b in &gone {
             self.forget_token(b);
         }
@@ -256,7 +264,7 @@ impl Location {
 
     /// Number of bindings.
     pub fn len(&self) -> usize {
-        self.aors.iter().map(|e| e.value().len()).sum()
+        self.count.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -356,8 +364,10 @@ pub(crate) mod tests {
         assert_eq!(gone[0].contact, "sip:a@1");
         assert_eq!(loc.aor_of_token("t7"), None);
         assert!(loc.aor_of_token("t8").is_some());
+        assert_eq!(loc.len(), 1);
         loc.sweep(now + Duration::from_secs(91));
         assert!(loc.is_empty());
+        assert_eq!(loc.len(), 0);
         assert_eq!(loc.aor_of_token("t8"), None);
     }
 
@@ -373,8 +383,9 @@ pub(crate) mod tests {
         loc.upsert(b);
         loc.remove("sip:a@d", "sip:a@1");
         assert!(loc.aor_of_token("shared").is_some());
-        loc.remove("sip:a@d", "sip:a@2");
+        assert_eq!(loc.remove_aor("sip:a@d").len(), 1);
         assert!(loc.aor_of_token("shared").is_none());
+        assert_eq!(loc.len(), 0);
         assert_eq!(loc.aor_count(), 0);
     }
 

@@ -3,7 +3,7 @@
 //! that differs from the packet's source, and RFC 3581 `rport`. Pure functions.
 
 use crate::sip::{Edit, HeaderName, Host, Message, NameAddr, Uri};
-use crate::transport::Source;
+use crate::transport::{Source, Transport};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Addresses that cannot be reached from outside their site: RFC 1918, RFC 6598 shared
@@ -51,15 +51,16 @@ pub fn contact_is_private(contact: &[u8]) -> bool {
         .is_some_and(is_private)
 }
 
-/// The top Via's sent-by (host and port) differs from where the packet came from (RFC 3261
-/// §18.2.1 would add `received`); a domain sent-by counts as different.
+/// The top Via's sent-by differs from where the packet came from (RFC 3261 §18.2.1 would add
+/// `received`); a domain sent-by counts as different. The port is compared on UDP only.
 pub fn via_differs(req: &Message, src: &Source) -> bool {
     let Ok(v) = req.top_via() else {
         return true;
     };
     let ip = Host::parse(v.host).as_ref().and_then(host_ip);
+    // On streams the source port is an ephemeral one, never the sent-by (listening) port.
     ip.map(canonical) != Some(canonical(src.remote.ip()))
-        || v.sent_by_port_or_default() != src.remote.port()
+        || (src.transport == Transport::Udp && v.sent_by_port_or_default() != src.remote.port())
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -133,7 +134,6 @@ pub fn fix_contact(msg: &Message, src: &Source, edit: &mut Edit<'_>) -> bool {
 mod tests {
     use super::*;
     use crate::sip::{parse, Limits};
-    use crate::transport::Transport;
     use bytes::Bytes;
 
     fn src(remote: &str) -> Source {
@@ -183,6 +183,10 @@ mod tests {
         assert!(!register_is_nated(&public, &src("203.0.113.9:5060")));
         // Same ip, other port: a port-mapping NAT or a symmetric one.
         assert!(register_is_nated(&public, &src("203.0.113.9:5061")));
+        // TCP: the ephemeral source port is expected.
+        let mut tcp = src("203.0.113.9:51234");
+        tcp.transport = Transport::Tcp;
+        assert!(!register_is_nated(&public, &tcp));
         // A private Contact from a private source (same site, no NAT in between).
         let lan = reg("10.0.0.5:5060", "<sip:a@10.0.0.5:5060>");
         assert!(!register_is_nated(&lan, &src("10.0.0.5:5060")));

@@ -738,3 +738,105 @@ fn restart_keeps_bindings_and_lookup() {
         RegisterAction::Reply { status: 200, .. }
     ));
 }
+
+/// Acceptance (a) in simulated time: 1,000 phones refreshing every 60 s for two hours in AoR
+/// throttling. The core gets at most one REGISTER per AoR per `outgoing_expires` window and
+/// its binding never lapses while the phone is registered.
+#[test]
+fn thousand_phones_aor_throttling_trickle_to_core() {
+    let mut h = H::with(|c| {
+        c.mode = RegistrarMode::Aor;
+        c.outgoing_expires = 3600;
+        c.expires_deviation_percent = 10;
+    });
+    let n = 1000;
+    let mut cseq = vec![0u32; n];
+    let mut to_core = vec![0u32; n];
+    let t0 = h.now;
+    // Each phone starts at its own second within the first minute, refreshes every 60 s.
+    for tick in 0..(2 * 3600) {
+        for i in ((tick % 60) as usize..n).step_by(60) {
+            let seq = &mut cseq[i];
+            *seq += 1;
+            let text = format!(
+                "REGISTER sip:d.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.{}.{}:5060;branch=z9hG4bK{i}x{seq}\r\n\
+                 From: <sip:u{i}@d.example>;tag=f\r\nTo: <sip:u{i}@d.example>\r\nCall-ID: call{i}\r\n\
+                 CSeq: {seq} REGISTER\r\nContact: <sip:u{i}@10.1.{}.{}:5060>\r\nExpires: 120\r\n\
+                 Content-Length: 0\r\n\r\n",
+                i / 250, i % 250, i / 250, i % 250
+            );
+            let req = parse(Bytes::from(text));
+            let from = format!("203.0.113.{}:{}", i / 250, 20000 + i);
+            match h.reg(&req, &from) {
+                RegisterAction::Reply { status, .. } => assert_eq!(status, 200),
+                RegisterAction::Forward { id, rewrite } => {
+                    to_core[i] += 1;
+                    let fwd = parse(rewrite.to_bytes(&req));
+                    h.core(id, &fwd, 200);
+                }
+            }
+        }
+        if tick % 60 == 59 {
+            for b in h.r.location().all() {
+                assert!(b.core_expires > h.now, "core binding lapsed for {}", b.aor);
+            }
+        }
+        if tick % 10 == 0 {
+            h.r.on_tick(h.now);
+        }
+        h.advance(1);
+    }
+    assert_eq!(h.r.location().len(), n);
+    let windows = (h.now - t0).as_secs().div_ceil(3600 * 9 / 10) as u32; // deviation shortens
+    let max = *to_core.iter().max().unwrap();
+    let total: u32 = to_core.iter().sum();
+    assert!(
+        max <= windows + 1,
+        "max per AoR {max} over {windows} windows"
+    );
+    assert!(total <= n as u32 * 3, "total {total}");
+    assert_eq!(h.r.metrics().forwarded.get(), u64::from(total));
+    assert_eq!(
+        h.r.metrics().absorbed.get() + u64::from(total),
+        u64::from(cseq.iter().sum::<u32>())
+    );
+}
+
+#[test]
+fn dead_keepalive_binding_updates_core() {
+    use super::keepalive::Keepalive;
+    let mut h = H::with(|c| {
+        c.mode = RegistrarMode::Contact;
+        c.natping_max_failures = 2;
+    });
+    h.register_ok(&register("c1", 1, CA, "Expires: 600\r\n"), PHONE_A);
+    assert!(h.r.location().get(AOR)[0].nated);
+    let cfg = RegistrarConfig {
+        natping_max_failures: 2,
+        ..RegistrarConfig::default()
+    };
+    let mut ka = Keepalive::new(&cfg, h.r.location().clone(), h.r.metrics().clone());
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        let polled = ka.poll(h.now);
+        dead.extend(polled.dead);
+        for p in polled.pings {
+            assert_eq!(p.dest.addr, PHONE_A.parse().unwrap());
+            dead.extend(ka.on_ping_result(p.id, false));
+        }
+        h.advance(1);
+    }
+    assert_eq!(dead.len(), 1);
+    let updates = h.r.remove_bindings(&dead);
+    assert!(h.bindings().is_empty());
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].expires, 0);
+    assert_eq!(h.r.metrics().removed_by_ping.get(), 1);
+    assert_eq!(h.r.metrics().bindings.get(), 0);
+    // The removal is journalled.
+    assert!(h
+        .r
+        .take_changes()
+        .iter()
+        .any(|c| matches!(c, super::Change::Remove { .. })));
+}
