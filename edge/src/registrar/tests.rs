@@ -840,3 +840,15 @@ fn dead_keepalive_binding_updates_core() {
         .iter()
         .any(|c| matches!(c, super::Change::Remove { .. })));
 }
+
+#[test]
+fn token_reused_after_local_expiry() {
+    for mode in [RegistrarMode::Contact, RegistrarMode::Aor] {
+        let mut h = H::new(mode);
+        let f1 = h.register_ok(&register("c1", 1, CA, "Expires: 60\r\n"), PHONE_A);
+        h.advance(70);
+        let (_, f2) = h.forwarded(&register("c2", 1, CA, "Expires: 60\r\n"), PHONE_A);
+        let token = |m: &Message| contacts_of(m)[0].split(';').next().unwrap().to_string();
+        assert_eq!(token(&f1), token(&f2), "{mode:?}");
+    }
+}

@@ -12,7 +12,10 @@ impl Registrar {
         existing: &[Binding],
     ) -> RegisterAction {
         let mode = p.policy.mode;
-        let aor_token = existing
+        // Tokens are reused even from expired, unswept bindings, so the core keeps one contact
+        // per device (contact mode) or per AoR (AoR mode) instead of collecting stale ones.
+        let known = self.loc.get(&p.aor);
+        let aor_token = known
             .first()
             .map(|b| b.token.clone())
             .filter(|_| mode == RegistrarMode::Aor)
@@ -26,7 +29,7 @@ impl Registrar {
         };
         let mut pcs = Vec::with_capacity(specs.len());
         for (spec, e) in specs.into_iter().zip(locals) {
-            let old = existing.iter().find(|b| same(b, &spec));
+            let old = known.iter().find(|b| same(b, &spec));
             let (token, core_contact, core_expires_sent) = match mode {
                 RegistrarMode::Aor => {
                     let cc = self.core_contact(&aor_token);
