@@ -15,8 +15,6 @@ pub enum RegisterError {
     CSeq,
     #[error("Bad Request (invalid Contact)")]
     Contact,
-    #[error("Bad Request (invalid Expires)")]
-    Expires,
     /// §10.3 step 6: `*` only alone and with `Expires: 0`.
     #[error("Bad Request (invalid wildcard Contact)")]
     Star,
@@ -75,12 +73,10 @@ pub fn register_aor(req: &Message) -> Result<String, RegisterError> {
     Ok(aor_key(&uri))
 }
 
-/// The Expires header as delta-seconds (§20.19); `Ok(None)` when absent.
-pub fn expires_header(req: &Message) -> Result<Option<u32>, RegisterError> {
-    match req.header(HeaderName::Expires) {
-        None => Ok(None),
-        Some(v) => parse_delta(v).map(Some).ok_or(RegisterError::Expires),
-    }
+/// The Expires header as delta-seconds (§20.19); `None` when absent or malformed (§20.19:
+/// a malformed value SHOULD count as 3600; we let `default_expires` stand in for it).
+pub fn expires_header(req: &Message) -> Option<u32> {
+    req.header(HeaderName::Expires).and_then(parse_delta)
 }
 
 /// delta-seconds; values beyond 2**32-1 saturate (§20.19 allows any size).
@@ -123,7 +119,7 @@ pub fn register_contacts(req: &Message) -> Result<Contacts, RegisterError> {
         return Ok(Contacts::Query);
     }
     if values.iter().any(|v| trim(v) == b"*") {
-        if values.len() != 1 || expires_header(req)? != Some(0) {
+        if values.len() != 1 || expires_header(req) != Some(0) {
             return Err(RegisterError::Star);
         }
         return Ok(Contacts::Star);
@@ -133,13 +129,11 @@ pub fn register_contacts(req: &Message) -> Result<Contacts, RegisterError> {
         let na = NameAddr::parse(v).map_err(|_| RegisterError::Contact)?;
         na.uri().map_err(|_| RegisterError::Contact)?;
         let uri = std::str::from_utf8(na.uri_raw).map_err(|_| RegisterError::Contact)?;
-        let expires = match na.param("expires") {
-            None => None,
-            Some(v) => Some(
-                v.and_then(|v| parse_delta(v.as_bytes()))
-                    .ok_or(RegisterError::Contact)?,
-            ),
-        };
+        // A malformed parameter counts as absent, like a malformed Expires header.
+        let expires = na
+            .param("expires")
+            .flatten()
+            .and_then(|v| parse_delta(v.as_bytes()));
         let reg_id = match na.param("reg-id") {
             None => None,
             Some(v) => Some(
@@ -207,7 +201,7 @@ mod tests {
         assert_eq!(c[0].reg_id, Some(2));
         assert_eq!(c[0].q, Some(500));
         assert_eq!(c[1].expires, None);
-        assert_eq!(expires_header(&m).unwrap(), Some(99));
+        assert_eq!(expires_header(&m), Some(99));
     }
 
     #[test]
@@ -225,17 +219,20 @@ mod tests {
             register_contacts(&reg("Contact: *, <sip:a@b>\r\nExpires: 0\r\n")),
             Err(RegisterError::Star)
         );
+        let Contacts::List(c) =
+            register_contacts(&reg("Contact: <sip:a@b>;expires=x\r\n")).unwrap()
+        else {
+            panic!("list")
+        };
+        assert_eq!(c[0].expires, None, "malformed counts as absent");
         assert_eq!(
-            register_contacts(&reg("Contact: <sip:a@b>;expires=x\r\n")),
+            register_contacts(&reg("Contact: <sip:a b@c>\r\n")),
             Err(RegisterError::Contact)
         );
-        assert_eq!(
-            expires_header(&reg("Expires: -1\r\n")),
-            Err(RegisterError::Expires)
-        );
+        assert_eq!(expires_header(&reg("Expires: -1\r\n")), None);
         assert_eq!(
             expires_header(&reg("Expires: 99999999999\r\n")),
-            Ok(Some(u32::MAX))
+            Some(u32::MAX)
         );
         assert!(has_credentials(&reg(
             "Authorization: Digest username=\"a\"\r\n"

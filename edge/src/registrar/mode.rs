@@ -241,7 +241,7 @@ impl Registrar {
             .ok_or(RegisterError::CallId)?
             .to_string();
         let cseq = req.cseq().map_err(|_| RegisterError::CSeq)?.seq;
-        let hdr_expires = expires_header(req)?;
+        let hdr_expires = expires_header(req);
         let contacts = register_contacts(req)?;
         let policy = self.cfg.policy_for(aor_domain(&aor));
         let mut p = Pending {

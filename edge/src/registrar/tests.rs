@@ -584,12 +584,18 @@ fn per_domain_mode_override() {
 }
 
 #[test]
-fn bad_requests_answered_400() {
-    let mut h = H::new(RegistrarMode::Contact);
-    for extra in ["Expires: soon\r\n", "Contact: <sip:a@b>;expires=\r\n"] {
+fn bad_requests_answered_400_and_malformed_expires_tolerated() {
+    let mut h = H::new(RegistrarMode::Mirror);
+    for extra in [
+        "Contact: <sip:a b@c>\r\n",
+        "Contact: *\r\nExpires: soon\r\n",
+    ] {
         let r = h.replied(&register("c1", 1, "", extra), PHONE_A);
         assert_eq!(r.status(), Some(400), "{extra}");
     }
+    // §20.19: a malformed Expires counts as absent (default_expires).
+    let (_, fwd) = h.forwarded(&register("c1", 1, CA, "Expires: soon\r\n"), PHONE_A);
+    assert!(contacts_of(&fwd)[0].ends_with(";expires=3600"));
     let rw = Rewrite::default();
     let req = register("c1", 1, CA, "");
     assert_eq!(rw.to_bytes(&req), req.buf().clone());
