@@ -16,6 +16,7 @@ pub struct EdgeConfig {
     pub media: crate::EdgeMediaConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub registrar: crate::RegistrarConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +237,7 @@ impl Default for LogConfig {
 impl Validate for EdgeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.media.validate()?;
+        self.registrar.validate()?;
         if self.sip.listen_udp.is_empty() && self.sip.listen_tcp.is_empty() {
             return Err(ConfigError::invalid(
                 "sip.listen_udp",

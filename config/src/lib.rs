@@ -9,12 +9,14 @@
 mod edge;
 mod error;
 mod media;
+mod registrar;
 mod relay;
 
 pub use edge::*;
 pub use error::ConfigError;
 pub use ipnet::IpNet;
 pub use media::*;
+pub use registrar::*;
 pub use relay::*;
 
 use serde::de::DeserializeOwned;

@@ -8,6 +8,7 @@ pub mod media;
 pub mod metrics;
 pub mod proxy;
 pub mod sdp;
+pub mod registrar;
 pub mod server;
 pub mod sip;
 pub mod transaction;
