@@ -82,7 +82,10 @@ wait_bound() {
 start_edge() {
   local tcp=()
   [ "$4" = tcp ] && tcp=(--listen-tcp "$1")
-  "$EDGE_BIN" --listen-udp "$1" "${tcp[@]}" --core "$2" --admin "$3" >"$5" 2>&1 &
+  # MEDIA_MODE=always RELAY=ip:port anchors media on a relay; default: SIP only.
+  local media=(--media-mode "${MEDIA_MODE:-never}")
+  [ -n "${RELAY:-}" ] && media+=(--relay "$RELAY")
+  "$EDGE_BIN" --listen-udp "$1" "${tcp[@]}" --core "$2" --admin "$3" "${media[@]}" >"$5" 2>&1 &
   EDGE_PID=$!
   STARTED_PIDS+=("$EDGE_PID")
   wait_http "$3" /health 15 || { tail -20 "$5" >&2; die "edge did not answer /health on $3"; }

@@ -7,8 +7,8 @@
 pub mod media;
 pub mod metrics;
 pub mod proxy;
-pub mod sdp;
 pub mod registrar;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod transaction;

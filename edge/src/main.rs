@@ -35,6 +35,12 @@ struct Args {
     /// Follow 3xx Contacts: true | false.
     #[arg(long = "recurse-3xx")]
     recurse_3xx: Option<bool>,
+    /// Media anchoring: always | nat | never (replaces media.mode).
+    #[arg(long = "media-mode")]
+    media_mode: Option<String>,
+    /// RTP relay control address `ip:port` (repeatable; replaces media.relays, weight 1).
+    #[arg(long)]
+    relay: Vec<SocketAddr>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -73,6 +79,24 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if let Some(r) = args.recurse_3xx {
         cfg.proxy.recurse_3xx = r;
+    }
+    if let Some(m) = &args.media_mode {
+        cfg.media.mode = match m.as_str() {
+            "always" => config::MediaMode::Always,
+            "nat" => config::MediaMode::Nat,
+            "never" => config::MediaMode::Never,
+            other => return Err(format!("--media-mode: `{other}` is not always|nat|never")),
+        };
+    }
+    if !args.relay.is_empty() {
+        cfg.media.relays = args
+            .relay
+            .iter()
+            .map(|a| config::RelayTarget {
+                addr: *a,
+                weight: 1,
+            })
+            .collect();
     }
     if args.log_json {
         cfg.log.format = LogFormat::Json;

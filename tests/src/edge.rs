@@ -68,6 +68,10 @@ impl Edge {
             cmd.args(["--core", core]);
         }
         cmd.args(["--admin", &admin.to_string()]);
+        // Pure SIP tests run without an RTP relay: media anchoring off unless a test asks.
+        if !args.extra.iter().any(|a| a == "--media-mode") {
+            cmd.args(["--media-mode", "never"]);
+        }
         cmd.args(&args.extra);
         // `E2E_EDGE_LOG=debug` (any tracing filter) to see the edge's decisions in its log.
         if let Ok(level) = std::env::var("E2E_EDGE_LOG") {

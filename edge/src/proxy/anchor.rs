@@ -9,6 +9,7 @@ use crate::sip::{self, Limits, Message, Uri};
 use crate::transport::Source;
 use bytes::Bytes;
 use std::net::IpAddr;
+use std::ops::Not;
 use std::time::Instant;
 
 /// A message waiting for the relay's answer.
@@ -18,7 +19,7 @@ pub enum Parked {
     /// A response (or a locally generated final) on its way upstream.
     Response { ctx: u64, act: Action },
     /// An ACK (or other stateless forward) carrying SDP (late-offer answer).
-    Stateless { msg: Message, src: Source },
+    Stateless { msg: Box<Message>, src: Source },
 }
 
 /// Ask the media dialogs about `msg`; relay commands go to `out`.
@@ -66,7 +67,8 @@ pub fn peer(msg: &Message, src: IpAddr) -> Peer {
             v.host
                 .trim_matches(|c| c == '[' || c == ']')
                 .parse::<IpAddr>()
-                .map_or(true, |ip| ip != src)
+                .is_ok_and(|ip| ip == src)
+                .not()
         });
     let private_contact = msg
         .values(sip::HeaderName::Contact)

@@ -14,7 +14,7 @@ use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
 use crate::media::{
-    BodyAction, CommandResult, CmdId, DialogConfig, MediaDialogs, MediaMetrics, Outcome, Peer,
+    BodyAction, CmdId, CommandResult, DialogConfig, MediaDialogs, MediaMetrics, Outcome, Peer,
     RelayRequest,
 };
 use crate::metrics::Metrics;
@@ -173,7 +173,13 @@ impl Proxy {
                         let (tx, req) = (c.server_tx, c.request.clone());
                         self.contexts.remove(&ctx);
                         self.server_ctx.remove(&tx);
-                        self.respond_local(tx, &req, 500, "Server Internal Error (media relay)", now);
+                        self.respond_local(
+                            tx,
+                            &req,
+                            500,
+                            "Server Internal Error (media relay)",
+                            now,
+                        );
                         return;
                     }
                     None => {}
@@ -198,7 +204,7 @@ impl Proxy {
             Parked::Stateless { msg, src } => {
                 let msg = match body.and_then(|b| anchor::with_body(&msg, &b, &self.limits)) {
                     Some(m) => m,
-                    None => msg,
+                    None => *msg,
                 };
                 self.forward_stateless_now(msg, src, now);
             }
@@ -532,13 +538,21 @@ impl Proxy {
     /// matches nothing (§16.10).
     fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
         let sender = anchor::peer(&msg, src.remote.ip());
-        match anchor::step(&mut self.media, &msg, sender, false, now, &mut self.relay_out) {
+        match anchor::step(
+            &mut self.media,
+            &msg,
+            sender,
+            false,
+            now,
+            &mut self.relay_out,
+        ) {
             BodyAction::Unchanged => self.forward_stateless_now(msg, src, now),
             BodyAction::Replace(body) => {
                 let msg = anchor::with_body(&msg, &body, &self.limits).unwrap_or(msg);
                 self.forward_stateless_now(msg, src, now);
             }
             BodyAction::Hold(op) => {
+                let msg = Box::new(msg);
                 self.parked.insert(op.0, Parked::Stateless { msg, src });
             }
         }
@@ -668,7 +682,14 @@ impl Proxy {
         }
         let sender = anchor::peer(&msg, src.remote.ip());
         // The relay session of a cancelled call is freed (D); a CANCEL has no body to rewrite.
-        let _ = anchor::step(&mut self.media, &msg, sender, false, now, &mut self.relay_out);
+        let _ = anchor::step(
+            &mut self.media,
+            &msg,
+            sender,
+            false,
+            now,
+            &mut self.relay_out,
+        );
         let Some(&id) = self.server_ctx.get(&invite_tx) else {
             return;
         };
@@ -767,10 +788,19 @@ impl Proxy {
             source: ctx.src.remote.ip(),
             nated: false,
         });
-        match anchor::step(&mut self.media, &resp, sender, false, now, &mut self.relay_out) {
+        match anchor::step(
+            &mut self.media,
+            &resp,
+            sender,
+            false,
+            now,
+            &mut self.relay_out,
+        ) {
             BodyAction::Unchanged => Some(act),
             BodyAction::Replace(body) => Some(match act {
-                Action::Forward(b) => Action::Forward(anchor::bytes_with_body(&b, &body, &self.limits)),
+                Action::Forward(b) => {
+                    Action::Forward(anchor::bytes_with_body(&b, &body, &self.limits))
+                }
                 Action::Final(Candidate::Received { status, msg }) => {
                     Action::Final(Candidate::Received {
                         status,
