@@ -72,7 +72,14 @@ impl Relay {
     pub fn start(bin: &Path, dir: &WorkDir, extra: &[&str]) -> Result<Relay, StartFailure> {
         let control = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let ports = free_media_block();
+        // A test that needs more than MEDIA_BLOCK ports passes its own `--ports MIN-MAX`.
+        let own_ports = extra
+            .iter()
+            .position(|a| *a == "--ports")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+        let ports = own_ports.unwrap_or_else(free_media_block);
         let log = dir.path().join(format!("rtprelay-{}.log", control.port()));
         let fail = |message: String| StartFailure {
             exit: None,
@@ -82,9 +89,11 @@ impl Relay {
         let out = std::fs::File::create(&log).map_err(|e| fail(format!("create log: {e}")))?;
         let err = out.try_clone().map_err(|e| fail(format!("dup log: {e}")))?;
         let mut cmd = Command::new(bin);
+        if own_ports.is_none() {
+            cmd.args(["--ports", &format!("{}-{}", ports.0, ports.1)]);
+        }
         cmd.args(["--control-udp", &control.to_string()])
             .args(["--admin", &admin.to_string()])
-            .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
             .args(["--listen", "127.0.0.1"])
             .args(extra)
             .current_dir(dir.path())
