@@ -1,40 +1,36 @@
 //! Media anchoring end to end (issue 5): SIPp calls with 5 s of G.711 audio go through the edge
-//! with `--media-mode always`, the edge drives a real rtprelay over the rtpproxy protocol
-//! (U on the offer, L on the answer, D on BYE), the callee echoes the audio (`-rtp_echo`), so
-//! RTP crosses the relay in both directions for every call. Afterwards the relay holds no
-//! session and the edge no media dialog.
+//! with `--media-mode always`; the edge drives a relay over the rtpproxy protocol (U on the
+//! offer, L on the answer, D on BYE); the callee echoes the audio (`-rtp_echo`), so RTP crosses
+//! the relay in both directions for every call. Run against our rtprelay and against stock
+//! rtpengine (userspace, legacy `--listen-udp` interface). Afterwards no relay session and no
+//! edge media dialog is left.
 
-use e2e::edge::{assert_calls_ok, start_or_panic, EdgeArgs};
+use e2e::edge::{assert_calls_ok, start_or_panic, Edge, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::metrics;
-use e2e::ports::{ACCESS_IP, CORE_IP};
+use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
+use e2e::process::ChildGuard;
 use e2e::relay::{relay_or_skip, Relay};
 use e2e::sipp::{Scenario, Sipp};
-use e2e::tools::{edge_tools_or_skip, scenario};
+use e2e::tools::{edge_tools_or_skip, scenario, EdgeTools};
 use e2e::workdir::WorkDir;
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const CALLS: u32 = 200;
-const RATE: u32 = 25;
 /// 5 s of audio at 20 ms per packet.
 const PACKETS_PER_DIRECTION: u64 = 250;
 
-#[test]
-fn calls_with_audio_through_edge_and_relay() {
-    let test = "calls_with_audio_through_edge_and_relay";
-    let Some(tools) = edge_tools_or_skip(test) else {
-        return;
-    };
-    let Some(relay_bin) = relay_or_skip(test) else {
-        return;
-    };
-    let _serial = heavy_lock();
-    let dir = WorkDir::new(test);
-    // ~140 calls are up at once (25/s × 5.5 s), 4 ports each: below the ephemeral range.
-    let relay = Relay::start(&relay_bin, &dir, &["--ports", "20000-21999"])
-        .unwrap_or_else(|f| panic!("{test}: relay: {} {}", f.message, f.log));
-
+/// Runs `calls` calls with audio through the edge anchored on the relay at `relay`.
+fn run_calls(
+    test: &str,
+    tools: &EdgeTools,
+    dir: &WorkDir,
+    relay: SocketAddr,
+    calls: u32,
+    rate: u32,
+) -> Edge {
     // The scenario plays a pcap by relative path: give it an absolute one.
     let pcap = scenario("pcap/g711a-5s.pcap");
     let text = std::fs::read_to_string(scenario("uac_rtp.xml")).expect("uac_rtp.xml");
@@ -44,69 +40,93 @@ fn calls_with_audio_through_edge_and_relay() {
         text.replace("pcap/g711a-5s.pcap", &pcap.display().to_string()),
     )
     .unwrap();
-
     let limit = Duration::from_secs(90);
     let uas = Sipp::new(&tools.sipp, "uas", Scenario::Builtin("uas"))
         .ip(CORE_IP)
-        .calls(CALLS)
+        .calls(calls)
         .timeout(limit)
         .arg("-rtp_echo")
-        .spawn(&dir)
+        .spawn(dir)
         .unwrap_or_else(|e| panic!("{e}"));
-    let relay_addr = relay.control_addr().to_string();
-    let args = EdgeArgs::udp_core(uas.local_addr()).extra(&[
-        "--media-mode",
-        "always",
-        "--relay",
-        &relay_addr,
-    ]);
-    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let relay = relay.to_string();
+    let args =
+        EdgeArgs::udp_core(uas.local_addr()).extra(&["--media-mode", "always", "--relay", &relay]);
+    let mut edge = start_or_panic(&tools.edge, dir, &args);
     let uac = Sipp::new(&tools.sipp, "uac", Scenario::File(uac_xml))
         .ip(ACCESS_IP)
         .remote(edge.sip_addr())
-        .calls(CALLS)
-        .rate(RATE)
+        .calls(calls)
+        .rate(rate)
         .timeout(limit)
-        .spawn(&dir)
+        .spawn(dir)
         .unwrap_or_else(|e| panic!("{e}"));
     let outcomes = vec![uac.wait(), uas.wait()];
     assert_calls_ok(test, &outcomes, &mut edge);
+    edge
+}
+
+/// Packets each way must be (nearly) the whole 5 s of audio; a few may precede the answer.
+fn assert_both_directions(test: &str, per_call: &HashMap<String, (u64, u64)>, calls: u32) {
+    assert_eq!(
+        per_call.len(),
+        calls as usize,
+        "{test}: calls seen by the relay"
+    );
+    for (call, (a, b)) in per_call {
+        assert!(
+            *a >= PACKETS_PER_DIRECTION * 9 / 10 && *b >= PACKETS_PER_DIRECTION * 9 / 10,
+            "{test}: call {call}: {a} packets one way, {b} the other"
+        );
+    }
+}
+
+fn assert_no_media_dialogs(test: &str, edge: &Edge) {
+    let samples = edge.metrics().unwrap_or_else(|e| panic!("{test}: {e}"));
+    assert_eq!(metrics::sum(&samples, "edge_media_dialogs", &[]), Some(0.0));
+    assert_eq!(
+        metrics::sum(&samples, "edge_media_sessions", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn calls_with_audio_through_edge_and_rtprelay() {
+    let test = "calls_with_audio_through_edge_and_rtprelay";
+    let (Some(tools), Some(relay_bin)) = (edge_tools_or_skip(test), relay_or_skip(test)) else {
+        return;
+    };
+    let _serial = heavy_lock();
+    let dir = WorkDir::new(test);
+    // ~140 calls are up at once (25/s × 5.5 s), 4 ports each: below the ephemeral range.
+    let relay = Relay::start(&relay_bin, &dir, &["--ports", "20000-21999"])
+        .unwrap_or_else(|f| panic!("{test}: relay: {} {}", f.message, f.log));
+    const CALLS: u32 = 200;
+    let edge = run_calls(test, &tools, &dir, relay.control_addr(), CALLS, 25);
 
     // Every call's relay session ended by the edge's D, with audio both ways.
-    let log = relay.log_text();
-    let mut per_call: HashMap<String, (u64, u64)> = HashMap::new();
-    for line in log.lines().filter(|l| l.contains("stream ended")) {
+    let mut per_call = HashMap::new();
+    for line in relay
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("stream ended"))
+    {
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))
                 .map(|v| v.trim_matches('"').to_string())
         };
-        let call = field("call_id").unwrap_or_default();
         assert_eq!(
             field("reason").as_deref(),
             Some("Deleted"),
             "{test}: {line}"
         );
-        let a: u64 = field("a_packets_in")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let b: u64 = field("b_packets_in")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        per_call.insert(call, (a, b));
-    }
-    assert_eq!(
-        per_call.len(),
-        CALLS as usize,
-        "{test}: sessions seen by the relay"
-    );
-    for (call, (a, b)) in &per_call {
-        // Allow a few packets lost at the very start (before the answer reached the relay).
-        assert!(
-            *a >= PACKETS_PER_DIRECTION * 9 / 10 && *b >= PACKETS_PER_DIRECTION * 9 / 10,
-            "{test}: call {call}: {a} packets from the caller, {b} from the callee"
+        let count = |n: &str| field(n).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        per_call.insert(
+            field("call_id").unwrap_or_default(),
+            (count("a_packets_in"), count("b_packets_in")),
         );
     }
+    assert_both_directions(test, &per_call, CALLS);
     let samples = relay.metrics().unwrap_or_else(|e| panic!("{test}: {e}"));
     for cmd in ["U", "L", "D"] {
         let ok = metrics::sum(
@@ -118,13 +138,81 @@ fn calls_with_audio_through_edge_and_relay() {
         assert!(ok >= f64::from(CALLS), "{test}: {cmd} ok = {ok}");
     }
     assert_eq!(metrics::sum(&samples, "rtprelay_sessions", &[]), Some(0.0));
-    let edge_samples = edge.metrics().unwrap_or_else(|e| panic!("{test}: {e}"));
-    assert_eq!(
-        metrics::sum(&edge_samples, "edge_media_dialogs", &[]),
-        Some(0.0)
+    assert_no_media_dialogs(test, &edge);
+}
+
+#[test]
+fn calls_with_audio_through_edge_and_rtpengine() {
+    let test = "calls_with_audio_through_edge_and_rtpengine";
+    let Some(tools) = edge_tools_or_skip(test) else {
+        return;
+    };
+    let rtpengine = "/usr/bin/rtpengine";
+    if !std::path::Path::new(rtpengine).is_file() {
+        eprintln!("SKIP {test}: {rtpengine} not installed (Debian package rtpengine-daemon)");
+        return;
+    }
+    let _serial = heavy_lock();
+    let dir = WorkDir::new(test);
+    let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log_path = dir.path().join("rtpengine.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // Userspace only (no kernel module here); delete at once so the final stats are logged.
+    let child = Command::new(rtpengine)
+        .args(["--config-file=none", "--table=-1", "--interface=127.0.0.1"])
+        .arg(format!("--listen-udp={control}"))
+        .arg(format!("--listen-cli=127.0.0.1:{}", free_port()))
+        .args([
+            "--foreground",
+            "--log-stderr",
+            "--log-level=6",
+            "--delete-delay=0",
+        ])
+        .args(["--port-min=22000", "--port-max=23999"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{test}: spawn rtpengine: {e}"));
+    let mut guard = ChildGuard::new("rtpengine", child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        guard.is_running(),
+        "{test}: rtpengine exited: {}",
+        read(&log_path)
     );
-    assert_eq!(
-        metrics::sum(&edge_samples, "edge_media_sessions", &[]),
-        Some(0.0)
-    );
+
+    const CALLS: u32 = 40;
+    let edge = run_calls(test, &tools, &dir, control, CALLS, 10);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // rtpengine logs "Final packet stats" per call: one Port line per side with "N p".
+    let mut per_call: HashMap<String, (u64, u64)> = HashMap::new();
+    for line in read(&log_path)
+        .lines()
+        .filter(|l| l.contains("--------- Port") && !l.contains("RTCP"))
+    {
+        let Some(call) = line.split("]: [").next().and_then(|s| s.rsplit('[').next()) else {
+            continue;
+        };
+        let packets = line
+            .split(", ")
+            .find_map(|f| f.strip_suffix(" p"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let entry = per_call.entry(call.to_string()).or_default();
+        if line.contains(&format!("<>       {}:", ACCESS_IP))
+            || line.contains(&format!("<> {ACCESS_IP}:"))
+        {
+            entry.0 = packets;
+        } else {
+            entry.1 = packets;
+        }
+    }
+    assert_both_directions(test, &per_call, CALLS);
+    assert_no_media_dialogs(test, &edge);
+}
+
+fn read(path: &std::path::Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
