@@ -32,7 +32,12 @@ pub struct Report {
     pub delete_failed: usize,
     pub offered_pps: f64,
     pub sent: u64,
+    /// sent ÷ duration: below `offered_pps` when the tool could not keep pace (CPU starved).
+    pub sent_pps: f64,
     pub send_failed: u64,
+    /// Growth of the system-wide UDP RcvbufErrors/SndbufErrors during the send phase.
+    pub kernel_rcvbuf_errors: u64,
+    pub kernel_sndbuf_errors: u64,
     pub received: u64,
     pub lost: u64,
     pub loss_percent: f64,
@@ -74,8 +79,13 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  offered    {:.0} pps   sent {} ({} send failures)",
-            self.offered_pps, self.sent, self.send_failed
+            "  offered    {:.0} pps   sent {} = {:.0} pps ({} send failures)",
+            self.offered_pps, self.sent, self.sent_pps, self.send_failed
+        );
+        let _ = writeln!(
+            s,
+            "  kernel     UDP RcvbufErrors +{}   SndbufErrors +{} (system wide, during the run)",
+            self.kernel_rcvbuf_errors, self.kernel_sndbuf_errors
         );
         let _ = writeln!(
             s,
@@ -139,7 +149,16 @@ impl Report {
         field("delete_failed", self.delete_failed.to_string());
         field("offered_pps", num(self.offered_pps));
         field("sent", self.sent.to_string());
+        field("sent_pps", num(self.sent_pps));
         field("send_failed", self.send_failed.to_string());
+        field(
+            "kernel_rcvbuf_errors",
+            self.kernel_rcvbuf_errors.to_string(),
+        );
+        field(
+            "kernel_sndbuf_errors",
+            self.kernel_sndbuf_errors.to_string(),
+        );
         field("received", self.received.to_string());
         field("lost", self.lost.to_string());
         field("loss_percent", num(self.loss_percent));
