@@ -305,14 +305,15 @@ fn run(cli: &Cli) -> Result<Report, String> {
     stop.store(true, Ordering::Relaxed);
     let mut streams = vec![StreamRx::default(); n * 2];
     let mut hist = Histogram::default();
-    let mut strays = 0;
+    let (mut strays, mut in_window) = (0, 0);
     for r in receivers {
-        let (st, h, s) = r.join().map_err(|_| "receiver panicked".to_string())?;
-        for (a, b) in streams.iter_mut().zip(&st) {
+        let got = r.join().map_err(|_| "receiver panicked".to_string())?;
+        for (a, b) in streams.iter_mut().zip(&got.streams) {
             a.merge(b);
         }
-        hist.merge(&h);
-        strays += s;
+        hist.merge(&got.latency);
+        strays += got.strays;
+        in_window += got.in_window;
     }
     let cpu_after = cli.relay_pid.and_then(procfs::cpu_time);
     let active_s = send_start.elapsed().as_secs_f64();
@@ -394,7 +395,8 @@ fn run(cli: &Cli) -> Result<Report, String> {
         },
         out_of_order,
         foreign: strays,
-        forwarded_pps: received as f64 / send_s.max(1e-9),
+        forwarded_pps: in_window.min(received) as f64 / send_s.max(1e-9),
+        backlog: received.saturating_sub(in_window),
         jitter_mean_ms: if jitters.is_empty() {
             0.0
         } else {
@@ -493,8 +495,8 @@ fn send(
     (sent, failed)
 }
 
-/// A receiver thread: reads its sockets until `stop`, accounting each probe. Returns the
-/// per stream direction state (index stream*2+dir), the latency histogram and the strays.
+/// A receiver thread: reads its sockets until `stop` and then until quiet, accounting each
+/// probe.
 fn receive(
     fds: &[RawFd],
     streams: usize,
@@ -502,13 +504,14 @@ fn receive(
     epoch: Instant,
     stop: &AtomicBool,
     quiet: Duration,
-) -> (Vec<StreamRx>, Histogram, u64) {
+) -> Received {
     let mut st = vec![StreamRx::default(); streams * 2];
     let mut hist = Histogram::default();
     let mut strays = 0u64;
     let mut rb = RecvBatch::default();
     let mut ready = Vec::with_capacity(fds.len());
     let mut last_packet = Instant::now();
+    let mut in_window = 0u64;
     let mut stop_seen: Option<Instant> = None;
     loop {
         if stop_seen.is_none() && stop.load(Ordering::Relaxed) {
@@ -540,6 +543,9 @@ fn receive(
         }
         if got > 0 {
             last_packet = Instant::now();
+            if stop_seen.is_none() {
+                in_window += got as u64;
+            }
         }
         if let Some(t) = stop_seen {
             if last_packet.elapsed() >= quiet || t.elapsed() >= MAX_DRAIN {
@@ -547,5 +553,21 @@ fn receive(
             }
         }
     }
-    (st, hist, strays)
+    Received {
+        streams: st,
+        latency: hist,
+        strays,
+        in_window,
+    }
+}
+
+/// What one receiver thread saw.
+struct Received {
+    /// Per stream direction (index stream*2+dir).
+    streams: Vec<StreamRx>,
+    latency: Histogram,
+    /// Datagrams that were not probes of this run.
+    strays: u64,
+    /// Datagrams (probes or not) received before the senders finished.
+    in_window: u64,
 }

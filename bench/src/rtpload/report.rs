@@ -43,7 +43,11 @@ pub struct Report {
     pub loss_percent: f64,
     pub out_of_order: u64,
     pub foreign: u64,
+    /// Packets received during the send window ÷ its duration (what the relay kept up with).
     pub forwarded_pps: f64,
+    /// Packets that arrived only after the last send (queued in the relay's socket buffers:
+    /// the relay fell behind).
+    pub backlog: u64,
     pub jitter_mean_ms: f64,
     pub jitter_max_ms: f64,
     pub latency_mean_us: f64,
@@ -89,9 +93,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  forwarded  {:.0} pps   received {}   lost {} ({:.4} %)   out of order {}   strays {}",
+            "  forwarded  {:.0} pps in the window   received {} ({} after it)   lost {} ({:.4} %)   out of order {}   strays {}",
             self.forwarded_pps,
             self.received,
+            self.backlog,
             self.lost,
             self.loss_percent,
             self.out_of_order,
@@ -165,6 +170,7 @@ impl Report {
         field("out_of_order", self.out_of_order.to_string());
         field("strays", self.foreign.to_string());
         field("forwarded_pps", num(self.forwarded_pps));
+        field("backlog", self.backlog.to_string());
         field("jitter_mean_ms", num(self.jitter_mean_ms));
         field("jitter_max_ms", num(self.jitter_max_ms));
         field("latency_mean_us", num(self.latency_mean_us));
