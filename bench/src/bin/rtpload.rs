@@ -255,7 +255,11 @@ fn run(cli: &Cli) -> Result<Report, String> {
     }
     let all_socks: Vec<&UdpSocket> = side_a.iter().chain(side_b.iter()).collect();
     let fds: Vec<RawFd> = all_socks.iter().map(|s| s.as_raw_fd()).collect();
-    let epoch = Instant::now();
+    // Send and arrival times are CLOCK_REALTIME ns: the clock of the kernel's receive
+    // timestamps (one clock, loopback only).
+    for sock in &all_socks {
+        net::enable_rx_timestamps(sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let duration = Duration::from_secs_f64(cli.duration);
     let cpu_before = cli.relay_pid.and_then(procfs::cpu_time);
@@ -274,7 +278,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             let quiet = Duration::from_millis(cli.drain_ms);
             std::thread::Builder::new()
                 .name(format!("rtpload-rx-{r}"))
-                .spawn(move || receive(&mine, n, run_id, epoch, &stop, quiet))
+                .spawn(move || receive(&mine, n, run_id, &stop, quiet))
                 .map_err(|e| format!("spawn: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -291,7 +295,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             let rate = cli.pps * items.len() as f64;
             std::thread::Builder::new()
                 .name(format!("rtpload-tx-{t}"))
-                .spawn(move || send(items, batches, size, rate, duration, run_id, epoch))
+                .spawn(move || send(items, batches, size, rate, duration, run_id))
                 .map_err(|e| format!("spawn: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -436,7 +440,6 @@ fn send(
     rate: f64,
     duration: Duration,
     run: u32,
-    epoch: Instant,
 ) -> (u64, u64) {
     if items.is_empty() {
         return (0, 0);
@@ -466,7 +469,7 @@ fn send(
             continue;
         }
         let first = pacer.issued() - due;
-        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let now_ns = net::realtime_ns();
         for m in first..first + due {
             let idx = (m % len) as usize;
             let (Some(it), Some(tpl)) =
@@ -501,7 +504,6 @@ fn receive(
     fds: &[RawFd],
     streams: usize,
     run: u32,
-    epoch: Instant,
     stop: &AtomicBool,
     quiet: Duration,
 ) -> Received {
@@ -524,9 +526,10 @@ fn receive(
                 continue;
             }
             loop {
-                let now = epoch.elapsed().as_nanos() as u64;
-                let n = rb.recv(*fd, |d| match packet::read(d, run) {
+                let read_at = net::realtime_ns();
+                let n = rb.recv(*fd, |d, stamp| match packet::read(d, run) {
                     Some(p) if (p.stream as usize) < streams && p.dir < 2 => {
+                        let now = stamp.unwrap_or(read_at);
                         let i = p.stream as usize * 2 + usize::from(p.dir);
                         if let Some(s) = st.get_mut(i) {
                             s.on_packet(p.number, p.sent_ns, now);
