@@ -9,7 +9,8 @@
 # Environment: TARGETS ("io_uring fallback rtpengine"), STREAMS (2000), PPS ("25 37.5 50":
 # packets/s per stream and direction; ×2 directions × STREAMS = total), DURATION (10),
 # PORTS (4000-13999: below the e2e harness ports and the ephemeral range), CTL (22390),
-# NICE (0; e.g. -10 to shield relay and load tool from background builds on a shared box).
+# NICE (0; e.g. -10 to shield relay and load tool from background builds on a shared box),
+# RELAY_ARGS (extra rtprelay flags, e.g. "--config ring.toml"), LABEL (suffix for "target").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-"io_uring fallback rtpengine"}
@@ -40,7 +41,7 @@ start() {
     case $target in
         io_uring|fallback)
             nice -n "$NICE" "$RELAY" --control-udp "127.0.0.1:$CTL" --admin "127.0.0.1:$ADMIN" --ports "$PORTS" \
-                --datapath "$target" --log-level warn >"$log" 2>&1 &
+                --datapath "$target" --log-level warn ${RELAY_ARGS:-} >"$log" 2>&1 &
             ;;
         rtpengine)
             command -v rtpengine >/dev/null || { echo "rtpengine not installed: skipped" >&2; return 1; }
@@ -82,7 +83,7 @@ for target in $TARGETS; do
             if [[ $target != rtpengine ]]; then
                 metrics=$(relay_metrics)
             fi
-            echo "{\"target\":\"$target\",\"rate_pps\":$rate,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"relay_metrics\":$metrics,\"result\":$out}"
+            echo "{\"target\":\"$target${LABEL:-}\",\"rate_pps\":$rate,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"relay_metrics\":$metrics,\"result\":$out}"
         else
             echo "run failed: $target $pps (log $log)" >&2
         fi
