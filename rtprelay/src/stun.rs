@@ -125,3 +125,23 @@ mod tests {
         assert_eq!(m.transaction_id().as_bytes(), &[1u8; 12]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes (also with a valid-looking header) never panic the STUN answerer.
+        #[test]
+        fn answer_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..120), header in any::<bool>()) {
+            if header && bytes.len() >= 20 {
+                bytes[0] = 0;
+                bytes[1] = 1;
+                let len = (bytes.len() - 20) as u16;
+                bytes[2..4].copy_from_slice(&len.to_be_bytes());
+                bytes[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+            }
+            let _ = super::answer(&bytes, "192.0.2.1:5000".parse().expect("addr"));
+        }
+    }
+}

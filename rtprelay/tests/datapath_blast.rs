@@ -334,13 +334,25 @@ fn blast_compare_datapaths() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    // BLAST_ONLY=bare|fallback|io_uring and BLAST_RATE=<pps>|max narrow the run (profiling).
+    let only = std::env::var("BLAST_ONLY").unwrap_or_default();
+    let rates = match std::env::var("BLAST_RATE").ok().as_deref() {
+        Some("max") => vec![None],
+        Some(r) => vec![Some(r.parse().expect("BLAST_RATE: pps or max"))],
+        None => vec![Some(50_000), None],
+    };
+    let want = |name: &str| only.is_empty() || only == name;
     let mut best: Vec<Result> = Vec::new();
     for _ in 0..reps {
-        for rate in [Some(50_000), None] {
+        for &rate in &rates {
             for r in [
-                Some(bare_run(rate)),
-                relay_run(DatapathKind::Fallback, "fallback", rate, 46_600),
-                relay_run(DatapathKind::IoUring, "io_uring", rate, 46_700),
+                want("bare").then(|| bare_run(rate)),
+                want("fallback")
+                    .then(|| relay_run(DatapathKind::Fallback, "fallback", rate, 46_600))
+                    .flatten(),
+                want("io_uring")
+                    .then(|| relay_run(DatapathKind::IoUring, "io_uring", rate, 46_700))
+                    .flatten(),
             ]
             .into_iter()
             .flatten()

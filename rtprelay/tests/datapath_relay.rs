@@ -370,6 +370,101 @@ fn update_moves_destination(kind: DatapathKind, port_min: u16) {
     assert_eq!(m.update(gone, sb), Err(BackendError::UnknownLeg));
 }
 
+/// A tiny receive-buffer ring (16 buffers) against bursts of 100: on io_uring the multishot
+/// receive runs out of buffers, ends, and must be re-armed without losing what the socket holds.
+fn tiny_buffer_ring_bursts(kind: DatapathKind, port_min: u16) {
+    let mut c = cfg(kind, port_min, 8, 60);
+    c.ring_buffers = 16;
+    let Some(mut m) = start(&c) else {
+        return;
+    };
+    let (pa, pb) = (party(), party());
+    let (a, _b) = m
+        .create(5, spec(None), spec(Some(pb.local_addr().expect("b"))))
+        .expect("create");
+    const BURSTS: u16 = 20;
+    const BURST: u16 = 100;
+    for burst in 0..BURSTS {
+        for i in 0..BURST {
+            pa.send_to(&rtp(0xaaaa, burst * BURST + i), relay(a))
+                .expect("send");
+        }
+        for i in 0..BURST {
+            let seq = burst * BURST + i;
+            let (_, _, s) = recv(&pb).unwrap_or_else(|| panic!("lost packet {seq}"));
+            assert_eq!(s, seq);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    let st = m.stats()[0];
+    eprintln!(
+        "{kind:?}: buffer_exhausted {} multishot_rearms {}",
+        st.buffer_exhausted, st.multishot_rearms
+    );
+    assert_eq!(st.forwarded_packets, u64::from(BURSTS * BURST));
+    if kind == DatapathKind::IoUring {
+        assert!(st.multishot_rearms > 0, "16 buffers never ran dry?");
+        assert!(st.buffer_exhausted > 0);
+    }
+}
+
+/// An idle shard sleeps: about one loop iteration per 100 ms tick, no spinning.
+fn idle_shard_does_not_spin(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    // A stream with open sockets and a command or two, then silence.
+    let (a, _) = m.create(0, spec(None), spec(None)).expect("create");
+    m.counters(a).expect("counters");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = m.stats()[0].loop_iterations;
+    std::thread::sleep(Duration::from_secs(1));
+    let loops = m.stats()[0].loop_iterations - before;
+    assert!(
+        (3..=40).contains(&loops),
+        "{loops} loop iterations in 1 s idle"
+    );
+}
+
+/// Legs bound on ::1 relay IPv6 (sockaddr_in6 through both shells).
+fn ipv6_legs(kind: DatapathKind, port_min: u16) {
+    let Ok(pa) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIP: no ::1 here");
+        return;
+    };
+    let pb = UdpSocket::bind("[::1]:0").expect("::1 b");
+    for p in [&pa, &pb] {
+        p.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+    }
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let v6 = |remote: Option<SocketAddr>| LegSpec {
+        remote,
+        symmetric: true,
+        local_ip: "::1".parse().expect("::1"),
+    };
+    let (a, b) = m
+        .create(
+            6,
+            v6(Some(pa.local_addr().expect("a"))),
+            v6(Some(pb.local_addr().expect("b"))),
+        )
+        .expect("create v6");
+    let r = |leg: LegId| SocketAddr::new("::1".parse().expect("::1"), leg.port);
+    pa.send_to(&rtp(1, 7), r(a)).expect("send v6");
+    let (n, from, seq) = recv(&pb).expect("B gets v6");
+    assert_eq!((n, from, seq), (172, r(b), 7));
+    pb.send_to(&rtp(2, 8), r(b)).expect("send v6");
+    let (_, from, seq) = recv(&pa).expect("A gets v6");
+    assert_eq!((from, seq), (r(a), 8));
+    assert_eq!(
+        m.counters(a).expect("a").latched,
+        Some(pa.local_addr().expect("a"))
+    );
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -389,6 +484,9 @@ both_datapaths! {
     two_shards_route_by_hint: 46_500;
     rtcp_latches_on_its_own_port: 46_800;
     update_moves_destination: 46_900;
+    tiny_buffer_ring_bursts: 46_950;
+    idle_shard_does_not_spin: 46_970;
+    ipv6_legs: 46_550;
 }
 
 #[test]

@@ -127,3 +127,58 @@ impl Drop for BufRing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl BufRing {
+        fn shared_tail(&self) -> u16 {
+            // SAFETY: as in `commit`.
+            unsafe { &*self.ring.add(TAIL_OFFSET).cast::<AtomicU16>() }.load(Ordering::Acquire)
+        }
+
+        fn entry(&self, i: usize) -> (u64, u32, u16) {
+            assert!(i < usize::from(self.entries));
+            // SAFETY: i < entries.
+            unsafe {
+                let e = self.ring.add(i * ENTRY);
+                (
+                    e.cast::<u64>().read(),
+                    e.add(8).cast::<u32>().read(),
+                    e.add(12).cast::<u16>().read(),
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn starts_full_and_returns_buffers_at_the_tail() {
+        let mut r = BufRing::new(16, 64).expect("ring");
+        assert_eq!(r.shared_tail(), 16);
+        for i in 0..16u16 {
+            let (addr, len, bid) = r.entry(usize::from(i));
+            assert_eq!((len, bid), (64, i));
+            assert_eq!(addr, r.ptr(i).expect("buf") as u64);
+        }
+        // Tail 16 wraps to entry 0, whose last field is the shared tail: writing the entry must
+        // not touch it, and the kernel must not see the entry before `commit`.
+        r.push(5);
+        assert_eq!(r.shared_tail(), 16);
+        assert_eq!(r.entry(0).2, 5);
+        r.push(9);
+        r.commit();
+        assert_eq!(r.shared_tail(), 18);
+        assert_eq!(r.entry(1).2, 9);
+        // Unknown buffer ids are ignored.
+        r.push(16);
+        r.commit();
+        assert_eq!(r.shared_tail(), 18);
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(BufRing::new(12, 64).is_err());
+        assert!(BufRing::new(65536, 64).is_err());
+    }
+}

@@ -179,7 +179,8 @@ impl FallbackShard {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            let ms = wait.as_millis().clamp(0, TICK.as_millis()) as i32;
+            // Round up: a sub-millisecond remainder must sleep 1 ms, not spin with timeout 0.
+            let ms = wait.as_micros().div_ceil(1000).min(TICK.as_millis()) as i32;
             // SAFETY: events has EVENTS entries.
             let n = unsafe {
                 libc::epoll_wait(

@@ -6,6 +6,16 @@
 //! - [`uring`]: multishot RECVMSG on fixed files drawing from a provided-buffer ring, SENDMSG
 //!   straight from the received buffer, one `submit_and_wait` per loop iteration;
 //! - [`fallback`]: epoll + recvmmsg/sendmmsg, for kernels or sandboxes without io_uring.
+//!
+//! Measured on the 2-vCPU dev VM (`tests/datapath_blast.rs`, 172-byte packets, one shard, CPU of
+//! the shard thread ÷ packets forwarded; the box was shared, so ±30 % noise): io_uring, the
+//! fallback and a bare recvmmsg/sendmmsg loop all land at ~1.8–2.6 µs per packet, at 50 kpps and
+//! at saturation. A profile of the io_uring shard shows why they cannot differ much: user space
+//! (table, latching, SQE building) is < 5 % of its CPU and io_uring's own overhead ~5 %; the
+//! rest is the kernel's UDP send path, which on loopback also runs the receiver's delivery
+//! (`__alloc_skb`, copies, routing, `net_rx_action`), plus sleep/wake-up (`finish_task_switch`,
+//! ~12 % at 50 kpps). Hence the design: one `io_uring_enter` per batch, a wait that asks for
+//! up to 32 completions with a 30 µs `min_wait` (fewer wake-ups), and no per-packet syscalls.
 
 pub mod bufring;
 pub mod eventfd;

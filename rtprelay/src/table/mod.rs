@@ -40,8 +40,6 @@ pub enum DropReason {
     ForeignSource,
     /// The other party's address is not known yet.
     NoPeer,
-    /// A STUN message that is not a binding request (or a malformed one).
-    Stun,
 }
 
 /// What the shell should do with a received packet.

@@ -439,3 +439,86 @@ fn asymmetric_leg_sends_to_signalled_even_after_traffic() {
         }
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create,
+        Remove(usize),
+        Packet {
+            slot: u32,
+            rtcp: bool,
+            src: u8,
+            bytes: Vec<u8>,
+        },
+        Advance(u8),
+        Expire,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Create),
+            (0usize..8).prop_map(Op::Remove),
+            (
+                0u32..12,
+                any::<bool>(),
+                0u8..4,
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(slot, rtcp, src, bytes)| Op::Packet {
+                    slot,
+                    rtcp,
+                    src,
+                    bytes
+                }),
+            (0u8..40).prop_map(Op::Advance),
+            Just(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Random control and packet sequences never panic, never leak sockets or ports, and
+        /// keep the counts consistent.
+        #[test]
+        fn random_ops_keep_invariants(strict in any::<bool>(), ops in proptest::collection::vec(op(), 1..80)) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut s = FakeSockets::default();
+            let mut t = table(8, strict);
+            let mut streams: Vec<(LegId, LegId)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Create => match t.create(spec(Some("203.0.113.1:4000")), spec(None), now, &mut s) {
+                        Ok(p) => streams.push(p),
+                        Err(e) => prop_assert_eq!(e, BackendError::NoPorts),
+                    },
+                    Op::Remove(i) => {
+                        if i < streams.len() {
+                            let (a, b) = streams.remove(i);
+                            prop_assert!(t.remove(a, b, now, &mut s).is_ok());
+                        }
+                    }
+                    Op::Packet { slot, rtcp, src, bytes } => {
+                        let src = SocketAddr::from(([203, 0, 113, src], 4000));
+                        let c = if rtcp { Component::Rtcp } else { Component::Rtp };
+                        if let Action::Forward { slot: out, .. } = t.on_packet(slot, c, src, &bytes, now) {
+                            prop_assert!(t.is_active(out));
+                            prop_assert!(t.is_active(slot));
+                        }
+                    }
+                    Op::Advance(secs) => now += Duration::from_secs(u64::from(secs)),
+                    Op::Expire => {
+                        t.expire(now, &mut s);
+                        let gone: Vec<_> = t.take_expired().into_iter().map(|e| (e.0, e.1)).collect();
+                        streams.retain(|p| !gone.contains(p));
+                    }
+                }
+                prop_assert_eq!(t.active_streams() as usize, streams.len());
+                prop_assert_eq!(s.open.len(), streams.len() * 2);
+            }
+        }
+    }
+}
