@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const MAX_STREAMS: usize = 50_000;
 const MAX_DURATION_S: f64 = 600.0;
 const MAX_PPS: f64 = 10_000.0;
+/// Longest drain after the last send.
+const MAX_DRAIN: Duration = Duration::from_secs(10);
 
 /// RTP load through any rtpproxy-protocol relay (rtprelay, rtpengine --listen-udp). Loopback only.
 #[derive(Debug, Parser)]
@@ -62,7 +64,8 @@ struct Cli {
     /// PID of the relay: report its CPU per forwarded packet and its RSS.
     #[arg(long)]
     relay_pid: Option<u32>,
-    /// How long receivers keep reading after the last send (ms).
+    /// After the last send, receivers stop once nothing arrived for this long (ms); a relay
+    /// with queued packets is drained for at most 10 s more.
     #[arg(long, default_value_t = 500)]
     drain_ms: u64,
     /// Control commands in flight at once.
@@ -140,8 +143,8 @@ fn check(cli: &Cli) -> Result<(), String> {
             return Err(format!("{name} must be 1..=64"));
         }
     }
-    if cli.window == 0 || cli.drain_ms > 10_000 {
-        return Err("--window must be >= 1 and --drain-ms <= 10000".into());
+    if cli.window == 0 || !(10..=10_000).contains(&cli.drain_ms) {
+        return Err("--window must be >= 1 and --drain-ms 10..=10000".into());
     }
     Ok(())
 }
@@ -252,10 +255,15 @@ fn run(cli: &Cli) -> Result<Report, String> {
     }
     let all_socks: Vec<&UdpSocket> = side_a.iter().chain(side_b.iter()).collect();
     let fds: Vec<RawFd> = all_socks.iter().map(|s| s.as_raw_fd()).collect();
-    let epoch = Instant::now();
+    // Send and arrival times are CLOCK_REALTIME ns: the clock of the kernel's receive
+    // timestamps (one clock, loopback only).
+    for sock in &all_socks {
+        net::enable_rx_timestamps(sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let duration = Duration::from_secs_f64(cli.duration);
     let cpu_before = cli.relay_pid.and_then(procfs::cpu_time);
+    let udp_before = procfs::udp_buffer_errors();
     let tool_before = own_cpu();
 
     let receivers: Vec<_> = (0..cli.receivers)
@@ -267,9 +275,10 @@ fn run(cli: &Cli) -> Result<Report, String> {
                 .map(|(_, fd)| *fd)
                 .collect();
             let stop = stop.clone();
+            let quiet = Duration::from_millis(cli.drain_ms);
             std::thread::Builder::new()
                 .name(format!("rtpload-rx-{r}"))
-                .spawn(move || receive(&mine, n, run_id, epoch, &stop))
+                .spawn(move || receive(&mine, n, run_id, &stop, quiet))
                 .map_err(|e| format!("spawn: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -286,7 +295,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             let rate = cli.pps * items.len() as f64;
             std::thread::Builder::new()
                 .name(format!("rtpload-tx-{t}"))
-                .spawn(move || send(items, batches, size, rate, duration, run_id, epoch))
+                .spawn(move || send(items, batches, size, rate, duration, run_id))
                 .map_err(|e| format!("spawn: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -297,20 +306,26 @@ fn run(cli: &Cli) -> Result<Report, String> {
         send_failed += b;
     }
     let send_s = send_start.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(cli.drain_ms));
     stop.store(true, Ordering::Relaxed);
     let mut streams = vec![StreamRx::default(); n * 2];
     let mut hist = Histogram::default();
-    let mut strays = 0;
+    let (mut strays, mut in_window) = (0, 0);
     for r in receivers {
-        let (st, h, s) = r.join().map_err(|_| "receiver panicked".to_string())?;
-        for (a, b) in streams.iter_mut().zip(&st) {
+        let got = r.join().map_err(|_| "receiver panicked".to_string())?;
+        for (a, b) in streams.iter_mut().zip(&got.streams) {
             a.merge(b);
         }
-        hist.merge(&h);
-        strays += s;
+        hist.merge(&got.latency);
+        strays += got.strays;
+        in_window += got.in_window;
     }
     let cpu_after = cli.relay_pid.and_then(procfs::cpu_time);
+    let active_s = send_start.elapsed().as_secs_f64();
+    let (kernel_rcvbuf_errors, kernel_sndbuf_errors) =
+        match (udp_before, procfs::udp_buffer_errors()) {
+            (Some(a), Some(b)) => (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)),
+            _ => (0, 0),
+        };
     let tool_cpu_s = (own_cpu() - tool_before).as_secs_f64();
 
     let delete_failed = if cli.keep {
@@ -351,7 +366,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             pid,
             cpu_s,
             cpu_us_per_packet: cpu_s * 1e6 / received.max(1) as f64,
-            cpu_percent: 100.0 * cpu_s / (send_s + cli.drain_ms as f64 / 1000.0),
+            cpu_percent: 100.0 * cpu_s / active_s.max(1e-9),
             rss_before_bytes: before,
             rss_with_streams_bytes: with,
             rss_per_stream_bytes: (with as f64 - before as f64) / live.max(1) as f64,
@@ -371,7 +386,10 @@ fn run(cli: &Cli) -> Result<Report, String> {
         delete_failed,
         offered_pps: cli.pps * f64::from(dirs) * live as f64,
         sent,
+        sent_pps: sent as f64 / send_s.max(1e-9),
         send_failed,
+        kernel_rcvbuf_errors,
+        kernel_sndbuf_errors,
         received,
         lost,
         loss_percent: if sent == 0 {
@@ -381,7 +399,8 @@ fn run(cli: &Cli) -> Result<Report, String> {
         },
         out_of_order,
         foreign: strays,
-        forwarded_pps: received as f64 / send_s.max(1e-9),
+        forwarded_pps: in_window.min(received) as f64 / send_s.max(1e-9),
+        backlog: received.saturating_sub(in_window),
         jitter_mean_ms: if jitters.is_empty() {
             0.0
         } else {
@@ -421,7 +440,6 @@ fn send(
     rate: f64,
     duration: Duration,
     run: u32,
-    epoch: Instant,
 ) -> (u64, u64) {
     if items.is_empty() {
         return (0, 0);
@@ -436,8 +454,14 @@ fn send(
     let mut pacer = Pacer::new(rate, duration);
     let (mut sent, mut failed) = (0u64, 0u64);
     let start = Instant::now();
+    // A sender that fell behind does not run over: it stops at the end of the window, and what
+    // it did not send shows as sent_pps < offered_pps.
+    let hard_stop = duration + Duration::from_millis(50);
     while !pacer.done() {
         let elapsed = start.elapsed();
+        if elapsed >= hard_stop {
+            break;
+        }
         let due = pacer.take_due(elapsed, 4 * BATCH as u64);
         if due == 0 {
             let wait = pacer.wait_for(elapsed, want).min(Duration::from_millis(2));
@@ -445,7 +469,7 @@ fn send(
             continue;
         }
         let first = pacer.issued() - due;
-        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let now_ns = net::realtime_ns();
         for m in first..first + due {
             let idx = (m % len) as usize;
             let (Some(it), Some(tpl)) =
@@ -474,22 +498,27 @@ fn send(
     (sent, failed)
 }
 
-/// A receiver thread: reads its sockets until `stop`, accounting each probe. Returns the
-/// per stream direction state (index stream*2+dir), the latency histogram and the strays.
+/// A receiver thread: reads its sockets until `stop` and then until quiet, accounting each
+/// probe.
 fn receive(
     fds: &[RawFd],
     streams: usize,
     run: u32,
-    epoch: Instant,
     stop: &AtomicBool,
-) -> (Vec<StreamRx>, Histogram, u64) {
+    quiet: Duration,
+) -> Received {
     let mut st = vec![StreamRx::default(); streams * 2];
     let mut hist = Histogram::default();
     let mut strays = 0u64;
     let mut rb = RecvBatch::default();
     let mut ready = Vec::with_capacity(fds.len());
+    let mut last_packet = Instant::now();
+    let mut in_window = 0u64;
+    let mut stop_seen: Option<Instant> = None;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        if stop_seen.is_none() && stop.load(Ordering::Relaxed) {
+            stop_seen = Some(Instant::now());
+        }
         net::poll_readable(fds, &mut ready, 5);
         let mut got = 0;
         for (fd, r) in fds.iter().zip(&ready) {
@@ -497,9 +526,10 @@ fn receive(
                 continue;
             }
             loop {
-                let now = epoch.elapsed().as_nanos() as u64;
-                let n = rb.recv(*fd, |d| match packet::read(d, run) {
+                let read_at = net::realtime_ns();
+                let n = rb.recv(*fd, |d, stamp| match packet::read(d, run) {
                     Some(p) if (p.stream as usize) < streams && p.dir < 2 => {
+                        let now = stamp.unwrap_or(read_at);
                         let i = p.stream as usize * 2 + usize::from(p.dir);
                         if let Some(s) = st.get_mut(i) {
                             s.on_packet(p.number, p.sent_ns, now);
@@ -514,9 +544,33 @@ fn receive(
                 }
             }
         }
-        if stopping && got == 0 {
-            break;
+        if got > 0 {
+            last_packet = Instant::now();
+            if stop_seen.is_none() {
+                in_window += got as u64;
+            }
+        }
+        if let Some(t) = stop_seen {
+            if last_packet.elapsed() >= quiet || t.elapsed() >= MAX_DRAIN {
+                break;
+            }
         }
     }
-    (st, hist, strays)
+    Received {
+        streams: st,
+        latency: hist,
+        strays,
+        in_window,
+    }
+}
+
+/// What one receiver thread saw.
+struct Received {
+    /// Per stream direction (index stream*2+dir).
+    streams: Vec<StreamRx>,
+    latency: Histogram,
+    /// Datagrams that were not probes of this run.
+    strays: u64,
+    /// Datagrams (probes or not) received before the senders finished.
+    in_window: u64,
 }

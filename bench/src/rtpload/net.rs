@@ -203,11 +203,48 @@ impl SendBatch {
     }
 }
 
+/// Ask the kernel to stamp every datagram received on `sock` with its arrival time
+/// (`SO_TIMESTAMPNS`, CLOCK_REALTIME): latency is then measured up to the moment the packet
+/// reached the tool's socket, not to when a (possibly starved) receiver thread read it.
+pub fn enable_rx_timestamps(sock: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on an fd we own with a valid c_int.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// CLOCK_REALTIME in ns (the clock of `SO_TIMESTAMPNS`).
+pub fn realtime_ns() -> u64 {
+    // SAFETY: clock_gettime with a valid out pointer.
+    let ts = unsafe {
+        let mut ts: libc::timespec = zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts
+    };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Room for one `SCM_TIMESTAMPNS` control message.
+const CMSG_ROOM: usize = 64;
+
 /// A `recvmmsg` batch for one socket.
 pub struct RecvBatch {
     bufs: Vec<u8>,
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    cmsgs: Vec<u64>,
 }
 
 // SAFETY: as for SendBatch.
@@ -221,14 +258,17 @@ impl Default for RecvBatch {
             bufs: vec![0; RX_BUF * BATCH],
             iov,
             hdrs,
+            // u64 elements: aligned for cmsghdr.
+            cmsgs: vec![0; CMSG_ROOM / 8 * BATCH],
         }
     }
 }
 
 impl RecvBatch {
     /// Receive what is queued on `fd` (up to [`BATCH`], non-blocking) and hand each datagram
-    /// to `f`. Returns the number received (0 when nothing was queued).
-    pub fn recv(&mut self, fd: RawFd, mut f: impl FnMut(&[u8])) -> usize {
+    /// to `f` with its kernel arrival time (ns, CLOCK_REALTIME) when the socket has
+    /// [`enable_rx_timestamps`]. Returns the number received (0 when nothing was queued).
+    pub fn recv(&mut self, fd: RawFd, mut f: impl FnMut(&[u8], Option<u64>)) -> usize {
         for i in 0..BATCH {
             let iov = &mut self.iov[i];
             iov.iov_base = self.bufs[i * RX_BUF..].as_mut_ptr().cast();
@@ -239,8 +279,8 @@ impl RecvBatch {
             h.msg_hdr.msg_namelen = 0;
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_control = self.cmsgs[i * CMSG_ROOM / 8..].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = CMSG_ROOM as _;
             h.msg_hdr.msg_flags = 0;
         }
         // SAFETY: hdrs point into our buffers, sized as declared.
@@ -259,12 +299,30 @@ impl RecvBatch {
         let n = r as usize;
         for i in 0..n {
             let len = (self.hdrs[i].msg_len as usize).min(RX_BUF);
+            let ts = timestamp(&self.hdrs[i].msg_hdr);
             if let Some(d) = self.bufs.get(i * RX_BUF..i * RX_BUF + len) {
-                f(d);
+                f(d, ts);
             }
         }
         n
     }
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, if any.
+fn timestamp(h: &libc::msghdr) -> Option<u64> {
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
+    // msg_controllen; the data of an SCM_TIMESTAMPNS message is a timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some((ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// Wait until one of `fds` is readable or `timeout_ms` passes; returns the readiness flags in
@@ -305,6 +363,8 @@ mod tests {
     fn batch_send_and_receive_on_loopback() {
         let a = bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         let b = bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        enable_rx_timestamps(&b).unwrap();
+        let before = realtime_ns();
         let to = RawAddr::new(b.local_addr().unwrap());
         let mut sb = SendBatch::new(&a, 100);
         for i in 0..BATCH {
@@ -327,11 +387,25 @@ mod tests {
         let mut ready = Vec::new();
         while got.len() < BATCH && Instant::now() < deadline {
             poll_readable(&[b.as_raw_fd()], &mut ready, 100);
-            rb.recv(b.as_raw_fd(), |d| got.push((d.len(), d[0])));
+            rb.recv(b.as_raw_fd(), |d, ts| {
+                got.push((d.len(), d[0], ts.is_some()))
+            });
         }
         assert_eq!(got.len(), BATCH);
-        assert!(got.iter().enumerate().all(|(i, g)| *g == (100, i as u8)));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, g)| *g == (100, i as u8, true)));
         // Nothing queued: returns 0 at once (non-blocking).
-        assert_eq!(rb.recv(b.as_raw_fd(), |_| {}), 0);
+        assert_eq!(rb.recv(b.as_raw_fd(), |_, _| {}), 0);
+        // Kernel stamps are on the realtime clock, between send and now.
+        a.send_to(b"x", b.local_addr().unwrap()).unwrap();
+        let mut stamp = None;
+        while stamp.is_none() && Instant::now() < deadline {
+            poll_readable(&[b.as_raw_fd()], &mut ready, 100);
+            rb.recv(b.as_raw_fd(), |_, ts| stamp = ts);
+        }
+        let stamp = stamp.unwrap();
+        assert!(before <= stamp && stamp <= realtime_ns());
     }
 }

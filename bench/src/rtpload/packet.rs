@@ -8,7 +8,7 @@
 //! 20..24  stream index
 //! 24      direction (0: A→B, 1: B→A)
 //! 25..32  reserved
-//! 32..40  send time, ns since the run's epoch (one clock: loopback only)
+//! 32..40  send time, CLOCK_REALTIME ns (the clock of SO_TIMESTAMPNS; loopback only)
 //! 40..48  packet number within its stream direction
 //! 48..    0xFF (PCMU silence)
 //! ```

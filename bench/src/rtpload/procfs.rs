@@ -35,6 +35,24 @@ pub fn parse_vmrss(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// System-wide UDP counters (`/proc/net/snmp`, the `Udp:` lines): (RcvbufErrors,
+/// SndbufErrors). On a loopback run their growth is datagrams the kernel dropped because a
+/// receiving (relay or tool) socket buffer was full — loss that no user-space counter sees.
+pub fn udp_buffer_errors() -> Option<(u64, u64)> {
+    parse_udp_snmp(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+pub fn parse_udp_snmp(snmp: &str) -> Option<(u64, u64)> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_ascii_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_ascii_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == name)?;
+        values.get(i)?.parse().ok()
+    };
+    Some((get("RcvbufErrors")?, get("SndbufErrors")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +68,9 @@ mod tests {
             Some(5120 * 1024)
         );
         assert_eq!(parse_vmrss("Name: x\n"), None);
+        let snmp = "Ip: a b\nIp: 1 2\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 1 7 20 6 3\nUdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 0\n";
+        assert_eq!(parse_udp_snmp(snmp), Some((6, 3)));
+        assert_eq!(parse_udp_snmp("Udp: X\n"), None);
     }
 
     #[test]

@@ -32,13 +32,22 @@ pub struct Report {
     pub delete_failed: usize,
     pub offered_pps: f64,
     pub sent: u64,
+    /// sent ÷ duration: below `offered_pps` when the tool could not keep pace (CPU starved).
+    pub sent_pps: f64,
     pub send_failed: u64,
+    /// Growth of the system-wide UDP RcvbufErrors/SndbufErrors during the send phase.
+    pub kernel_rcvbuf_errors: u64,
+    pub kernel_sndbuf_errors: u64,
     pub received: u64,
     pub lost: u64,
     pub loss_percent: f64,
     pub out_of_order: u64,
     pub foreign: u64,
+    /// Packets received during the send window ÷ its duration (what the relay kept up with).
     pub forwarded_pps: f64,
+    /// Packets that arrived only after the last send (queued in the relay's socket buffers:
+    /// the relay fell behind).
+    pub backlog: u64,
     pub jitter_mean_ms: f64,
     pub jitter_max_ms: f64,
     pub latency_mean_us: f64,
@@ -74,14 +83,20 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  offered    {:.0} pps   sent {} ({} send failures)",
-            self.offered_pps, self.sent, self.send_failed
+            "  offered    {:.0} pps   sent {} = {:.0} pps ({} send failures)",
+            self.offered_pps, self.sent, self.sent_pps, self.send_failed
         );
         let _ = writeln!(
             s,
-            "  forwarded  {:.0} pps   received {}   lost {} ({:.4} %)   out of order {}   strays {}",
+            "  kernel     UDP RcvbufErrors +{}   SndbufErrors +{} (system wide, during the run)",
+            self.kernel_rcvbuf_errors, self.kernel_sndbuf_errors
+        );
+        let _ = writeln!(
+            s,
+            "  forwarded  {:.0} pps in the window   received {} ({} after it)   lost {} ({:.4} %)   out of order {}   strays {}",
             self.forwarded_pps,
             self.received,
+            self.backlog,
             self.lost,
             self.loss_percent,
             self.out_of_order,
@@ -139,13 +154,23 @@ impl Report {
         field("delete_failed", self.delete_failed.to_string());
         field("offered_pps", num(self.offered_pps));
         field("sent", self.sent.to_string());
+        field("sent_pps", num(self.sent_pps));
         field("send_failed", self.send_failed.to_string());
+        field(
+            "kernel_rcvbuf_errors",
+            self.kernel_rcvbuf_errors.to_string(),
+        );
+        field(
+            "kernel_sndbuf_errors",
+            self.kernel_sndbuf_errors.to_string(),
+        );
         field("received", self.received.to_string());
         field("lost", self.lost.to_string());
         field("loss_percent", num(self.loss_percent));
         field("out_of_order", self.out_of_order.to_string());
         field("strays", self.foreign.to_string());
         field("forwarded_pps", num(self.forwarded_pps));
+        field("backlog", self.backlog.to_string());
         field("jitter_mean_ms", num(self.jitter_mean_ms));
         field("jitter_max_ms", num(self.jitter_max_ms));
         field("latency_mean_us", num(self.latency_mean_us));
