@@ -30,6 +30,9 @@ pid=""
 stop() {
     if [[ -n $pid ]]; then
         kill "$pid" 2>/dev/null || true
+        # Bounded: SIGKILL if it has not exited 5 s after SIGTERM.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         pid=""
     fi

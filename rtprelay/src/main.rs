@@ -219,6 +219,8 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let result = rt.block_on(async {
+        // Register the signal handlers first, so a SIGTERM/SIGINT during startup is not lost.
+        let shutdown = shutdown_signal()?;
         let admin = rtprelay::admin::bind(cfg.admin.listen)
             .await
             .map_err(|e| format!("admin.listen {}: {e}", cfg.admin.listen))?;
@@ -239,7 +241,7 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
         tracing::info!(udp = ?ctl.udp_addr(), unix = ?cfg.control.unix, "control listening");
         tokio::select! {
             r = ctl.serve() => r.map_err(|e| format!("control server: {e}")),
-            _ = shutdown_signal() => {
+            _ = shutdown => {
                 tracing::info!("shutting down");
                 Ok(())
             }
@@ -251,19 +253,18 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
     result
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed when this is called (not when the future is
+/// first polled).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 #[cfg(test)]

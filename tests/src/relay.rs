@@ -235,6 +235,11 @@ impl Relay {
         }
     }
 
+    /// SIGTERM, then up to `grace` to exit (SIGKILL after that); its exit status.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.guard.stop(grace)
+    }
+
     /// The relay's output so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -338,3 +338,25 @@ fn relay_config_error_exits_2_naming_the_key() {
     assert!(err.contains("port_min") && err.contains("line 2"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn relay_sigterm_exits_0_and_frees_its_ports() {
+    let test = "relay_sigterm_exits_0_and_frees_its_ports";
+    let dir = WorkDir::new(test);
+    let Some(mut relay) = start(test, &dir, "auto") else {
+        return;
+    };
+    let u = relay.command("U term-call 127.0.0.1 4000 ftag").unwrap();
+    let port = port_of(&u);
+    let status = relay.stop(Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM should end the relay cleanly\n{}",
+        relay.log_text()
+    );
+    assert!(relay.log_text().contains("shutting down"));
+    // Control and media sockets are closed with the process.
+    UdpSocket::bind(relay.control_addr()).expect("control port still bound");
+    UdpSocket::bind(("127.0.0.1", port)).expect("media port still bound");
+}
