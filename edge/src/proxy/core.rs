@@ -93,12 +93,12 @@ impl Proxy {
         listen: Vec<(Transport, SocketAddr)>,
         metrics: Metrics,
         media_metrics: Option<MediaMetrics>,
-        _now: Instant,
+        now: Instant,
     ) -> Self {
         let seed = rand::random::<u64>();
         let locals = Locals::new(listen.clone(), cfg.sip.advertise.clone());
         let policy = Policy::new(&cfg.routing);
-        let edge = registrar_glue::edge_toward_core(&locals, &policy, _now);
+        let edge = registrar_glue::edge_toward_core(&locals, &policy, now);
         Proxy {
             reg: registrar_glue::RegGlue::new(cfg, edge, &metrics),
             cfg: cfg.proxy.clone(),
@@ -286,6 +286,7 @@ impl Proxy {
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;
+        self.reg_transport_error(&dest, now);
         self.after_event();
     }
 
@@ -435,7 +436,7 @@ impl Proxy {
                 }
             }
         } else {
-            (plan.hops.iter().map(|(t, _)| t.clone()).collect(), None)
+            (plan.hops.iter().map(|h| h.uri.clone()).collect(), None)
         };
         let invite = method == Method::Invite;
         let sequential = self.cfg.forking == ForkingMode::Sequential;
@@ -893,6 +894,7 @@ impl Proxy {
         let Some(bytes) = bytes else {
             return fail(self, 500, "Server Internal Error (cannot forward)");
         };
+        let bytes = self.reg_route(id, &target, bytes);
         let method = self.contexts[&id]
             .request
             .method()

@@ -29,8 +29,8 @@ pub(super) struct RegGlue {
     ka: Keepalive,
     /// Context → the REGISTER it forwards to the core.
     pending: HashMap<u64, PendingId>,
-    /// Context → the flow of each lookup target (its branch's hop).
-    hops: HashMap<u64, Vec<(Bytes, Dest)>>,
+    /// Context → the flow and Path route set of each lookup target (its branch's hop).
+    hops: HashMap<u64, Vec<TargetHop>>,
     /// The edge's own OPTIONS pings in flight.
     pings: HashMap<TxId, PingId>,
     /// Changes for the shell's store, drained from the registrar after each call.
@@ -40,11 +40,19 @@ pub(super) struct RegGlue {
     nated_src: HashMap<SocketAddr, usize>,
 }
 
+/// One lookup target: Request-URI, the binding's flow, and the REGISTER's Path (RFC 3327
+/// §5.3: it becomes the branch's Route set).
+pub(super) struct TargetHop {
+    pub(super) uri: Bytes,
+    dest: Dest,
+    route: Vec<String>,
+}
+
 /// What the registrar decided about a new request.
 pub(super) struct RegPlan {
     pending: Option<PendingId>,
-    /// Lookup targets: Request-URI and flow of each branch.
-    pub(super) hops: Vec<(Bytes, Dest)>,
+    /// Lookup targets, one branch each.
+    pub(super) hops: Vec<TargetHop>,
 }
 
 impl RegGlue {
@@ -210,7 +218,11 @@ impl Proxy {
         }
         plan.hops = targets
             .into_iter()
-            .map(|t| (Bytes::from(t.request_uri), t.dest))
+            .map(|t| TargetHop {
+                uri: Bytes::from(t.request_uri),
+                dest: t.dest,
+                route: t.route,
+            })
             .collect();
         Some((msg, plan))
     }
@@ -231,8 +243,30 @@ impl Proxy {
             .hops
             .get(&id)?
             .iter()
-            .find(|(t, _)| t.as_ref() == target)
-            .map(|(_, d)| *d)
+            .find(|h| h.uri.as_ref() == target)
+            .map(|h| h.dest)
+    }
+
+    /// A lookup target's branch with the REGISTER's Path as its Route set (RFC 3327 §5.3),
+    /// on top of what the forwarded request already carries.
+    pub(super) fn reg_route(&self, id: u64, target: &[u8], forwarded: Bytes) -> Bytes {
+        let Some(h) = self
+            .reg
+            .hops
+            .get(&id)
+            .and_then(|v| v.iter().find(|h| h.uri.as_ref() == target))
+            .filter(|h| !h.route.is_empty())
+        else {
+            return forwarded;
+        };
+        let Ok(m) = sip::parse(forwarded.clone(), &self.limits) else {
+            return forwarded;
+        };
+        let mut e = sip::Edit::new(&m);
+        for r in h.route.iter().rev() {
+            e.prepend(HeaderName::Route, r.as_bytes());
+        }
+        e.finish()
     }
 
     /// Hook for a response to a proxied request, before §16.7 processing: the core's final
@@ -298,6 +332,23 @@ impl Proxy {
             // Any response means the NAT let the ping through.
             self.ka_result(p, true, now);
         }
+    }
+
+    /// The shell could not deliver to `dest`: the edge's own pings toward it fail.
+    pub(super) fn reg_transport_error(&mut self, dest: &Dest, now: Instant) {
+        let victims: Vec<TxId> = self
+            .reg
+            .pings
+            .keys()
+            .copied()
+            .filter(|t| self.txs.dest(*t).is_some_and(|d| d.addr == dest.addr))
+            .collect();
+        let mut outs = std::mem::take(&mut self.txout);
+        for t in victims {
+            self.txs.on_transport_error(t, &mut outs);
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
     }
 
     /// One of the edge's own requests timed out or could not be sent.

@@ -736,6 +736,90 @@ fn nated_binding_gets_options_keepalives() {
     assert!(h.proxy.registrar().metrics().removed_by_ping.get() >= 1);
 }
 
+#[test]
+fn nated_phone_contacts_are_fixed_on_dialog_forming_messages() {
+    let mut h = Harness::new();
+    // Registered with a private Contact from a public source: NATed.
+    let req = String::from_utf8(register(PHONE, "reg-x", 1, "z9hG4bKx1", 3600, ""))
+        .unwrap()
+        .replace(
+            "Contact: <sip:bob@192.0.2.10:40000>",
+            "Contact: <sip:bob@10.9.9.9:5060>",
+        );
+    let out = h.recv(PHONE, req.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    // Its INVITE reaches the core with a Contact the core can reach (the NAT binding).
+    let inv = String::from_utf8(invite("sip:alice@example.com", "z9hG4bKx2", ""))
+        .unwrap()
+        .replace("sip:alice@10.1.1.1:5062", "sip:bob@10.9.9.9:5060");
+    let out = h.recv(PHONE, inv.as_bytes());
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        b"<sip:bob@192.0.2.10:40000>"
+    );
+    // A phone that never registered through us is left alone (no NAT state known).
+    let out = h.recv(PHONE2, &invite("sip:alice@example.com", "z9hG4bKx3", ""));
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        b"<sip:alice@10.1.1.1:5062>"
+    );
+    // Its 200 to a call from the core is fixed too.
+    let cc = NameAddrUri::of(std::str::from_utf8(&contact).unwrap());
+    let inv = String::from_utf8(invite(&cc, "z9hG4bKx4", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    let down = only_to(&out, PHONE)[0].bytes.clone();
+    assert_eq!(
+        parse(&down).request_uri().unwrap(),
+        b"sip:bob@10.9.9.9:5060"
+    );
+    let ok = answer(
+        &down,
+        200,
+        "p",
+        &[("Contact", b"<sip:bob@10.9.9.9:5060>".as_slice())],
+    );
+    let out = h.recv(PHONE, &ok);
+    let up = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        up.header(HeaderName::Contact).unwrap(),
+        b"<sip:bob@192.0.2.10:40000>"
+    );
+}
+
+#[test]
+fn path_of_the_register_becomes_the_route_toward_the_phone() {
+    let mut h = Harness::new();
+    let req = register(
+        PHONE,
+        "reg-p",
+        1,
+        "z9hG4bKpa1",
+        3600,
+        "Path: <sip:p1.example.net;lr>\r\n",
+    );
+    let out = h.recv(PHONE, &req);
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    let cc = NameAddrUri::of(std::str::from_utf8(&contact).unwrap());
+    let inv = String::from_utf8(invite(&cc, "z9hG4bKpa2", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    let down = only_to(&out, PHONE);
+    assert_eq!(down.len(), 1, "sent over the binding's flow: {out:?}");
+    assert_eq!(
+        parse(&down[0].bytes).header(HeaderName::Route).unwrap(),
+        b"<sip:p1.example.net;lr>"
+    );
+}
+
 /// The URI inside a Contact value `<uri>;params`.
 struct NameAddrUri;
 impl NameAddrUri {
