@@ -38,7 +38,13 @@ pub(super) struct RegGlue {
     /// NATed bindings' received sources (for Contact fixing), counted per source.
     nated: HashMap<(String, String), SocketAddr>,
     nated_src: HashMap<SocketAddr, usize>,
+    /// Next expiry sweep: the sweep walks the whole table, so it runs once a second, not at
+    /// every 10 ms tick (expiry is counted in seconds anyway).
+    next_sweep: Option<Instant>,
 }
+
+/// Period of the expiry sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// One lookup target: Request-URI, the binding's flow, and the REGISTER's Path (RFC 3327
 /// §5.3: it becomes the branch's Route set).
@@ -73,6 +79,7 @@ impl RegGlue {
             changes: Vec::new(),
             nated: HashMap::new(),
             nated_src: HashMap::new(),
+            next_sweep: None,
         }
     }
 
@@ -368,7 +375,11 @@ impl Proxy {
 
     /// Timers: expiry, keepalives, dead bindings.
     pub(super) fn reg_tick(&mut self, now: Instant) {
-        let mut ups = self.reg.reg.on_tick(now);
+        let mut ups = Vec::new();
+        if self.reg.next_sweep.is_none_or(|t| now >= t) {
+            self.reg.next_sweep = Some(now + SWEEP_EVERY);
+            ups = self.reg.reg.on_tick(now);
+        }
         let polled = self.reg.ka.poll(now);
         if !polled.dead.is_empty() {
             ups.extend(self.reg.reg.remove_bindings(&polled.dead));
