@@ -820,6 +820,38 @@ fn path_of_the_register_becomes_the_route_toward_the_phone() {
     );
 }
 
+#[test]
+fn answered_keepalives_keep_the_binding() {
+    let mut h = Harness::with(|c| c.registrar.natping_interval_s = 10);
+    let req = String::from_utf8(register(PHONE, "reg-k", 1, "z9hG4bKk1", 3600, ""))
+        .unwrap()
+        .replace(
+            "Contact: <sip:bob@192.0.2.10:40000>",
+            "Contact: <sip:bob@10.9.9.9:5060>",
+        );
+    let out = h.recv(PHONE, req.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    let mut answered = 0;
+    for _ in 0..30 {
+        let out = h.advance(Duration::from_secs(10));
+        let mut pings = requests(&out, "OPTIONS");
+        pings.dedup_by(|a, b| a.bytes == b.bytes); // Timer E retransmissions
+        for p in pings {
+            // Even a 405 proves the NAT let the ping through.
+            h.recv(PHONE, &answer(&p.bytes, 405, "k", &[]));
+            answered += 1;
+        }
+    }
+    assert!(
+        (25..=31).contains(&answered),
+        "one ping per interval: {answered}"
+    );
+    assert_eq!(h.proxy.registrar().location().len(), 1);
+    assert_eq!(h.proxy.registrar().metrics().removed_by_ping.get(), 0);
+}
+
 /// The URI inside a Contact value `<uri>;params`.
 struct NameAddrUri;
 impl NameAddrUri {
