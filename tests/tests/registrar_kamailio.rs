@@ -2,7 +2,7 @@
 //! usrloc in memory, tests/kamailio/registrar.cfg) on 127.0.0.3, SIPp phones on 127.0.0.2,
 //! the edge on 127.0.0.1.
 //!
-//! - (a) AoR throttling: 50 phones each send 4 REGISTERs (same flow, Call-ID, growing CSeq)
+//! - (a) AoR (and contact) throttling: 50 phones each send 4 REGISTERs (same flow, Call-ID, growing CSeq)
 //!   within 3 s; Kamailio logs one `REGCOUNT` line per REGISTER it receives, and must see one
 //!   per AoR (outgoing_expires 3600 s: one core REGISTER per AoR per window).
 //! - (b) a call from the core side (SIPp → Kamailio `lookup("location")` → the edge's
@@ -155,14 +155,30 @@ fn outcomes_ok(test: &str, out: &[SippOutcome], edge: &mut Edge, k: &Kamailio) {
 
 #[test]
 fn registrar_aor_throttling_core_sees_one_register_per_aor() {
-    let test = "registrar_aor_throttling_core_sees_one_register_per_aor";
+    throttling(
+        "registrar_aor_throttling_core_sees_one_register_per_aor",
+        "aor",
+    );
+}
+
+/// Contact throttling behaves the same for one contact per AoR.
+#[test]
+fn registrar_contact_throttling_core_sees_one_register_per_contact() {
+    throttling(
+        "registrar_contact_throttling_core_sees_one_register_per_contact",
+        "contact",
+    );
+}
+
+/// 50 phones × 4 REGISTERs through the edge in `mode`: the core must see one per AoR.
+fn throttling(test: &str, mode: &str) {
     let Some(tools) = tools_or_skip(test) else {
         return;
     };
     const USERS: u32 = 50;
     let dir = WorkDir::new(test);
     let k = Kamailio::start(&dir);
-    let mut edge = start_or_panic(&tools.edge, &dir, &edge_args(&k, &dir, "aor"));
+    let mut edge = start_or_panic(&tools.edge, &dir, &edge_args(&k, &dir, mode));
     let phones = run(
         Sipp::new(&tools.sipp, "phones", file("registrar_refresh.xml"))
             .ip(ACCESS_IP)
