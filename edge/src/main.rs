@@ -47,6 +47,12 @@ struct Args {
     /// tracing filter, e.g. `info`, `edge=debug`.
     #[arg(long)]
     log_level: Option<String>,
+    /// Mid-registrar mode: mirror | contact | aor (replaces registrar.mode).
+    #[arg(long = "registrar-mode")]
+    registrar_mode: Option<String>,
+    /// Location log path (replaces registrar.store_path).
+    #[arg(long)]
+    store: Option<PathBuf>,
 }
 
 fn load(args: &Args) -> Result<EdgeConfig, String> {
@@ -103,6 +109,21 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if let Some(l) = &args.log_level {
         cfg.log.level = l.clone();
+    }
+    if let Some(m) = &args.registrar_mode {
+        cfg.registrar.mode = match m.as_str() {
+            "mirror" => config::RegistrarMode::Mirror,
+            "contact" => config::RegistrarMode::Contact,
+            "aor" => config::RegistrarMode::Aor,
+            other => {
+                return Err(format!(
+                    "--registrar-mode: `{other}` is not mirror|contact|aor"
+                ))
+            }
+        };
+    }
+    if let Some(p) = &args.store {
+        cfg.registrar.store_path = p.clone();
     }
     config::Validate::validate(&cfg).map_err(|e| e.to_string())?;
     Ok(cfg)

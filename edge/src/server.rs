@@ -7,6 +7,7 @@
 use crate::media::{ClientConfig, MediaMetrics, RelayHandle};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::registrar::persist::{Clock, Store};
 use crate::sip::Limits;
 use crate::transport::{tcp, udp, Dest, Source, Transport};
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub struct Edge {
     pub flows: RefCell<tcp::Flows>,
     proxy: RefCell<Proxy>,
     relays: RelayHandle,
+    /// The mid-registrar's location log (append after each event, fsync every second).
+    store: RefCell<Store>,
 }
 
 impl Edge {
@@ -55,10 +58,19 @@ impl Edge {
     }
 
     fn dispatch(self: &Rc<Self>) {
-        let (out, relay) = {
+        let (out, relay, changes) = {
             let mut proxy = self.proxy.borrow_mut();
-            (proxy.take_transmits(), proxy.take_relay_requests())
+            (
+                proxy.take_transmits(),
+                proxy.take_relay_requests(),
+                proxy.take_registrar_changes(),
+            )
         };
+        if !changes.is_empty() {
+            if let Err(e) = self.store.borrow_mut().append(&changes, Clock::system()) {
+                tracing::error!(error = %e, "location store append failed");
+            }
+        }
         for t in out {
             self.send(t.dest, t.bytes);
         }
@@ -71,6 +83,20 @@ impl Edge {
                     .on_relay_reply(r.id, result, Instant::now());
                 edge.dispatch();
             });
+        }
+    }
+
+    /// fsync the location log; compact it when it holds far more records than bindings.
+    fn persist(&self) {
+        let mut store = self.store.borrow_mut();
+        if let Err(e) = store.sync() {
+            tracing::error!(error = %e, "location store sync failed");
+        }
+        let live = self.proxy.borrow().registrar().location().all();
+        if store.should_compact(live.len()) {
+            if let Err(e) = store.compact(&live, Clock::system()) {
+                tracing::error!(error = %e, "location store compaction failed");
+            }
         }
     }
 
@@ -131,13 +157,14 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     )
     .await
     .map_err(|e| std::io::Error::new(e.kind(), format!("relay client: {e}")))?;
-    let proxy = Proxy::new(
+    let mut proxy = Proxy::new(
         &cfg,
         locals,
         metrics.clone(),
         Some(media_metrics),
         Instant::now(),
     );
+    let store = open_store(&cfg, &mut proxy)?;
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
@@ -145,6 +172,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         flows: RefCell::new(tcp::Flows::default()),
         proxy: RefCell::new(proxy),
         relays,
+        store: RefCell::new(store),
     });
     tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
     for i in 0..edge.udp.len() {
@@ -163,10 +191,32 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     // Timers: a 10 ms tick is far finer than T1 (500 ms) and costs ~100 wake-ups/s.
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sync = Instant::now();
     loop {
         tick.tick().await;
         edge.on_tick();
+        if last_sync.elapsed() >= Duration::from_secs(1) {
+            last_sync = Instant::now();
+            edge.persist();
+        }
     }
+}
+
+/// Loads the location log into the proxy's registrar and opens it for appending (creating
+/// its directory). Any failure is fatal at start-up and names the config key.
+fn open_store(cfg: &EdgeConfig, proxy: &mut Proxy) -> std::io::Result<Store> {
+    let path = &cfg.registrar.store_path;
+    let err = |e| std::io::Error::other(format!("registrar.store_path: {e}"));
+    let loaded = Store::load(path, Clock::system()).map_err(err)?;
+    let records = loaded.records;
+    tracing::info!(
+        path = %path.display(),
+        bindings = loaded.bindings.len(),
+        skipped = loaded.skipped,
+        "location store loaded"
+    );
+    proxy.registrar_restore(loaded.bindings);
+    Store::open(path, records).map_err(err)
 }
 
 fn annotate(e: std::io::Error, what: &str, addr: SocketAddr) -> std::io::Error {

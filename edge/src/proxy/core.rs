@@ -31,6 +31,9 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+#[path = "registrar_glue.rs"]
+mod registrar_glue;
+
 /// One branch of a proxied request.
 struct BranchInfo {
     /// The request as sent, to build its CANCEL and ACK (parsed again only then).
@@ -80,6 +83,8 @@ pub struct Proxy {
     parked: IdMap<u64, Parked>,
     /// The sender of the response being processed (for media policy).
     responder: Option<Peer>,
+    /// The mid-registrar (issue 4).
+    reg: registrar_glue::RegGlue,
 }
 
 impl Proxy {
@@ -88,10 +93,14 @@ impl Proxy {
         listen: Vec<(Transport, SocketAddr)>,
         metrics: Metrics,
         media_metrics: Option<MediaMetrics>,
-        _now: Instant,
+        now: Instant,
     ) -> Self {
         let seed = rand::random::<u64>();
+        let locals = Locals::new(listen.clone(), cfg.sip.advertise.clone());
+        let policy = Policy::new(&cfg.routing);
+        let edge = registrar_glue::edge_toward_core(&locals, &policy, now);
         Proxy {
+            reg: registrar_glue::RegGlue::new(cfg, edge, &metrics),
             cfg: cfg.proxy.clone(),
             timer_c: Duration::from_secs(cfg.timers.timer_c_s),
             max_transactions: cfg.limits.max_transactions,
@@ -100,8 +109,8 @@ impl Proxy {
                 max_headers: cfg.limits.max_headers,
             },
             sent_by: listen.iter().map(|(_, a)| locals_hp(a, cfg)).collect(),
-            locals: Locals::new(listen, cfg.sip.advertise.clone()),
-            policy: Policy::new(&cfg.routing),
+            locals,
+            policy,
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
             branches: BranchGen::new(seed),
             contexts: IdMap::default(),
@@ -257,6 +266,7 @@ impl Proxy {
             };
             self.apply(ctx, acts, now);
         }
+        self.reg_tick(now);
         self.after_event();
     }
 
@@ -276,6 +286,7 @@ impl Proxy {
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;
+        self.reg_transport_error(&dest, now);
         self.after_event();
     }
 
@@ -413,12 +424,19 @@ impl Proxy {
             return;
         }
         let side = self.policy.side(&src);
-        let route = match self.route(&msg, side, now) {
-            Ok(r) => r,
-            Err((code, reason)) => {
-                self.respond_local(server_tx, &msg, code, reason, now);
-                return;
+        let Some((msg, plan)) = self.reg_request(msg, &method, side, &src, server_tx, now) else {
+            return;
+        };
+        let (targets, first_hop) = if plan.hops.is_empty() {
+            match self.route(&msg, side, now) {
+                Ok(r) => (vec![r.target], Some(r.hop)),
+                Err((code, reason)) => {
+                    self.respond_local(server_tx, &msg, code, reason, now);
+                    return;
+                }
             }
+        } else {
+            (plan.hops.iter().map(|h| h.uri.clone()).collect(), None)
         };
         let invite = method == Method::Invite;
         let sequential = self.cfg.forking == ForkingMode::Sequential;
@@ -428,9 +446,10 @@ impl Proxy {
         } else {
             0
         };
-        let (rc, acts) = ResponseContext::new(invite, vec![route.target], sequential, redirects);
+        let (rc, acts) = ResponseContext::new(invite, targets, sequential, redirects);
         let id = self.next_ctx;
         self.next_ctx += 1;
+        self.reg_bind(id, plan);
         self.server_ctx.insert(server_tx, id);
         self.contexts.insert(
             id,
@@ -441,7 +460,7 @@ impl Proxy {
                 src,
 
                 branches: Vec::new(),
-                first_hop: Some(route.hop),
+                first_hop,
                 loop_hash,
             },
         );
@@ -837,14 +856,15 @@ impl Proxy {
     }
 
     fn start_branch(&mut self, id: u64, target: Bytes, now: Instant) {
+        let reg_hop = self.reg_hop(id, &target);
         let Some(ctx) = self.contexts.get_mut(&id) else {
             return;
         };
         let b = ctx.rc.branch_started();
-        // The first target goes to the hop chosen by routing; recursion targets to their URI.
-        let hop = ctx
-            .first_hop
-            .take()
+        // A registered binding goes over its flow; the first target to the hop chosen by
+        // routing; recursion targets to their URI.
+        let hop = reg_hop
+            .or_else(|| ctx.first_hop.take())
             .or_else(|| Uri::parse(&target).ok().and_then(|u| dest_for(&u)));
         let record_route = self.cfg.record_route
             && ctx.request.to().ok().is_some_and(|t| t.tag().is_none())
@@ -874,6 +894,7 @@ impl Proxy {
         let Some(bytes) = bytes else {
             return fail(self, 500, "Server Internal Error (cannot forward)");
         };
+        let bytes = self.reg_route(id, &target, bytes);
         let method = self.contexts[&id]
             .request
             .method()
@@ -942,6 +963,7 @@ impl Proxy {
         let server_alive = self.txs.server_state(ctx.server_tx).is_some();
         if !server_alive && (ctx.rc.final_sent || ctx.rc.is_finished()) {
             let ctx = self.contexts.remove(&id).expect("present");
+            self.reg_forget(id);
             self.server_ctx.remove(&ctx.server_tx);
             for b in ctx.branches {
                 if let Some(t) = b.tx {
@@ -994,8 +1016,11 @@ impl Proxy {
             return;
         };
         let Some((id, b)) = owner else {
-            return; // e.g. the 200 for a CANCEL we sent: ends here (§16.10)
+            // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer.
+            self.reg_own_response(client, now);
+            return;
         };
+        let msg = self.reg_response(id, msg, &src, now);
         // §16.7 step 3: remove our Via.
         let mut e = sip::Edit::new(&msg);
         e.remove_first_value(HeaderName::Via);
@@ -1071,8 +1096,10 @@ impl Proxy {
         _outs: &mut Vec<Output<Dest>>,
     ) {
         let Some((id, b)) = self.client_ctx.get(&tx).copied() else {
+            self.reg_own_failed(tx, now);
             return;
         };
+        self.reg_branch_failed(id);
         if let Some(d) = self
             .contexts
             .get(&id)

@@ -491,3 +491,372 @@ fn redirect_is_relayed_when_recursion_is_off() {
     assert!(only_to(&out, "10.9.0.1:5060").is_empty());
     assert_eq!(status(only_to(&out, PHONE)[0]), 302);
 }
+
+// ---- the mid-registrar wired into the proxy (issue 4) ----
+
+const PHONE2: &str = "192.0.2.11:40002";
+
+fn register(
+    from_phone: &str,
+    call_id: &str,
+    cseq: u32,
+    branch: &str,
+    expires: u32,
+    extra: &str,
+) -> Vec<u8> {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP {from_phone};branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:bob@example.com>;tag=r{cseq}\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: <sip:bob@{from_phone}>\r\n\
+Expires: {expires}\r\n\
+{extra}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Registers `phone` through the edge; the core answers 200 echoing the edge's contacts.
+/// Returns the contact the core saw.
+fn registered(h: &mut Harness, phone: &str, call_id: &str, branch: &str) -> String {
+    let out = h.recv(phone, &register(phone, call_id, 1, branch, 3600, ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let m = parse(&fwd);
+    let contact = String::from_utf8(m.header(HeaderName::Contact).unwrap().to_vec()).unwrap();
+    let out = h.recv(
+        CORE,
+        &answer(&fwd, 200, "c", &[("Contact", contact.as_bytes())]),
+    );
+    assert_eq!(status(only_to(&out, phone)[0]), 200);
+    contact
+}
+
+#[test]
+fn register_is_forwarded_rewritten_and_the_core_200_saves_the_binding() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &register(PHONE, "reg-1", 1, "z9hG4bKr1", 3600, ""));
+    assert!(only_to(&out, PHONE).is_empty(), "nothing answered locally");
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1);
+    let m = parse(&fwd[0].bytes);
+    let contact = m.header(HeaderName::Contact).unwrap();
+    let contact_s = String::from_utf8_lossy(contact).to_string();
+    // Mirror/contact insertion: the core sees the edge, not the phone (§10.2 no Record-Route).
+    assert!(contact_s.contains("@127.0.0.1:5060"), "{contact_s}");
+    assert!(!contact_s.contains("192.0.2.10"), "{contact_s}");
+    assert!(m.header(HeaderName::RecordRoute).is_none());
+    assert_eq!(h.proxy.registrar().location().len(), 0, "nothing saved yet");
+    let out = h.recv(
+        CORE,
+        &answer(&fwd[0].bytes, 200, "c", &[("Contact", contact)]),
+    );
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 200);
+    let r = parse(&up[0].bytes);
+    let c = String::from_utf8_lossy(r.header(HeaderName::Contact).unwrap()).to_string();
+    assert!(
+        c.contains("sip:bob@192.0.2.10:40000"),
+        "phone sees its own contact: {c}"
+    );
+    assert_eq!(r.vias().count(), 1, "our Via removed");
+    let b = h.proxy.registrar().location().get("sip:bob@example.com");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].source, PHONE.parse::<SocketAddr>().unwrap());
+    let changes = h.proxy.take_registrar_changes();
+    assert_eq!(changes.len(), 1, "one upsert for the store");
+}
+
+#[test]
+fn contact_mode_refresh_on_the_same_flow_is_absorbed() {
+    let mut h = Harness::with(|c| c.registrar.mode = config::RegistrarMode::Contact);
+    let out = h.recv(PHONE, &register(PHONE, "reg-2", 1, "z9hG4bKr2", 60, ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let m = parse(&fwd);
+    let contact = m.header(HeaderName::Contact).unwrap().to_vec();
+    let c = String::from_utf8_lossy(&contact).to_string();
+    // The core is asked for outgoing_expires (3600 lowered by ≤10 %), not the phone's 60.
+    let e: u32 = c
+        .rsplit("expires=")
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .expect("expires parameter");
+    assert!((3240..=3600).contains(&e), "{c}");
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    h.advance(Duration::from_secs(30));
+    let out = h.recv(PHONE, &register(PHONE, "reg-2", 2, "z9hG4bKr3", 60, ""));
+    assert!(only_to(&out, CORE).is_empty(), "refresh absorbed: {out:?}");
+    assert_eq!(status(only_to(&out, PHONE)[0]), 200);
+    // The same refresh from another flow is not absorbed (hijack protection).
+    let out = h.recv(PHONE2, &register(PHONE, "reg-2", 3, "z9hG4bKr4", 60, ""));
+    assert_eq!(only_to(&out, CORE).len(), 1, "other flow goes to the core");
+}
+
+#[test]
+fn challenge_passes_through_and_saves_nothing() {
+    let mut h = Harness::with(|c| c.registrar.mode = config::RegistrarMode::Aor);
+    let out = h.recv(PHONE, &register(PHONE, "reg-3", 1, "z9hG4bKr5", 3600, ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let chal = br#"Digest realm="example.com", nonce="n1""#;
+    let out = h.recv(
+        CORE,
+        &answer(&fwd, 401, "c", &[("WWW-Authenticate", &chal[..])]),
+    );
+    let up = only_to(&out, PHONE);
+    assert_eq!(status(up[0]), 401);
+    assert_eq!(
+        parse(&up[0].bytes)
+            .header(HeaderName::WwwAuthenticate)
+            .unwrap(),
+        &chal[..]
+    );
+    assert_eq!(h.proxy.registrar().location().len(), 0);
+    // The retry with credentials reaches the core.
+    let out = h.recv(
+        PHONE,
+        &register(
+            PHONE,
+            "reg-3",
+            2,
+            "z9hG4bKr6",
+            3600,
+            "Authorization: Digest username=\"bob\"\r\n",
+        ),
+    );
+    assert_eq!(only_to(&out, CORE).len(), 1);
+}
+
+#[test]
+fn core_timeout_on_register_saves_nothing() {
+    let mut h = Harness::new();
+    h.recv(PHONE, &register(PHONE, "reg-4", 1, "z9hG4bKr7", 3600, ""));
+    let out = h.advance(Duration::from_secs(40));
+    let up = only_to(&out, PHONE);
+    assert_eq!(status(up.last().unwrap()), 408);
+    assert_eq!(h.proxy.registrar().location().len(), 0);
+    assert_eq!(h.proxy.registrar().pending_len(), 0);
+}
+
+#[test]
+fn invite_from_core_forks_to_both_flows_and_cancels_the_loser() {
+    let mut h = Harness::with(|c| c.registrar.mode = config::RegistrarMode::Aor);
+    let c1 = registered(&mut h, PHONE, "reg-a", "z9hG4bKf1");
+    let c2 = registered(&mut h, PHONE2, "reg-b", "z9hG4bKf2");
+    assert_eq!(
+        c1.split(';').next(),
+        c2.split(';').next(),
+        "AoR mode: one core contact"
+    );
+    assert_eq!(h.proxy.registrar().location().len(), 2);
+    let core_contact = NameAddrUri::of(&c1);
+    let inv = String::from_utf8(invite(&core_contact, "z9hG4bKcore", "")).unwrap();
+    let inv = inv.replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    let to1 = only_to(&out, PHONE);
+    let to2 = only_to(&out, PHONE2);
+    assert_eq!((to1.len(), to2.len()), (1, 1), "parallel fork: {out:?}");
+    let b1 = to1[0].bytes.clone();
+    let b2 = to2[0].bytes.clone();
+    assert_eq!(
+        parse(&b1).request_uri().unwrap(),
+        format!("sip:bob@{PHONE}").as_bytes()
+    );
+    assert_eq!(
+        parse(&b2).request_uri().unwrap(),
+        format!("sip:bob@{PHONE2}").as_bytes()
+    );
+    h.recv(PHONE, &answer(&b1, 180, "p1", &[]));
+    h.recv(PHONE2, &answer(&b2, 180, "p2", &[]));
+    let out = h.recv(PHONE, &answer(&b1, 200, "p1", &[]));
+    assert_eq!(status(only_to(&out, CORE)[0]), 200);
+    let cancels = requests(&out, "CANCEL");
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].dest.addr, PHONE2.parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        parse(&cancels[0].bytes).header(HeaderName::Reason).unwrap(),
+        b"SIP;cause=200;text=\"Call completed elsewhere\""
+    );
+}
+
+#[test]
+fn invite_to_an_unknown_edge_contact_gets_480() {
+    let mut h = Harness::new();
+    let inv = String::from_utf8(invite("sip:nobody@127.0.0.1:5060", "z9hG4bKu1", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    assert_eq!(status(out.last().unwrap()), 480);
+}
+
+#[test]
+fn expired_binding_in_aor_mode_deregisters_at_the_core() {
+    let mut h = Harness::with(|c| {
+        c.registrar.mode = config::RegistrarMode::Aor;
+        c.registrar.natping_interval_s = 0;
+    });
+    let out = h.recv(PHONE, &register(PHONE, "reg-e", 1, "z9hG4bKe1", 60, ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    assert_eq!(h.proxy.registrar().location().len(), 1);
+    let out = h.advance(Duration::from_secs(62));
+    let mut regs = requests(&out, "REGISTER");
+    regs.dedup_by(|a, b| a.bytes == b.bytes); // Timer E retransmissions
+    assert_eq!(regs.len(), 1, "{out:?}");
+    assert_eq!(regs[0].dest.addr, CORE.parse::<SocketAddr>().unwrap());
+    let m = parse(&regs[0].bytes);
+    assert!(String::from_utf8_lossy(m.header(HeaderName::Contact).unwrap()).ends_with("expires=0"));
+    assert_eq!(h.proxy.registrar().location().len(), 0);
+}
+
+#[test]
+fn nated_binding_gets_options_keepalives() {
+    let mut h = Harness::with(|c| c.registrar.natping_interval_s = 10);
+    // A private Contact seen from a public source: NATed.
+    let req = String::from_utf8(register(PHONE, "reg-n", 1, "z9hG4bKn1", 3600, ""))
+        .unwrap()
+        .replace(
+            "Contact: <sip:bob@192.0.2.10:40000>",
+            "Contact: <sip:bob@10.9.9.9:5060>",
+        );
+    let out = h.recv(PHONE, req.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    let out = h.advance(Duration::from_secs(12));
+    let pings = requests(&out, "OPTIONS");
+    assert!(!pings.is_empty(), "{out:?}");
+    assert_eq!(pings[0].dest.addr, PHONE.parse::<SocketAddr>().unwrap());
+    // Unanswered pings (3 by default, each timing out after 32 s) remove the binding.
+    h.advance(Duration::from_secs(200));
+    assert_eq!(h.proxy.registrar().location().len(), 0);
+    assert!(h.proxy.registrar().metrics().removed_by_ping.get() >= 1);
+}
+
+#[test]
+fn nated_phone_contacts_are_fixed_on_dialog_forming_messages() {
+    let mut h = Harness::new();
+    // Registered with a private Contact from a public source: NATed.
+    let req = String::from_utf8(register(PHONE, "reg-x", 1, "z9hG4bKx1", 3600, ""))
+        .unwrap()
+        .replace(
+            "Contact: <sip:bob@192.0.2.10:40000>",
+            "Contact: <sip:bob@10.9.9.9:5060>",
+        );
+    let out = h.recv(PHONE, req.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    // Its INVITE reaches the core with a Contact the core can reach (the NAT binding).
+    let inv = String::from_utf8(invite("sip:alice@example.com", "z9hG4bKx2", ""))
+        .unwrap()
+        .replace("sip:alice@10.1.1.1:5062", "sip:bob@10.9.9.9:5060");
+    let out = h.recv(PHONE, inv.as_bytes());
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        b"<sip:bob@192.0.2.10:40000>"
+    );
+    // A phone that never registered through us is left alone (no NAT state known).
+    let out = h.recv(PHONE2, &invite("sip:alice@example.com", "z9hG4bKx3", ""));
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        b"<sip:alice@10.1.1.1:5062>"
+    );
+    // Its 200 to a call from the core is fixed too.
+    let cc = NameAddrUri::of(std::str::from_utf8(&contact).unwrap());
+    let inv = String::from_utf8(invite(&cc, "z9hG4bKx4", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    let down = only_to(&out, PHONE)[0].bytes.clone();
+    assert_eq!(
+        parse(&down).request_uri().unwrap(),
+        b"sip:bob@10.9.9.9:5060"
+    );
+    let ok = answer(
+        &down,
+        200,
+        "p",
+        &[("Contact", b"<sip:bob@10.9.9.9:5060>".as_slice())],
+    );
+    let out = h.recv(PHONE, &ok);
+    let up = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        up.header(HeaderName::Contact).unwrap(),
+        b"<sip:bob@192.0.2.10:40000>"
+    );
+}
+
+#[test]
+fn path_of_the_register_becomes_the_route_toward_the_phone() {
+    let mut h = Harness::new();
+    let req = register(
+        PHONE,
+        "reg-p",
+        1,
+        "z9hG4bKpa1",
+        3600,
+        "Path: <sip:p1.example.net;lr>\r\n",
+    );
+    let out = h.recv(PHONE, &req);
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    let cc = NameAddrUri::of(std::str::from_utf8(&contact).unwrap());
+    let inv = String::from_utf8(invite(&cc, "z9hG4bKpa2", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, inv.as_bytes());
+    let down = only_to(&out, PHONE);
+    assert_eq!(down.len(), 1, "sent over the binding's flow: {out:?}");
+    assert_eq!(
+        parse(&down[0].bytes).header(HeaderName::Route).unwrap(),
+        b"<sip:p1.example.net;lr>"
+    );
+}
+
+#[test]
+fn answered_keepalives_keep_the_binding() {
+    let mut h = Harness::with(|c| c.registrar.natping_interval_s = 10);
+    let req = String::from_utf8(register(PHONE, "reg-k", 1, "z9hG4bKk1", 3600, ""))
+        .unwrap()
+        .replace(
+            "Contact: <sip:bob@192.0.2.10:40000>",
+            "Contact: <sip:bob@10.9.9.9:5060>",
+        );
+    let out = h.recv(PHONE, req.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    let mut answered = 0;
+    for _ in 0..30 {
+        let out = h.advance(Duration::from_secs(10));
+        let mut pings = requests(&out, "OPTIONS");
+        pings.dedup_by(|a, b| a.bytes == b.bytes); // Timer E retransmissions
+        for p in pings {
+            // Even a 405 proves the NAT let the ping through.
+            h.recv(PHONE, &answer(&p.bytes, 405, "k", &[]));
+            answered += 1;
+        }
+    }
+    assert!(
+        (25..=31).contains(&answered),
+        "one ping per interval: {answered}"
+    );
+    assert_eq!(h.proxy.registrar().location().len(), 1);
+    assert_eq!(h.proxy.registrar().metrics().removed_by_ping.get(), 0);
+}
+
+/// The URI inside a Contact value `<uri>;params`.
+struct NameAddrUri;
+impl NameAddrUri {
+    fn of(v: &str) -> String {
+        let na = sip::NameAddr::parse(v.as_bytes()).unwrap();
+        String::from_utf8(na.uri_raw.to_vec()).unwrap()
+    }
+}
