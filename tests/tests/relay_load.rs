@@ -74,6 +74,8 @@ fn through_rtprelay(datapath: &str) {
     let (Some(relay_bin), Some(load)) = (relay_or_skip(&test), rtpload_or_skip(&test)) else {
         return;
     };
+    // Zero loss is asserted: never share the 2 CPUs with another load test.
+    let _serial = e2e::heavy_lock();
     let dir = WorkDir::new(&test);
     let relay = match Relay::start(&relay_bin, &dir, &["--datapath", datapath]) {
         Ok(r) => r,
@@ -117,6 +119,7 @@ fn relay_load_rtpengine() {
     let Some(load) = rtpload_or_skip(test) else {
         return;
     };
+    let _serial = e2e::heavy_lock();
     let rtpengine = Path::new("/usr/bin/rtpengine");
     if !rtpengine.is_file() {
         eprintln!("SKIP {test}: /usr/bin/rtpengine not installed");
