@@ -274,20 +274,41 @@ impl Proxy {
     /// toward it fails (§17.1.4).
     pub fn on_transport_error(&mut self, dest: Dest, now: Instant) {
         self.policy.mark_down(&dest, now);
-        let victims: Vec<TxId> = self
-            .client_ctx
-            .keys()
-            .copied()
-            .filter(|t| self.txs.dest(*t).is_some_and(|d| d.addr == dest.addr))
-            .collect();
+        let branches: Vec<TxId> = self.client_ctx.keys().copied().collect();
+        self.fail_toward(branches, &dest, now);
+        self.reg_transport_error(&dest, now);
+        self.after_event();
+    }
+
+    /// The client transactions among `candidates` whose destination is `dest`'s address fail
+    /// with a transport error (their owners learn it through the usual outputs).
+    fn fail_toward(&mut self, candidates: Vec<TxId>, dest: &Dest, now: Instant) {
         let mut outs = std::mem::take(&mut self.txout);
-        for t in victims {
-            self.txs.on_transport_error(t, &mut outs);
+        for t in candidates {
+            if self.txs.dest(t).is_some_and(|d| d.addr == dest.addr) {
+                self.txs.on_transport_error(t, &mut outs);
+            }
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;
-        self.reg_transport_error(&dest, now);
-        self.after_event();
+    }
+
+    /// Branch `b` of context `id` ends with a response the proxy makes up (timeout, no route).
+    fn branch_final_local(
+        &mut self,
+        id: u64,
+        b: usize,
+        status: u16,
+        reason: &'static str,
+        now: Instant,
+    ) {
+        let acts = match self.contexts.get_mut(&id) {
+            Some(c) => {
+                c.rc.on_final(b, Candidate::Local { status, reason }, Vec::new())
+            }
+            None => return,
+        };
+        self.apply(id, acts, now);
     }
 
     fn after_event(&mut self) {
@@ -869,20 +890,8 @@ impl Proxy {
         let record_route = self.cfg.record_route
             && ctx.request.to().ok().is_some_and(|t| t.tag().is_none())
             && is_dialog_forming(ctx.request.method());
-        let fail = |this: &mut Self, code, reason| {
-            let acts = match this.contexts.get_mut(&id) {
-                Some(c) => c.rc.on_final(
-                    b,
-                    Candidate::Local {
-                        status: code,
-                        reason,
-                    },
-                    Vec::new(),
-                ),
-                None => return,
-            };
-            this.apply(id, acts, now);
-        };
+        let fail =
+            |this: &mut Self, code, reason| this.branch_final_local(id, b, code, reason, now);
         let Some(hop) = hop else {
             return fail(self, 404, "Not Found (unresolvable target)");
         };
@@ -1108,18 +1117,7 @@ impl Proxy {
         {
             self.policy.mark_down(&d, now);
         }
-        let acts = match self.contexts.get_mut(&id) {
-            Some(c) => c.rc.on_final(
-                b,
-                Candidate::Local {
-                    status: code,
-                    reason,
-                },
-                Vec::new(),
-            ),
-            None => return,
-        };
-        self.apply(id, acts, now);
+        self.branch_final_local(id, b, code, reason, now);
     }
 }
 

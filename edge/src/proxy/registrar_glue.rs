@@ -343,19 +343,8 @@ impl Proxy {
 
     /// The shell could not deliver to `dest`: the edge's own pings toward it fail.
     pub(super) fn reg_transport_error(&mut self, dest: &Dest, now: Instant) {
-        let victims: Vec<TxId> = self
-            .reg
-            .pings
-            .keys()
-            .copied()
-            .filter(|t| self.txs.dest(*t).is_some_and(|d| d.addr == dest.addr))
-            .collect();
-        let mut outs = std::mem::take(&mut self.txout);
-        for t in victims {
-            self.txs.on_transport_error(t, &mut outs);
-        }
-        self.handle_tx_outputs(&mut outs, now);
-        self.txout = outs;
+        let pings: Vec<TxId> = self.reg.pings.keys().copied().collect();
+        self.fail_toward(pings, dest, now);
     }
 
     /// One of the edge's own requests timed out or could not be sent.
