@@ -152,7 +152,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     let media_metrics = MediaMetrics::register(&metrics.registry)
         .map_err(|e| std::io::Error::other(format!("media metrics: {e}")))?;
     let relays = RelayHandle::spawn(
-        ClientConfig::from_config(&cfg.media),
+        relay_client_config(&cfg.media),
         Some(media_metrics.clone()),
     )
     .await
@@ -217,6 +217,16 @@ fn open_store(cfg: &EdgeConfig, proxy: &mut Proxy) -> std::io::Result<Store> {
     );
     proxy.registrar_restore(loaded.bindings);
     Store::open(path, records).map_err(err)
+}
+
+/// With media anchoring off no relay is ever used: do not probe any (no health pings, no
+/// warnings about a relay that is not meant to run).
+fn relay_client_config(media: &config::EdgeMediaConfig) -> ClientConfig {
+    let mut c = ClientConfig::from_config(media);
+    if media.mode == config::MediaMode::Never {
+        c.relays.clear();
+    }
+    c
 }
 
 fn annotate(e: std::io::Error, what: &str, addr: SocketAddr) -> std::io::Error {
