@@ -127,6 +127,7 @@ fn metric(edge: &Edge, name: &str) -> f64 {
     metrics::sum(&samples, name, &[]).unwrap_or_else(|| panic!("/metrics lacks {name}"))
 }
 
+#[track_caller]
 fn fail(test: &str, msg: &str, out: &SippOutcome, edge: &mut Edge, k: &Kamailio) -> ! {
     panic!(
         "{test}: {msg}\n{}\n{}{}\n--- kamailio log ---\n{}",
