@@ -19,6 +19,8 @@ pub struct Metrics {
     /// Messages not processed, by reason (no_route, send_failed, tcp_limit, stray_response…).
     pub dropped: IntCounterVec,
     pub tcp_connections: IntGauge,
+    /// STUN Binding requests answered on the SIP UDP ports (RFC 5626 §4.4.2).
+    pub stun_answered: IntCounter,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -93,6 +95,10 @@ impl Metrics {
             retransmissions: counter(
                 "edge_sip_retransmissions_total",
                 "Requests and responses retransmitted by the edge's transactions",
+            ),
+            stun_answered: counter(
+                "edge_stun_binding_answered_total",
+                "STUN Binding requests answered on the SIP UDP ports",
             ),
             absorbed: counter(
                 "edge_sip_retransmissions_absorbed_total",
