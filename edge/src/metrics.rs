@@ -21,6 +21,8 @@ pub struct Metrics {
     pub tcp_connections: IntGauge,
     /// STUN Binding requests answered on the SIP UDP ports (RFC 5626 §4.4.2).
     pub stun_answered: IntCounter,
+    /// Requests re-sent to the next core entry after a 503 or a transport error.
+    pub core_failovers: IntCounter,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -99,6 +101,10 @@ impl Metrics {
             stun_answered: counter(
                 "edge_stun_binding_answered_total",
                 "STUN Binding requests answered on the SIP UDP ports",
+            ),
+            core_failovers: counter(
+                "edge_core_failovers_total",
+                "Requests re-sent to the next core entry after a 503 or transport error",
             ),
             absorbed: counter(
                 "edge_sip_retransmissions_absorbed_total",

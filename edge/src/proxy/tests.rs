@@ -860,3 +860,113 @@ impl NameAddrUri {
         String::from_utf8(na.uri_raw.to_vec()).unwrap()
     }
 }
+
+// ---- core failover on 503 / transport error (RFC 3263 §4.3) ----
+
+const CORE2: &str = "10.0.0.6:5060";
+
+fn two_cores() -> Harness {
+    Harness::with(|c| c.routing.core = vec![CORE.into(), CORE2.into()])
+}
+
+#[test]
+fn core_503_fails_over_to_the_next_core_and_honours_retry_after() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf1", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(&first, 503, "c1", &[("Retry-After", b"120 (maintenance)")]),
+    );
+    // The 503 is ACKed (§17.1.1.3) and the INVITE re-sent to the second core; the caller
+    // hears nothing of it.
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+            "ACK"
+        )
+        .len(),
+        1
+    );
+    assert!(only_to(&out, PHONE).is_empty(), "503 not relayed");
+    let second = only_to(&out, CORE2);
+    assert_eq!(second.len(), 1);
+    let second = second[0].bytes.clone();
+    let m = parse(&second);
+    assert_eq!(m.method().map(|m| m.as_str()), Some("INVITE"));
+    assert_eq!(m.request_uri().unwrap(), b"sip:bob@example.com");
+    assert_ne!(
+        m.top_via().unwrap().branch,
+        parse(&first).top_via().unwrap().branch,
+        "a new client transaction"
+    );
+    assert_eq!(h.metrics.core_failovers.get(), 1);
+    let out = h.recv(CORE2, &answer(&second, 200, "c2", &[]));
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 200);
+    assert!(parse(&up[0].bytes).to().unwrap().tag() == Some("c2"));
+    // The first core stays out of rotation for its Retry-After (120 s), not 30 s.
+    h.advance(Duration::from_secs(60));
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf2", ""));
+    assert_eq!(only_to(&out, CORE2).len(), 1);
+    assert!(only_to(&out, CORE).is_empty());
+    h.advance(Duration::from_secs(61));
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf3", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1);
+}
+
+#[test]
+fn every_core_503_gives_the_caller_500() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf4", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    let second = only_to(&out, CORE2)[0].bytes.clone();
+    let out = h.recv(CORE2, &answer(&second, 503, "c2", &[]));
+    // No third attempt: each core was tried once. §16.7 step 6: 503 goes upstream as 500.
+    assert!(requests(&out, "INVITE").is_empty());
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 500);
+    assert_eq!(h.metrics.core_failovers.get(), 1);
+}
+
+#[test]
+fn no_failover_after_a_relayed_provisional() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf5", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 180, "c1", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 180);
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    assert!(only_to(&out, CORE2).is_empty(), "the caller already rang");
+    assert_eq!(status(only_to(&out, PHONE)[0]), 500);
+}
+
+#[test]
+fn non_invite_503_fails_over_too() {
+    let mut h = two_cores();
+    let msg = "MESSAGE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKf6;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: f6@phone\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, msg.as_bytes());
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    let second = only_to(&out, CORE2)[0].bytes.clone();
+    let out = h.recv(CORE2, &answer(&second, 202, "c2", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 202);
+}
+
+#[test]
+fn tcp_connect_failure_fails_over_at_once() {
+    let mut h = Harness::with(|c| c.routing.core = vec![format!("tcp:{CORE}"), CORE2.into()]);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf7", ""));
+    let first = only_to(&out, CORE)[0].dest;
+    assert_eq!(first.transport, Transport::Tcp);
+    h.proxy.on_transport_error(first, h.now);
+    let out = h.proxy.take_transmits();
+    assert_eq!(only_to(&out, CORE2).len(), 1, "re-sent to the second core");
+    assert!(only_to(&out, PHONE).is_empty());
+}
