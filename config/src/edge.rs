@@ -98,7 +98,8 @@ impl Default for TimersConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Core proxies/registrars in order of preference: `host:port`, optionally prefixed by
-    /// `udp:` or `tcp:` (default udp). The first healthy one gets access-side requests.
+    /// `udp:` or `tcp:` (default udp) and followed by `;priority=N` (lower first, default 0;
+    /// equal priorities keep list order). The first healthy one gets access-side requests.
     pub core: Vec<String>,
     /// Sources in these networks are "core side" (besides the core addresses themselves).
     pub trusted_networks: Vec<IpNet>,
@@ -126,10 +127,13 @@ pub enum Transport {
 pub struct CoreTarget {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// Lower is preferred (like DNS SRV priority, RFC 2782).
+    pub priority: u16,
 }
 
 impl CoreTarget {
     pub fn parse(s: &str) -> Result<Self, String> {
+        let (s, priority) = split_params(s)?;
         let (transport, rest) = if let Some(r) = s.strip_prefix("udp:") {
             (Transport::Udp, r)
         } else if let Some(r) = s.strip_prefix("tcp:") {
@@ -139,18 +143,45 @@ impl CoreTarget {
         };
         let addr = rest
             .parse()
-            .map_err(|_| format!("`{s}` is not [udp:|tcp:]ip:port"))?;
-        Ok(CoreTarget { transport, addr })
+            .map_err(|_| format!("`{s}` is not [udp:|tcp:]ip:port[;priority=N]"))?;
+        Ok(CoreTarget {
+            transport,
+            addr,
+            priority,
+        })
     }
 }
 
+/// Splits `entry;priority=N` into the entry and its priority (0 when absent).
+fn split_params(s: &str) -> Result<(&str, u16), String> {
+    let mut parts = s.split(';');
+    let entry = parts.next().unwrap_or_default().trim();
+    let mut priority = 0;
+    for p in parts {
+        match p.trim().split_once('=') {
+            Some(("priority", v)) => {
+                priority = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{s}`: priority must be 0..=65535"))?;
+            }
+            _ => return Err(format!("`{s}`: unknown parameter `{p}` (only priority=N)")),
+        }
+    }
+    Ok((entry, priority))
+}
+
 impl RoutingConfig {
+    /// The core entries by priority (a stable sort: equal priorities keep list order).
     pub fn core_targets(&self) -> Vec<CoreTarget> {
         // validate() has checked every entry.
-        self.core
+        let mut v: Vec<CoreTarget> = self
+            .core
             .iter()
             .filter_map(|s| CoreTarget::parse(s).ok())
-            .collect()
+            .collect();
+        v.sort_by_key(|c| c.priority);
+        v
     }
 }
 

@@ -42,6 +42,39 @@ fn semantic_error_names_key() {
 }
 
 #[test]
+fn core_priorities_order_the_list_and_bad_ones_name_the_key() {
+    let e: EdgeConfig = config::from_str(
+        "[routing]\ncore = [\"10.0.0.1:5060;priority=20\", \"tcp:10.0.0.2:5060\", \"10.0.0.3:5060;priority=20\", \"10.0.0.4:5060 ; priority=5\"]\n",
+    )
+    .unwrap();
+    let order: Vec<String> = e
+        .routing
+        .core_targets()
+        .iter()
+        .map(|c| format!("{}/{}", c.addr, c.priority))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "10.0.0.2:5060/0",
+            "10.0.0.4:5060/5",
+            "10.0.0.1:5060/20",
+            "10.0.0.3:5060/20"
+        ]
+    );
+    for bad in [
+        "10.0.0.1:5060;priority=x",
+        "10.0.0.1:5060;weight=3",
+        "10.0.0.1:5060;priority=70000",
+    ] {
+        let err = config::from_str::<EdgeConfig>(&format!("[routing]\ncore = [\"{bad}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routing.core") && err.contains(bad), "{err}");
+    }
+}
+
+#[test]
 fn example_files_parse() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
     config::from_file::<EdgeConfig>(format!("{dir}edge.toml").as_ref()).unwrap();

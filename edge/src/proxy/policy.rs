@@ -185,6 +185,25 @@ mod tests {
     }
 
     #[test]
+    fn priority_orders_the_core_list() {
+        let mut p = policy(
+            &[
+                "10.0.0.5:5060;priority=10",
+                "10.0.0.6:5060;priority=10",
+                "10.0.0.7:5060",
+            ],
+            &[],
+        );
+        let t0 = Instant::now();
+        let a = p.core_dest(t0).unwrap();
+        assert_eq!(a.addr.to_string(), "10.0.0.7:5060");
+        p.mark_down(&a, t0);
+        // Equal priorities: list order.
+        assert_eq!(p.core_dest(t0).unwrap().addr.to_string(), "10.0.0.5:5060");
+        assert_eq!(p.side(&src("10.0.0.6")), Side::Core);
+    }
+
+    #[test]
     fn retry_after_and_serial_failover() {
         let mut p = policy(&["10.0.0.5:5060", "10.0.0.6:5060", "10.0.0.7:5060"], &[]);
         let t0 = Instant::now();
