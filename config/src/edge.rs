@@ -103,6 +103,8 @@ pub struct RoutingConfig {
     pub core: Vec<String>,
     /// Sources in these networks are "core side" (besides the core addresses themselves).
     pub trusted_networks: Vec<IpNet>,
+    /// Seconds between OPTIONS health probes to each core entry; 0 turns probing off.
+    pub health_interval_s: u64,
 }
 
 impl Default for RoutingConfig {
@@ -110,6 +112,7 @@ impl Default for RoutingConfig {
         RoutingConfig {
             core: vec!["127.0.0.1:5070".to_string()],
             trusted_networks: Vec::new(),
+            health_interval_s: 10,
         }
     }
 }
@@ -273,6 +276,12 @@ impl Validate for EdgeConfig {
             return Err(ConfigError::invalid(
                 "sip.listen_udp",
                 "no UDP or TCP listen address",
+            ));
+        }
+        if self.routing.health_interval_s > 86_400 {
+            return Err(ConfigError::invalid(
+                "routing.health_interval_s",
+                "must be 0 (off) to 86400",
             ));
         }
         for c in &self.routing.core {

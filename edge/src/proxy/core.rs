@@ -10,6 +10,7 @@ use super::anchor::{self, Parked};
 use super::branch::{self, BranchGen};
 use super::build;
 use super::context::{Action, Candidate, ResponseContext};
+use super::health::{self, Health};
 use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
@@ -73,6 +74,8 @@ pub struct Proxy {
     /// Our Via sent-by strings, for the loop check's fast path.
     sent_by: Vec<String>,
     policy: Policy,
+    /// OPTIONS probes to the core entries (`routing.health_interval_s`).
+    health: Health,
     txs: TransactionTable<Dest>,
     branches: BranchGen,
     contexts: IdMap<u64, Ctx>,
@@ -121,6 +124,7 @@ impl Proxy {
             sent_by: listen.iter().map(|(_, a)| locals_hp(a, cfg)).collect(),
             locals,
             policy,
+            health: Health::new(cfg.routing.health_interval_s, now),
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
             branches: BranchGen::new(seed),
             contexts: IdMap::default(),
@@ -277,19 +281,42 @@ impl Proxy {
             self.apply(ctx, acts, now);
         }
         self.reg_tick(now);
+        self.health_tick(now);
         self.after_event();
+    }
+
+    /// Sends the OPTIONS health probes that are due (one per core entry per interval).
+    fn health_tick(&mut self, now: Instant) {
+        let cores = self.policy.core_dests();
+        for dest in self.health.due(now, &cores) {
+            let n = self.health.count();
+            let local = self
+                .locals
+                .for_dest(dest.transport, dest.addr)
+                .map(|l| self.locals.host_port(l))
+                .unwrap_or_default();
+            let tx = self.send_own(dest, "OPTIONS", now, |via| {
+                health::options(&dest, via, &local, n)
+            });
+            match tx {
+                Some(t) => self.health.sent(t, dest),
+                // No local socket can reach it: as good as unreachable.
+                None => self.policy.mark_down(&dest, now),
+            }
+        }
     }
 
     /// The shell could not deliver to `dest` (TCP connect failed): every client transaction
     /// toward it fails (§17.1.4).
     pub fn on_transport_error(&mut self, dest: Dest, now: Instant) {
         self.policy.mark_down(&dest, now);
-        let victims: Vec<TxId> = self
+        let mut victims: Vec<TxId> = self
             .client_ctx
             .keys()
             .copied()
             .filter(|t| self.txs.dest(*t).is_some_and(|d| d.addr == dest.addr))
             .collect();
+        victims.extend(self.health.in_flight_to(dest.addr));
         let mut outs = std::mem::take(&mut self.txout);
         for t in victims {
             self.txs.on_transport_error(t, &mut outs);
@@ -1099,7 +1126,11 @@ impl Proxy {
             return;
         };
         let Some((id, b)) = owner else {
-            // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer.
+            // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer;
+            // or a health probe's (the core was marked up or, on 503, down above).
+            if self.health.done(client).is_some() {
+                return;
+            }
             self.reg_own_response(client, now);
             return;
         };
@@ -1176,6 +1207,7 @@ impl Proxy {
                             self.reap(id);
                         }
                         self.client_ctx.remove(&tx);
+                        self.health.done(tx);
                     }
                 }
             }
@@ -1191,6 +1223,10 @@ impl Proxy {
         _outs: &mut Vec<Output<Dest>>,
     ) {
         let Some((id, b)) = self.client_ctx.get(&tx).copied() else {
+            if let Some(d) = self.health.done(tx) {
+                self.policy.mark_down(&d, now);
+                return;
+            }
             self.reg_own_failed(tx, now);
             return;
         };

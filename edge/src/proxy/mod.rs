@@ -5,6 +5,7 @@ pub mod branch;
 pub mod build;
 pub mod context;
 mod core;
+pub mod health;
 pub mod locals;
 pub mod policy;
 pub mod received;

@@ -72,6 +72,11 @@ impl Policy {
             .find(|d| !tried.iter().any(|t| same_entry(t, d)))
     }
 
+    /// Every core entry, in order of preference (for health probes).
+    pub fn core_dests(&self) -> Vec<Dest> {
+        self.core.iter().map(|(c, _)| dest_of(c)).collect()
+    }
+
     /// True when `dest` is one of the core entries.
     pub fn is_core(&self, dest: &Dest) -> bool {
         self.core.iter().any(|(c, _)| same_entry(&dest_of(c), dest))
@@ -150,6 +155,7 @@ mod tests {
         Policy::new(&RoutingConfig {
             core: core.iter().map(|s| s.to_string()).collect(),
             trusted_networks: trusted.iter().map(|s| s.parse().unwrap()).collect(),
+            ..RoutingConfig::default()
         })
     }
 

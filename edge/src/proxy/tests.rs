@@ -38,6 +38,8 @@ impl Harness {
     fn with(f: impl FnOnce(&mut EdgeConfig)) -> Self {
         let mut cfg = EdgeConfig::default();
         cfg.routing.core = vec![CORE.to_string()];
+        // Health probes have their own tests; elsewhere they would add OPTIONS to the core.
+        cfg.routing.health_interval_s = 0;
         f(&mut cfg);
         let metrics = Metrics::new();
         let now = Instant::now();
@@ -969,4 +971,110 @@ fn tcp_connect_failure_fails_over_at_once() {
     let out = h.proxy.take_transmits();
     assert_eq!(only_to(&out, CORE2).len(), 1, "re-sent to the second core");
     assert!(only_to(&out, PHONE).is_empty());
+}
+
+// ---- core health by OPTIONS ----
+
+fn probed_cores() -> Harness {
+    Harness::with(|c| {
+        c.routing.core = vec![CORE.into(), CORE2.into()];
+        c.routing.health_interval_s = 10;
+    })
+}
+
+#[test]
+fn health_options_go_to_every_core_each_interval() {
+    let mut h = probed_cores();
+    let out = h.advance(Duration::from_millis(9_900));
+    assert!(
+        requests(&out, "OPTIONS").is_empty(),
+        "first round after one interval"
+    );
+    let out = h.advance(Duration::from_millis(200));
+    let probes = requests(&out, "OPTIONS");
+    assert_eq!(probes.len(), 2);
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    assert_eq!(only_to(&out, CORE2).len(), 1);
+    let p = parse(&probes[0].bytes);
+    assert_eq!(p.request_uri().unwrap(), b"sip:10.0.0.5:5060");
+    // Answered: the next round 10 s later probes both again (a new transaction each).
+    let b1 = probes[0].bytes.clone();
+    let b2 = probes[1].bytes.clone();
+    h.recv(CORE, &answer(&b1, 200, "h1", &[]));
+    h.recv(CORE2, &answer(&b2, 404, "h2", &[]));
+    let out = h.advance(Duration::from_secs(10));
+    let again = requests(&out, "OPTIONS");
+    assert_eq!(again.len(), 2);
+    assert_ne!(
+        parse(&again[0].bytes).top_via().unwrap().branch,
+        p.top_via().unwrap().branch
+    );
+}
+
+#[test]
+fn unanswered_health_probe_marks_the_core_down_and_an_answer_brings_it_back() {
+    let mut h = probed_cores();
+    h.advance(Duration::from_millis(10_100));
+    // Only the second core answers its probes.
+    let mut t = 0;
+    while t < 45 {
+        let out = h.advance(Duration::from_secs(1));
+        for p in requests(&out, "OPTIONS") {
+            if p.dest.addr.to_string() == CORE2 {
+                let b = p.bytes.clone();
+                h.recv(CORE2, &answer(&b, 200, "h2", &[]));
+            }
+        }
+        t += 1;
+    }
+    // Timer F (32 s) expired on the first core's probe: new requests go to the second.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKh1", ""));
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE2)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            "INVITE"
+        )
+        .len(),
+        1
+    );
+    assert!(requests(
+        &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+        "INVITE"
+    )
+    .is_empty());
+    // The first core answers its next probe: back in rotation at once.
+    let mut back = false;
+    for _ in 0..15 {
+        let out = h.advance(Duration::from_secs(1));
+        for p in requests(&out, "OPTIONS") {
+            if p.dest.addr.to_string() == CORE {
+                let b = p.bytes.clone();
+                h.recv(CORE, &answer(&b, 200, "h1", &[]));
+                back = true;
+            }
+        }
+        if back {
+            break;
+        }
+    }
+    assert!(back, "the first core is still probed while down");
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKh2", ""));
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+            "INVITE"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn health_probing_off_sends_nothing() {
+    let mut h = Harness::with(|c| c.routing.health_interval_s = 0);
+    let out = h.advance(Duration::from_secs(60));
+    assert!(requests(&out, "OPTIONS").is_empty());
 }
