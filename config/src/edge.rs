@@ -97,9 +97,11 @@ impl Default for TimersConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Core proxies/registrars in order of preference: `host:port`, optionally prefixed by
-    /// `udp:` or `tcp:` (default udp) and followed by `;priority=N` (lower first, default 0;
-    /// equal priorities keep list order). The first healthy one gets access-side requests.
+    /// Core proxies/registrars in order of preference: `ip:port` or a domain name (`name` is
+    /// resolved by DNS SRV `_sip._udp|_sip._tcp.name` then A/AAAA, RFC 3263; `name:port` by
+    /// A/AAAA only), optionally prefixed by `udp:` or `tcp:` (default udp) and followed by
+    /// `;priority=N` (lower first, default 0; equal priorities keep list order). The first
+    /// healthy one gets access-side requests.
     pub core: Vec<String>,
     /// Sources in these networks are "core side" (besides the core addresses themselves).
     pub trusted_networks: Vec<IpNet>,
@@ -155,6 +157,81 @@ impl CoreTarget {
     }
 }
 
+/// A `routing.core` entry given as a domain name, resolved at run time (RFC 3263 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreDomain {
+    pub transport: Transport,
+    /// Lower-case, without a trailing dot.
+    pub name: String,
+    /// An explicit port: A/AAAA only, no SRV (RFC 3263 §4.2).
+    pub port: Option<u16>,
+    pub priority: u16,
+}
+
+/// One entry of `routing.core`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreEntry {
+    Addr(CoreTarget),
+    Domain(CoreDomain),
+}
+
+impl CoreEntry {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Ok(t) = CoreTarget::parse(s) {
+            return Ok(CoreEntry::Addr(t));
+        }
+        let (entry, priority) = split_params(s)?;
+        let (transport, rest) = if let Some(r) = entry.strip_prefix("udp:") {
+            (Transport::Udp, r)
+        } else if let Some(r) = entry.strip_prefix("tcp:") {
+            (Transport::Tcp, r)
+        } else {
+            (Transport::Udp, entry)
+        };
+        let bad = || format!("`{s}` is not [udp:|tcp:](ip:port|domain[:port])[;priority=N]");
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (rest, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if !is_domain(&name) {
+            return Err(bad());
+        }
+        Ok(CoreEntry::Domain(CoreDomain {
+            transport,
+            name,
+            port,
+            priority,
+        }))
+    }
+
+    pub fn priority(&self) -> u16 {
+        match self {
+            CoreEntry::Addr(t) => t.priority,
+            CoreEntry::Domain(d) => d.priority,
+        }
+    }
+}
+
+/// A fully qualified host name: two or more LDH labels (RFC 1123 §2.1), the last not numeric
+/// (so a mistyped IP address is an error, not a name lookup).
+fn is_domain(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    let ldh = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(ldh)
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Splits `entry;priority=N` into the entry and its priority (0 when absent).
 fn split_params(s: &str) -> Result<(&str, u16), String> {
     let mut parts = s.split(';');
@@ -175,7 +252,19 @@ fn split_params(s: &str) -> Result<(&str, u16), String> {
 }
 
 impl RoutingConfig {
-    /// The core entries by priority (a stable sort: equal priorities keep list order).
+    /// Every core entry (addresses and domain names) by priority, ties in list order.
+    pub fn core_entries(&self) -> Vec<CoreEntry> {
+        // validate() has checked every entry.
+        let mut v: Vec<CoreEntry> = self
+            .core
+            .iter()
+            .filter_map(|s| CoreEntry::parse(s).ok())
+            .collect();
+        v.sort_by_key(CoreEntry::priority);
+        v
+    }
+
+    /// The core entries given as addresses, by priority (a stable sort: equal priorities keep list order).
     pub fn core_targets(&self) -> Vec<CoreTarget> {
         // validate() has checked every entry.
         let mut v: Vec<CoreTarget> = self
@@ -285,7 +374,7 @@ impl Validate for EdgeConfig {
             ));
         }
         for c in &self.routing.core {
-            CoreTarget::parse(c).map_err(|r| ConfigError::invalid("routing.core", r))?;
+            CoreEntry::parse(c).map_err(|r| ConfigError::invalid("routing.core", r))?;
         }
         let l = &self.limits;
         if !(512..=1 << 20).contains(&l.max_message_bytes) {

@@ -145,6 +145,18 @@ impl Proxy {
         }
     }
 
+    /// The `routing.core` entries given as domain names, for the shell to resolve:
+    /// (slot, entry).
+    pub fn core_domains(&self) -> Vec<(usize, config::CoreDomain)> {
+        self.policy.domains()
+    }
+
+    /// The shell resolved core entry `slot` (RFC 3263): its targets from now on.
+    pub fn set_core_resolved(&mut self, slot: usize, targets: Vec<super::srv::Resolved>) {
+        self.policy
+            .set_resolved(slot, targets, |n| rand::random_range(0..=n));
+    }
+
     /// What to send, in order.
     pub fn take_transmits(&mut self) -> Vec<Transmit> {
         std::mem::take(&mut self.out)

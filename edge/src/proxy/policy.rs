@@ -6,11 +6,14 @@
 //! has the core's address as its remote, so it classifies as core side too. Access-side requests go to the core; the core
 //! is an ordered list and the first healthy entry wins. An entry that timed out, refused a
 //! connection or answered 503 is skipped for [`DOWN_FOR`] (or the 503's Retry-After) before it is
-//! tried again (failover, not load sharing; RFC 3263 §4.3).
+//! tried again (failover, not load sharing; RFC 3263 §4.3). An entry given as a domain name
+//! stands for the targets the shell resolved (SRV, then A/AAAA), in RFC 2782 order.
 
+use super::srv::{self, Resolved};
 use crate::transport::{Dest, Source};
-use config::{CoreTarget, IpNet, RoutingConfig};
-use std::net::IpAddr;
+use config::{CoreDomain, CoreEntry, IpNet, RoutingConfig, Transport};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a core entry that failed stays out of rotation.
@@ -25,29 +28,107 @@ pub enum Side {
     Core,
 }
 
-/// One core entry and, while it is out of rotation, until when.
-type Entry = (CoreTarget, Option<Instant>);
+/// One `routing.core` entry and where it currently points: one address, or for a domain name
+/// what DNS returned, in RFC 2782 order (empty until the shell has resolved it).
+struct Slot {
+    entry: CoreEntry,
+    targets: Vec<Dest>,
+}
 
 pub struct Policy {
-    core: Vec<Entry>,
+    /// By configured priority, ties in list order.
+    slots: Vec<Slot>,
+    /// Core addresses out of rotation, and until when. Kept by address so that a re-resolution
+    /// does not forget that a target is down.
+    down: HashMap<(Transport, SocketAddr), Instant>,
     trusted: Vec<IpNet>,
 }
 
 impl Policy {
     pub fn new(cfg: &RoutingConfig) -> Self {
+        let slots = cfg
+            .core_entries()
+            .into_iter()
+            .map(|entry| {
+                let targets = match &entry {
+                    CoreEntry::Addr(c) => vec![Dest {
+                        transport: c.transport,
+                        addr: c.addr,
+                        flow: None,
+                    }],
+                    CoreEntry::Domain(_) => Vec::new(),
+                };
+                Slot { entry, targets }
+            })
+            .collect();
         Policy {
-            core: cfg.core_targets().into_iter().map(|c| (c, None)).collect(),
+            slots,
+            down: HashMap::new(),
             trusted: cfg.trusted_networks.clone(),
         }
+    }
+
+    /// The domain-name entries the shell must resolve: (slot index, entry).
+    pub fn domains(&self) -> Vec<(usize, CoreDomain)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.entry {
+                CoreEntry::Domain(d) => Some((i, d.clone())),
+                CoreEntry::Addr(_) => None,
+            })
+            .collect()
+    }
+
+    /// The shell resolved domain entry `slot` (RFC 3263 §4.2/§4.4); the targets replace the
+    /// previous ones, ordered by SRV priority and weight (`pick(total)`: uniform in 0..=total).
+    /// An empty result keeps the previous targets: a failed lookup must not drop a live core.
+    pub fn set_resolved(
+        &mut self,
+        slot: usize,
+        targets: Vec<Resolved>,
+        pick: impl FnMut(u32) -> u32,
+    ) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let CoreEntry::Domain(d) = &s.entry else {
+            return;
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let transport = d.transport;
+        s.targets = srv::order(targets, pick)
+            .into_iter()
+            .map(|r| Dest {
+                transport,
+                addr: r.addr,
+                flow: None,
+            })
+            .collect();
+        let live: Vec<Dest> = self.all().collect();
+        self.down
+            .retain(|(t, a), _| live.iter().any(|d| d.transport == *t && d.addr == *a));
+    }
+
+    /// Every core target in order of preference.
+    fn all(&self) -> impl Iterator<Item = Dest> + '_ {
+        self.slots.iter().flat_map(|s| s.targets.iter().copied())
+    }
+
+    fn is_healthy(&self, d: &Dest, now: Instant) -> bool {
+        self.down
+            .get(&(d.transport, d.addr))
+            .is_none_or(|until| now >= *until)
     }
 
     pub fn side(&self, src: &Source) -> Side {
         let ip = canonical(src.remote.ip());
         let trusted = self.trusted.iter().any(|n| n.contains(&ip))
             || self
-                .core
-                .iter()
-                .any(|(c, _)| canonical(c.addr.ip()) == ip && c.addr.port() == src.remote.port());
+                .all()
+                .any(|c| canonical(c.addr.ip()) == ip && c.addr.port() == src.remote.port());
         if trusted {
             Side::Core
         } else {
@@ -55,31 +136,30 @@ impl Policy {
         }
     }
 
-    /// The first healthy core entry; if all are down, the one that comes back soonest.
+    /// The first healthy core target; if all are down, the one that comes back soonest.
     pub fn core_dest(&self, now: Instant) -> Option<Dest> {
-        let healthy = self.core.iter().find(|e| is_healthy(e, now));
-        let pick = healthy.or_else(|| self.core.iter().min_by_key(|(_, down)| *down));
-        pick.map(|(c, _)| dest_of(c))
+        self.all().find(|d| self.is_healthy(d, now)).or_else(|| {
+            self.all()
+                .min_by_key(|d| self.down.get(&(d.transport, d.addr)).copied())
+        })
     }
 
-    /// Serial failover (RFC 3263 §4.3): the first healthy entry not in `tried`. `None` when
-    /// every healthy entry was tried: the request's failure then goes upstream.
+    /// Serial failover (RFC 3263 §4.3): the first healthy target not in `tried`. `None` when
+    /// every healthy target was tried: the request's failure then goes upstream.
     pub fn next_core(&self, now: Instant, tried: &[Dest]) -> Option<Dest> {
-        self.core
-            .iter()
-            .filter(|e| is_healthy(e, now))
-            .map(|(c, _)| dest_of(c))
+        self.all()
+            .filter(|d| self.is_healthy(d, now))
             .find(|d| !tried.iter().any(|t| same_entry(t, d)))
     }
 
-    /// Every core entry, in order of preference (for health probes).
+    /// Every core target, in order of preference (for health probes).
     pub fn core_dests(&self) -> Vec<Dest> {
-        self.core.iter().map(|(c, _)| dest_of(c)).collect()
+        self.all().collect()
     }
 
-    /// True when `dest` is one of the core entries.
+    /// True when `dest` is one of the core targets.
     pub fn is_core(&self, dest: &Dest) -> bool {
-        self.core.iter().any(|(c, _)| same_entry(&dest_of(c), dest))
+        self.all().any(|d| same_entry(&d, dest))
     }
 
     /// A request to `dest` timed out or could not be sent.
@@ -90,37 +170,19 @@ impl Policy {
     /// `dest` is out of rotation for `period` (a 503's Retry-After, RFC 3261 §21.5.4, capped at
     /// [`MAX_RETRY_AFTER`]).
     pub fn mark_down_for(&mut self, dest: &Dest, now: Instant, period: Duration) {
-        let until = now + period.min(MAX_RETRY_AFTER);
-        for (c, down) in &mut self.core {
-            if same_entry(&dest_of(c), dest) {
-                *down = Some(until);
-            }
+        if self.is_core(dest) {
+            let until = now + period.min(MAX_RETRY_AFTER);
+            self.down.insert((dest.transport, dest.addr), until);
         }
     }
 
     /// `dest` answered: it is healthy again.
     pub fn mark_up(&mut self, dest: &Dest) {
-        for (c, down) in &mut self.core {
-            if c.addr == dest.addr {
-                *down = None;
-            }
-        }
+        self.down.retain(|(_, a), _| *a != dest.addr);
     }
 }
 
-fn is_healthy((_, down): &Entry, now: Instant) -> bool {
-    down.is_none_or(|until| now >= until)
-}
-
-fn dest_of(c: &CoreTarget) -> Dest {
-    Dest {
-        transport: c.transport,
-        addr: c.addr,
-        flow: None,
-    }
-}
-
-/// Same core entry: address and transport (the TCP flow a request went over does not matter).
+/// Same core target: address and transport (the TCP flow a request went over does not matter).
 fn same_entry(a: &Dest, b: &Dest) -> bool {
     a.addr == b.addr && a.transport == b.transport
 }
@@ -234,5 +296,58 @@ mod tests {
             transport: Transport::Tcp,
             ..b
         }));
+    }
+
+    fn resolved(port: u16, priority: u16, weight: u16) -> Resolved {
+        Resolved {
+            addr: std::net::SocketAddr::from(([10, 0, 1, 1], port)),
+            priority,
+            weight,
+        }
+    }
+
+    #[test]
+    fn domain_entries_take_resolved_targets_in_srv_order() {
+        let mut p = policy(
+            &[
+                "tcp:core.example.com;priority=1",
+                "10.0.0.9:5060;priority=2",
+            ],
+            &[],
+        );
+        let t0 = Instant::now();
+        // Unresolved: only the static entry.
+        assert_eq!(p.core_dest(t0).unwrap().addr.to_string(), "10.0.0.9:5060");
+        let domains = p.domains();
+        assert_eq!(domains.len(), 1);
+        let (slot, d) = &domains[0];
+        assert_eq!(d.name, "core.example.com");
+        p.set_resolved(
+            *slot,
+            vec![resolved(5062, 20, 0), resolved(5061, 10, 0)],
+            |_| 0,
+        );
+        let first = p.core_dest(t0).unwrap();
+        assert_eq!(first.addr.port(), 5061, "SRV priority 10 first");
+        assert_eq!(first.transport, Transport::Tcp, "the entry's transport");
+        assert_eq!(p.side(&src_port("10.0.1.1", 5062)), Side::Core);
+        // Down state survives a re-resolution with the same address.
+        p.mark_down(&first, t0);
+        p.set_resolved(
+            *slot,
+            vec![resolved(5061, 10, 0), resolved(5062, 20, 0)],
+            |_| 0,
+        );
+        assert_eq!(p.core_dest(t0).unwrap().addr.port(), 5062);
+        // A failed lookup (empty) keeps the previous targets.
+        p.set_resolved(*slot, Vec::new(), |_| 0);
+        assert_eq!(p.core_dest(t0).unwrap().addr.port(), 5062);
+        // Then the static entry (priority 2) after both SRV targets.
+        let both = p.core_dests();
+        assert_eq!(both.len(), 3);
+        assert_eq!(both[2].addr.to_string(), "10.0.0.9:5060");
+        // set_resolved on a static slot is ignored.
+        p.set_resolved(1, vec![resolved(1, 0, 0)], |_| 0);
+        assert_eq!(p.core_dests().len(), 3);
     }
 }
