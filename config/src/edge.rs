@@ -107,6 +107,9 @@ pub struct RoutingConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Seconds between OPTIONS health probes to each core entry; 0 turns probing off.
     pub health_interval_s: u64,
+    /// DNS servers (`ip:port`) for domain-name core entries; empty: the system's
+    /// (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for RoutingConfig {
@@ -115,6 +118,7 @@ impl Default for RoutingConfig {
             core: vec!["127.0.0.1:5070".to_string()],
             trusted_networks: Vec::new(),
             health_interval_s: 10,
+            dns_servers: Vec::new(),
         }
     }
 }
