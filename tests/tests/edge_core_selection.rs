@@ -224,3 +224,47 @@ Call-ID: srv-{i}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
     );
     stop.store(true, Ordering::Relaxed);
 }
+
+/// Health by OPTIONS: with `--health-interval 1` the core receives an OPTIONS about every
+/// second, each a new transaction.
+#[test]
+fn core_gets_health_options_every_interval() {
+    let test = "core_gets_health_options_every_interval";
+    let Some(edge_bin) = edge_or_skip(test) else {
+        return;
+    };
+    let dir = WorkDir::new(test);
+    let core = UdpSocket::bind(free_addr(CORE_IP)).unwrap();
+    core.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let args = EdgeArgs::udp_core(core.local_addr().unwrap()).extra(&["--health-interval", "1"]);
+    let mut edge = start_or_panic(&edge_bin, &dir, &args);
+    let mut buf = [0u8; 4096];
+    let mut branches = Vec::new();
+    let end = Instant::now() + Duration::from_millis(3_700);
+    while Instant::now() < end {
+        let Ok((n, from)) = core.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("OPTIONS ") {
+            continue;
+        }
+        let branch = text
+            .split("\r\n")
+            .find(|l| l.starts_with("Via:"))
+            .and_then(|v| v.split("branch=").nth(1))
+            .map(|b| b.split(';').next().unwrap_or_default().to_string());
+        if !branches.contains(&branch) {
+            branches.push(branch);
+        }
+        core.send_to(response(&text, "200 OK").as_bytes(), from)
+            .unwrap();
+    }
+    assert!(
+        (2..=5).contains(&branches.len()),
+        "{test}: {} probes in 3.7 s\n{}",
+        branches.len(),
+        edge.report()
+    );
+}
