@@ -920,29 +920,45 @@ impl Proxy {
         let b = ctx.rc.branch_started();
         // A registered binding goes over its flow; the first target to the hop chosen by
         // routing; recursion targets to their URI.
-        let first = ctx.first_hop.take();
-        let core = reg_hop.is_none() && first.is_some() && ctx.first_hop_core;
-        let hop = reg_hop
-            .or(first)
-            .or_else(|| Uri::parse(&target).ok().and_then(|u| dest_for(&u)));
+        let (hop, core) = match reg_hop {
+            Some(h) => (Some(h), false),
+            None => match ctx.first_hop.take() {
+                Some(h) => (Some(h), ctx.first_hop_core),
+                None => (Uri::parse(&target).ok().and_then(|u| dest_for(&u)), false),
+            },
+        };
         let result = match hop {
-            Some(hop) => self.send_branch(id, b, target, hop, core, false, now),
+            Some(hop) => self.send_branch(id, b, target.clone(), hop, core, false, now),
             None => Err((404, "Not Found (unresolvable target)")),
         };
-        if let Err((code, reason)) = result {
-            let acts = match self.contexts.get_mut(&id) {
-                Some(c) => c.rc.on_final(
-                    b,
-                    Candidate::Local {
-                        status: code,
-                        reason,
-                    },
-                    Vec::new(),
-                ),
-                None => return,
-            };
-            self.apply(id, acts, now);
+        let Err((code, reason)) = result else {
+            return;
+        };
+        let Some(c) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        // Keep `branches` indexed like the response context's branches (CANCEL, failover).
+        if c.branches.len() == b {
+            c.branches.push(BranchInfo {
+                request: Bytes::new(),
+                dest: Dest {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    flow: None,
+                },
+                tx: None,
+                target,
+                core: false,
+                tried: Vec::new(),
+                relayed_1xx: false,
+            });
         }
+        let cand = Candidate::Local {
+            status: code,
+            reason,
+        };
+        let acts = c.rc.on_final(b, cand, Vec::new());
+        self.apply(id, acts, now);
     }
 
     /// Sends branch `b` of context `id` toward `hop` on a new client transaction. With

@@ -1078,3 +1078,37 @@ fn health_probing_off_sends_nothing() {
     let out = h.advance(Duration::from_secs(60));
     assert!(requests(&out, "OPTIONS").is_empty());
 }
+
+#[test]
+fn cancel_reaches_a_branch_started_after_an_unroutable_one() {
+    // 302 with an unroutable Contact first: its branch fails locally; the next one rings and
+    // the caller's CANCEL must reach it (branch bookkeeping stays aligned).
+    let mut h = Harness::new();
+    let inv = invite("sip:bob@example.com", "z9hG4bKu1", "");
+    let out = h.recv(PHONE, &inv);
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(
+            &fwd,
+            302,
+            "r",
+            &[(
+                "Contact",
+                b"<sip:x@nohost.example.com>, <sip:y@10.0.0.7:5060>",
+            )],
+        ),
+    );
+    let second = only_to(&out, "10.0.0.7:5060");
+    assert_eq!(second.len(), 1, "the routable Contact is tried");
+    let second = second[0].bytes.clone();
+    h.recv("10.0.0.7:5060", &answer(&second, 180, "y", &[]));
+    let cancel = "CANCEL sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKu1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKu1@phone\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, cancel.as_bytes());
+    let down = requests(&out, "CANCEL");
+    assert_eq!(down.len(), 1, "CANCEL sent to the ringing branch");
+    assert_eq!(down[0].dest.addr.to_string(), "10.0.0.7:5060");
+}
