@@ -97,11 +97,19 @@ impl Default for TimersConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Core proxies/registrars in order of preference: `host:port`, optionally prefixed by
-    /// `udp:` or `tcp:` (default udp). The first healthy one gets access-side requests.
+    /// Core proxies/registrars in order of preference: `ip:port` or a domain name (`name` is
+    /// resolved by DNS SRV `_sip._udp|_sip._tcp.name` then A/AAAA, RFC 3263; `name:port` by
+    /// A/AAAA only), optionally prefixed by `udp:` or `tcp:` (default udp) and followed by
+    /// `;priority=N` (lower first, default 0; equal priorities keep list order). The first
+    /// healthy one gets access-side requests.
     pub core: Vec<String>,
     /// Sources in these networks are "core side" (besides the core addresses themselves).
     pub trusted_networks: Vec<IpNet>,
+    /// Seconds between OPTIONS health probes to each core entry; 0 turns probing off.
+    pub health_interval_s: u64,
+    /// DNS servers (`ip:port`) for domain-name core entries; empty: the system's
+    /// (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for RoutingConfig {
@@ -109,6 +117,8 @@ impl Default for RoutingConfig {
         RoutingConfig {
             core: vec!["127.0.0.1:5070".to_string()],
             trusted_networks: Vec::new(),
+            health_interval_s: 10,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -126,10 +136,13 @@ pub enum Transport {
 pub struct CoreTarget {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// Lower is preferred (like DNS SRV priority, RFC 2782).
+    pub priority: u16,
 }
 
 impl CoreTarget {
     pub fn parse(s: &str) -> Result<Self, String> {
+        let (s, priority) = split_params(s)?;
         let (transport, rest) = if let Some(r) = s.strip_prefix("udp:") {
             (Transport::Udp, r)
         } else if let Some(r) = s.strip_prefix("tcp:") {
@@ -139,18 +152,132 @@ impl CoreTarget {
         };
         let addr = rest
             .parse()
-            .map_err(|_| format!("`{s}` is not [udp:|tcp:]ip:port"))?;
-        Ok(CoreTarget { transport, addr })
+            .map_err(|_| format!("`{s}` is not [udp:|tcp:]ip:port[;priority=N]"))?;
+        Ok(CoreTarget {
+            transport,
+            addr,
+            priority,
+        })
     }
 }
 
+/// A `routing.core` entry given as a domain name, resolved at run time (RFC 3263 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreDomain {
+    pub transport: Transport,
+    /// Lower-case, without a trailing dot.
+    pub name: String,
+    /// An explicit port: A/AAAA only, no SRV (RFC 3263 §4.2).
+    pub port: Option<u16>,
+    pub priority: u16,
+}
+
+/// One entry of `routing.core`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreEntry {
+    Addr(CoreTarget),
+    Domain(CoreDomain),
+}
+
+impl CoreEntry {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Ok(t) = CoreTarget::parse(s) {
+            return Ok(CoreEntry::Addr(t));
+        }
+        let (entry, priority) = split_params(s)?;
+        let (transport, rest) = if let Some(r) = entry.strip_prefix("udp:") {
+            (Transport::Udp, r)
+        } else if let Some(r) = entry.strip_prefix("tcp:") {
+            (Transport::Tcp, r)
+        } else {
+            (Transport::Udp, entry)
+        };
+        let bad = || format!("`{s}` is not [udp:|tcp:](ip:port|domain[:port])[;priority=N]");
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (rest, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if !is_domain(&name) {
+            return Err(bad());
+        }
+        Ok(CoreEntry::Domain(CoreDomain {
+            transport,
+            name,
+            port,
+            priority,
+        }))
+    }
+
+    pub fn priority(&self) -> u16 {
+        match self {
+            CoreEntry::Addr(t) => t.priority,
+            CoreEntry::Domain(d) => d.priority,
+        }
+    }
+}
+
+/// A fully qualified host name: two or more LDH labels (RFC 1123 §2.1), the last not numeric
+/// (so a mistyped IP address is an error, not a name lookup).
+fn is_domain(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    let ldh = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(ldh)
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Splits `entry;priority=N` into the entry and its priority (0 when absent).
+fn split_params(s: &str) -> Result<(&str, u16), String> {
+    let mut parts = s.split(';');
+    let entry = parts.next().unwrap_or_default().trim();
+    let mut priority = 0;
+    for p in parts {
+        match p.trim().split_once('=') {
+            Some(("priority", v)) => {
+                priority = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{s}`: priority must be 0..=65535"))?;
+            }
+            _ => return Err(format!("`{s}`: unknown parameter `{p}` (only priority=N)")),
+        }
+    }
+    Ok((entry, priority))
+}
+
 impl RoutingConfig {
+    /// Every core entry (addresses and domain names) by priority, ties in list order.
+    pub fn core_entries(&self) -> Vec<CoreEntry> {
+        // validate() has checked every entry.
+        let mut v: Vec<CoreEntry> = self
+            .core
+            .iter()
+            .filter_map(|s| CoreEntry::parse(s).ok())
+            .collect();
+        v.sort_by_key(CoreEntry::priority);
+        v
+    }
+
+    /// The core entries given as addresses, by priority (a stable sort: equal priorities keep list order).
     pub fn core_targets(&self) -> Vec<CoreTarget> {
         // validate() has checked every entry.
-        self.core
+        let mut v: Vec<CoreTarget> = self
+            .core
             .iter()
             .filter_map(|s| CoreTarget::parse(s).ok())
-            .collect()
+            .collect();
+        v.sort_by_key(|c| c.priority);
+        v
     }
 }
 
@@ -244,8 +371,14 @@ impl Validate for EdgeConfig {
                 "no UDP or TCP listen address",
             ));
         }
+        if self.routing.health_interval_s > 86_400 {
+            return Err(ConfigError::invalid(
+                "routing.health_interval_s",
+                "must be 0 (off) to 86400",
+            ));
+        }
         for c in &self.routing.core {
-            CoreTarget::parse(c).map_err(|r| ConfigError::invalid("routing.core", r))?;
+            CoreEntry::parse(c).map_err(|r| ConfigError::invalid("routing.core", r))?;
         }
         let l = &self.limits;
         if !(512..=1 << 20).contains(&l.max_message_bytes) {

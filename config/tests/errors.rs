@@ -42,6 +42,75 @@ fn semantic_error_names_key() {
 }
 
 #[test]
+fn core_priorities_order_the_list_and_bad_ones_name_the_key() {
+    let e: EdgeConfig = config::from_str(
+        "[routing]\ncore = [\"10.0.0.1:5060;priority=20\", \"tcp:10.0.0.2:5060\", \"10.0.0.3:5060;priority=20\", \"10.0.0.4:5060 ; priority=5\"]\n",
+    )
+    .unwrap();
+    let order: Vec<String> = e
+        .routing
+        .core_targets()
+        .iter()
+        .map(|c| format!("{}/{}", c.addr, c.priority))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "10.0.0.2:5060/0",
+            "10.0.0.4:5060/5",
+            "10.0.0.1:5060/20",
+            "10.0.0.3:5060/20"
+        ]
+    );
+    for bad in [
+        "10.0.0.1:5060;priority=x",
+        "10.0.0.1:5060;weight=3",
+        "10.0.0.1:5060;priority=70000",
+    ] {
+        let err = config::from_str::<EdgeConfig>(&format!("[routing]\ncore = [\"{bad}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routing.core") && err.contains(bad), "{err}");
+    }
+}
+
+#[test]
+fn core_entries_may_be_domain_names() {
+    use config::{CoreEntry, Transport};
+    let e: EdgeConfig = config::from_str(
+        "[routing]\ncore = [\"tcp:Core.Example.COM.;priority=2\", \"sip.example.net:5080\", \"10.0.0.1:5060;priority=1\"]\n",
+    )
+    .unwrap();
+    let entries = e.routing.core_entries();
+    // By priority: the name with a port (0), the address (1), the SRV name (2).
+    assert!(
+        matches!(&entries[0], CoreEntry::Domain(d) if d.port == Some(5080) && d.name == "sip.example.net")
+    );
+    assert!(matches!(&entries[1], CoreEntry::Addr(t) if t.priority == 1));
+    match &entries[2] {
+        CoreEntry::Domain(d) => {
+            assert_eq!(d.name, "core.example.com");
+            assert_eq!(d.transport, Transport::Tcp);
+            assert_eq!((d.port, d.priority), (None, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.routing.core_targets().len() == 1, "addresses only");
+    for bad in [
+        "1.2.3.4",
+        "core..example.com",
+        "-x.example.com",
+        "core.example.com:99999",
+        "under_score.example.com",
+    ] {
+        let err = config::from_str::<EdgeConfig>(&format!("[routing]\ncore = [\"{bad}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routing.core") && err.contains(bad), "{err}");
+    }
+}
+
+#[test]
 fn example_files_parse() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
     config::from_file::<EdgeConfig>(format!("{dir}edge.toml").as_ref()).unwrap();

@@ -8,6 +8,7 @@ pub mod media;
 pub mod metrics;
 pub mod proxy;
 pub mod registrar;
+pub mod resolve;
 pub mod sdp;
 pub mod server;
 pub mod sip;

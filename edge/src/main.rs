@@ -20,6 +20,10 @@ struct Args {
     /// Core proxy/registrar, `[udp:|tcp:]ip:port` (repeatable; replaces routing.core).
     #[arg(long)]
     core: Vec<String>,
+    /// Seconds between OPTIONS health probes to each core entry, 0 = off (replaces
+    /// routing.health_interval_s).
+    #[arg(long = "health-interval")]
+    health_interval: Option<u64>,
     /// Network treated as core side (repeatable; added to routing.trusted_networks).
     #[arg(long)]
     trusted: Vec<IpNet>,
@@ -66,6 +70,9 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if !args.core.is_empty() {
         cfg.routing.core = args.core.clone();
+    }
+    if let Some(s) = args.health_interval {
+        cfg.routing.health_interval_s = s;
     }
     cfg.routing
         .trusted_networks

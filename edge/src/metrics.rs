@@ -19,6 +19,10 @@ pub struct Metrics {
     /// Messages not processed, by reason (no_route, send_failed, tcp_limit, stray_response…).
     pub dropped: IntCounterVec,
     pub tcp_connections: IntGauge,
+    /// STUN Binding requests answered on the SIP UDP ports (RFC 5626 §4.4.2).
+    pub stun_answered: IntCounter,
+    /// Requests re-sent to the next core entry after a 503 or a transport error.
+    pub core_failovers: IntCounter,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -93,6 +97,14 @@ impl Metrics {
             retransmissions: counter(
                 "edge_sip_retransmissions_total",
                 "Requests and responses retransmitted by the edge's transactions",
+            ),
+            stun_answered: counter(
+                "edge_stun_binding_answered_total",
+                "STUN Binding requests answered on the SIP UDP ports",
+            ),
+            core_failovers: counter(
+                "edge_core_failovers_total",
+                "Requests re-sent to the next core entry after a 503 or transport error",
             ),
             absorbed: counter(
                 "edge_sip_retransmissions_absorbed_total",

@@ -151,12 +151,9 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     locals.extend(tcp_listeners.iter().map(|(a, _)| (Transport::Tcp, *a)));
     let media_metrics = MediaMetrics::register(&metrics.registry)
         .map_err(|e| std::io::Error::other(format!("media metrics: {e}")))?;
-    let relays = RelayHandle::spawn(
-        relay_client_config(&cfg.media),
-        Some(media_metrics.clone()),
-    )
-    .await
-    .map_err(|e| std::io::Error::new(e.kind(), format!("relay client: {e}")))?;
+    let relays = RelayHandle::spawn(relay_client_config(&cfg.media), Some(media_metrics.clone()))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("relay client: {e}")))?;
     let mut proxy = Proxy::new(
         &cfg,
         locals,
@@ -174,6 +171,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         relays,
         store: RefCell::new(store),
     });
+    start_resolvers(&edge);
     tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
     for i in 0..edge.udp.len() {
         tokio::task::spawn_local(udp::recv_loop(edge.clone(), i));
@@ -199,6 +197,44 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
             last_sync = Instant::now();
             edge.persist();
         }
+    }
+}
+
+/// One task per domain-name core entry: resolve (RFC 3263), hand the targets to the proxy
+/// core, sleep until the records expire (5..60 s), repeat. A resolver that cannot be set up is
+/// logged; those entries then never get targets (the other entries still work).
+fn start_resolvers(edge: &Rc<Edge>) {
+    let domains = edge.proxy.borrow().core_domains();
+    if domains.is_empty() {
+        return;
+    }
+    let resolver = match crate::resolve::resolver(&edge.cfg.routing.dns_servers) {
+        Ok(r) => Rc::new(r),
+        Err(e) => {
+            tracing::error!(error = %e, "routing.core: DNS unavailable, domain entries unused");
+            return;
+        }
+    };
+    for (slot, domain) in domains {
+        let edge = edge.clone();
+        let resolver = resolver.clone();
+        tokio::task::spawn_local(async move {
+            loop {
+                let result = crate::resolve::lookup(&resolver, &domain).await;
+                match &result {
+                    Ok(l) => {
+                        tracing::info!(name = %domain.name, targets = ?l.targets, "core resolved");
+                        edge.proxy
+                            .borrow_mut()
+                            .set_core_resolved(slot, l.targets.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(name = %domain.name, error = %e, "core resolution failed")
+                    }
+                }
+                tokio::time::sleep(crate::resolve::refresh_after(&result)).await;
+            }
+        });
     }
 }
 

@@ -2,8 +2,8 @@
 //! OPTIONS sent from the access side.
 //!
 //! CLI used (the edge's contract): `--listen-udp ADDR`, `--listen-tcp ADDR`, `--core
-//! [udp:|tcp:]IP:PORT`, `--admin ADDR`, plus any extra flags a test passes
-//! (`--recurse-3xx false`, `--forking sequential`, ...).
+//! [udp:|tcp:]IP:PORT`, `--admin ADDR`, `--health-interval 0` (unless given), plus any extra
+//! flags a test passes (`--recurse-3xx false`, `--forking sequential`, ...).
 
 use crate::http;
 use crate::metrics::{self, Sample};
@@ -71,6 +71,11 @@ impl Edge {
         // Pure SIP tests run without an RTP relay: media anchoring off unless a test asks.
         if !args.extra.iter().any(|a| a == "--media-mode") {
             cmd.args(["--media-mode", "never"]);
+        }
+        // SIPp cores treat an unexpected OPTIONS as a scenario error: health probes are off
+        // unless a test asks.
+        if !args.extra.iter().any(|a| a == "--health-interval") {
+            cmd.args(["--health-interval", "0"]);
         }
         cmd.args(&args.extra);
         // `E2E_EDGE_LOG=debug` (any tracing filter) to see the edge's decisions in its log.

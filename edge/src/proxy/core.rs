@@ -10,6 +10,7 @@ use super::anchor::{self, Parked};
 use super::branch::{self, BranchGen};
 use super::build;
 use super::context::{Action, Candidate, ResponseContext};
+use super::health::{self, Health};
 use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
@@ -40,6 +41,14 @@ struct BranchInfo {
     request: Bytes,
     dest: Dest,
     tx: Option<TxId>,
+    /// The Request-URI it was forwarded with (to re-send it on failover).
+    target: Bytes,
+    /// The hop was chosen by the core policy: a 503 or transport error may fail over.
+    core: bool,
+    /// Core entries this branch was sent to, in order (serial failover, RFC 3263 §4.3).
+    tried: Vec<Dest>,
+    /// A provisional other than 100 was relayed upstream: too late to fail over.
+    relayed_1xx: bool,
 }
 
 /// One proxied request: its server transaction and its response context.
@@ -51,6 +60,8 @@ struct Ctx {
     branches: Vec<BranchInfo>,
     /// The hop for branches started from the initial target (core, or the next Route).
     first_hop: Option<Dest>,
+    /// `first_hop` is a core entry chosen by the policy.
+    first_hop_core: bool,
     loop_hash: u64,
 }
 
@@ -63,6 +74,8 @@ pub struct Proxy {
     /// Our Via sent-by strings, for the loop check's fast path.
     sent_by: Vec<String>,
     policy: Policy,
+    /// OPTIONS probes to the core entries (`routing.health_interval_s`).
+    health: Health,
     txs: TransactionTable<Dest>,
     branches: BranchGen,
     contexts: IdMap<u64, Ctx>,
@@ -111,6 +124,7 @@ impl Proxy {
             sent_by: listen.iter().map(|(_, a)| locals_hp(a, cfg)).collect(),
             locals,
             policy,
+            health: Health::new(cfg.routing.health_interval_s, now),
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
             branches: BranchGen::new(seed),
             contexts: IdMap::default(),
@@ -129,6 +143,18 @@ impl Proxy {
             parked: IdMap::default(),
             responder: None,
         }
+    }
+
+    /// The `routing.core` entries given as domain names, for the shell to resolve:
+    /// (slot, entry).
+    pub fn core_domains(&self) -> Vec<(usize, config::CoreDomain)> {
+        self.policy.domains()
+    }
+
+    /// The shell resolved core entry `slot` (RFC 3263): its targets from now on.
+    pub fn set_core_resolved(&mut self, slot: usize, targets: Vec<super::srv::Resolved>) {
+        self.policy
+            .set_resolved(slot, targets, |n| rand::random_range(0..=n));
     }
 
     /// What to send, in order.
@@ -267,15 +293,38 @@ impl Proxy {
             self.apply(ctx, acts, now);
         }
         self.reg_tick(now);
+        self.health_tick(now);
         self.after_event();
+    }
+
+    /// Sends the OPTIONS health probes that are due (one per core entry per interval).
+    fn health_tick(&mut self, now: Instant) {
+        let cores = self.policy.core_dests();
+        for dest in self.health.due(now, &cores) {
+            let n = self.health.count();
+            let local = self
+                .locals
+                .for_dest(dest.transport, dest.addr)
+                .map(|l| self.locals.host_port(l))
+                .unwrap_or_default();
+            let tx = self.send_own(dest, "OPTIONS", now, |via| {
+                health::options(&dest, via, &local, n)
+            });
+            match tx {
+                Some(t) => self.health.sent(t, dest),
+                // No local socket can reach it: as good as unreachable.
+                None => self.policy.mark_down(&dest, now),
+            }
+        }
     }
 
     /// The shell could not deliver to `dest` (TCP connect failed): every client transaction
     /// toward it fails (§17.1.4).
     pub fn on_transport_error(&mut self, dest: Dest, now: Instant) {
         self.policy.mark_down(&dest, now);
-        let branches: Vec<TxId> = self.client_ctx.keys().copied().collect();
-        self.fail_toward(branches, &dest, now);
+        let mut candidates: Vec<TxId> = self.client_ctx.keys().copied().collect();
+        candidates.extend(self.health.in_flight_to(dest.addr));
+        self.fail_toward(candidates, &dest, now);
         self.reg_transport_error(&dest, now);
         self.after_event();
     }
@@ -448,16 +497,20 @@ impl Proxy {
         let Some((msg, plan)) = self.reg_request(msg, &method, side, &src, server_tx, now) else {
             return;
         };
-        let (targets, first_hop) = if plan.hops.is_empty() {
+        let (targets, first_hop, first_hop_core) = if plan.hops.is_empty() {
             match self.route(&msg, side, now) {
-                Ok(r) => (vec![r.target], Some(r.hop)),
+                Ok(r) => (vec![r.target], Some(r.hop), r.core),
                 Err((code, reason)) => {
                     self.respond_local(server_tx, &msg, code, reason, now);
                     return;
                 }
             }
         } else {
-            (plan.hops.iter().map(|h| h.uri.clone()).collect(), None)
+            (
+                plan.hops.iter().map(|h| h.uri.clone()).collect(),
+                None,
+                false,
+            )
         };
         let invite = method == Method::Invite;
         let sequential = self.cfg.forking == ForkingMode::Sequential;
@@ -482,6 +535,7 @@ impl Proxy {
 
                 branches: Vec::new(),
                 first_hop,
+                first_hop_core,
                 loop_hash,
             },
         );
@@ -546,6 +600,7 @@ impl Proxy {
             ours_removed = true;
         }
         let remaining = routes.len();
+        let mut core = false;
         let hop = if let Some(first) = routes.first() {
             let uri = NameAddr::parse(first)
                 .ok()
@@ -556,6 +611,7 @@ impl Proxy {
             && !ours_removed
             && !ruri_is_us_strict(ruri_is_us, &target, ruri)
         {
+            core = true;
             self.policy
                 .core_dest(now)
                 .ok_or((503, "Service Unavailable (no core)"))?
@@ -570,6 +626,7 @@ impl Proxy {
         Ok(Route {
             target,
             hop,
+            core,
             routes_left: remaining,
         })
     }
@@ -884,52 +941,139 @@ impl Proxy {
         let b = ctx.rc.branch_started();
         // A registered binding goes over its flow; the first target to the hop chosen by
         // routing; recursion targets to their URI.
-        let hop = reg_hop
-            .or_else(|| ctx.first_hop.take())
-            .or_else(|| Uri::parse(&target).ok().and_then(|u| dest_for(&u)));
+        let (hop, core) = match reg_hop {
+            Some(h) => (Some(h), false),
+            None => match ctx.first_hop.take() {
+                Some(h) => (Some(h), ctx.first_hop_core),
+                None => (Uri::parse(&target).ok().and_then(|u| dest_for(&u)), false),
+            },
+        };
+        let result = match hop {
+            Some(hop) => self.send_branch(id, b, target.clone(), hop, core, false, now),
+            None => Err((404, "Not Found (unresolvable target)")),
+        };
+        let Err((code, reason)) = result else {
+            return;
+        };
+        let Some(c) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        // Keep `branches` indexed like the response context's branches (CANCEL, failover).
+        if c.branches.len() == b {
+            c.branches.push(BranchInfo {
+                request: Bytes::new(),
+                dest: Dest {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    flow: None,
+                },
+                tx: None,
+                target,
+                core: false,
+                tried: Vec::new(),
+                relayed_1xx: false,
+            });
+        }
+        let cand = Candidate::Local {
+            status: code,
+            reason,
+        };
+        let acts = c.rc.on_final(b, cand, Vec::new());
+        self.apply(id, acts, now);
+    }
+
+    /// Sends branch `b` of context `id` toward `hop` on a new client transaction. With
+    /// `failover` the branch already exists (its previous core failed) and is replaced: the
+    /// response context never sees the failed attempt.
+    #[allow(clippy::too_many_arguments)]
+    fn send_branch(
+        &mut self,
+        id: u64,
+        b: usize,
+        target: Bytes,
+        hop: Dest,
+        core: bool,
+        failover: bool,
+        now: Instant,
+    ) -> Result<(), (u16, &'static str)> {
+        const CANNOT: (u16, &str) = (500, "Server Internal Error (cannot forward)");
+        let ctx = self.contexts.get(&id).ok_or(CANNOT)?;
         let record_route = self.cfg.record_route
             && ctx.request.to().ok().is_some_and(|t| t.tag().is_none())
             && is_dialog_forming(ctx.request.method());
-        let fail =
-            |this: &mut Self, code, reason| this.branch_final_local(id, b, code, reason, now);
-        let Some(hop) = hop else {
-            return fail(self, 404, "Not Found (unresolvable target)");
-        };
         let br = self.branches.next(ctx.loop_hash);
-        let bytes = {
-            let ctx = &self.contexts[&id];
-            self.forwarded(&ctx.request, &ctx.src, &target, hop, &br, record_route)
-        };
-        let Some(bytes) = bytes else {
-            return fail(self, 500, "Server Internal Error (cannot forward)");
-        };
+        let bytes = self
+            .forwarded(&ctx.request, &ctx.src, &target, hop, &br, record_route)
+            .ok_or(CANNOT)?;
         let bytes = self.reg_route(id, &target, bytes);
-        let method = self.contexts[&id]
-            .request
-            .method()
-            .cloned()
-            .unwrap_or(Method::Invite);
+        let method = ctx.request.method().cloned().unwrap_or(Method::Invite);
         let key = ClientKey::new(&br, tx_method(&method));
         let mut outs = std::mem::take(&mut self.txout);
         let bytes_sent = bytes.clone();
         let created = self
             .txs
             .create_client(key, bytes, hop, hop.is_reliable(), now, &mut outs);
-        let ctx = self.contexts.get_mut(&id).expect("context checked above");
-        ctx.branches.push(BranchInfo {
+        let ctx = self.contexts.get_mut(&id).ok_or(CANNOT)?;
+        let mut info = BranchInfo {
             request: bytes_sent,
             dest: hop,
             tx: created.as_ref().ok().copied(),
-        });
+            target,
+            core,
+            tried: vec![hop],
+            relayed_1xx: false,
+        };
+        match ctx.branches.get_mut(b) {
+            Some(old) if failover => {
+                info.tried = std::mem::take(&mut old.tried);
+                info.tried.push(hop);
+                let old_tx = std::mem::replace(old, info).tx;
+                if let Some(t) = old_tx {
+                    self.client_ctx.remove(&t);
+                }
+            }
+            _ => ctx.branches.push(info),
+        }
         if let Ok(t) = created {
             self.client_ctx.insert(t, (id, b));
             self.metrics.request(method.as_str(), "out");
-            if method == Method::Invite {
+            // Timer C runs per branch (§16.8): a failover does not restart it.
+            if method == Method::Invite && !failover {
                 self.timer_c_heap.push(Reverse((now + self.timer_c, id, b)));
             }
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;
+        Ok(())
+    }
+
+    /// Serial failover (RFC 3263 §4.3): branch `b` went to a core entry that answered 503 or
+    /// could not be reached; re-send it to the next healthy core entry it has not tried, unless
+    /// the caller already has a final answer, cancelled, or saw a provisional from the failed
+    /// core. Returns whether the branch was re-sent (its failure is then not reported).
+    fn core_failover(&mut self, id: u64, b: usize, now: Instant) -> bool {
+        let Some(ctx) = self.contexts.get(&id) else {
+            return false;
+        };
+        let Some(info) = ctx.branches.get(b) else {
+            return false;
+        };
+        if !info.core
+            || info.relayed_1xx
+            || ctx.rc.final_sent
+            || ctx.rc.stopped
+            || self.txs.server_state(ctx.server_tx).is_none()
+        {
+            return false;
+        }
+        let Some(next) = self.policy.next_core(now, &info.tried) else {
+            return false;
+        };
+        tracing::info!(from = %info.dest.addr, to = %next.addr, "core failover");
+        let target = info.target.clone();
+        self.metrics.core_failovers.inc();
+        self.send_branch(id, b, target, next, true, true, now)
+            .is_ok()
     }
 
     fn cancel_branch(&mut self, id: u64, b: usize, reason: Option<Bytes>, now: Instant) {
@@ -1004,7 +1148,13 @@ impl Proxy {
         };
         let owner = self.client_ctx.get(&client).copied();
         if let Some(d) = self.txs.dest(client).copied() {
-            self.policy.mark_up(&d);
+            if status == 503 {
+                // RFC 3263 §4.3 / RFC 3261 §21.5.4: the core is overloaded or down; §16.7 step
+                // 6 makes proxies turn a downstream 503 into 500, so a 503 is the core's own.
+                self.policy.mark_down_for(&d, now, retry_after(&msg));
+            } else {
+                self.policy.mark_up(&d);
+            }
         }
         let ack = owner.and_then(|(id, b)| {
             let req = &self.contexts.get(&id)?.branches.get(b)?.request;
@@ -1025,10 +1175,26 @@ impl Proxy {
             return;
         };
         let Some((id, b)) = owner else {
-            // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer.
+            // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer;
+            // or a health probe's (the core was marked up or, on 503, down above).
+            if self.health.done(client).is_some() {
+                return;
+            }
             self.reg_own_response(client, now);
             return;
         };
+        if (101..200).contains(&status) {
+            if let Some(info) = self
+                .contexts
+                .get_mut(&id)
+                .and_then(|c| c.branches.get_mut(b))
+            {
+                info.relayed_1xx = true;
+            }
+        }
+        if status == 503 && self.core_failover(id, b, now) {
+            return;
+        }
         let msg = self.reg_response(id, msg, &src, now);
         // §16.7 step 3: remove our Via.
         let mut e = sip::Edit::new(&msg);
@@ -1090,6 +1256,7 @@ impl Proxy {
                             self.reap(id);
                         }
                         self.client_ctx.remove(&tx);
+                        self.health.done(tx);
                     }
                 }
             }
@@ -1105,10 +1272,13 @@ impl Proxy {
         _outs: &mut Vec<Output<Dest>>,
     ) {
         let Some((id, b)) = self.client_ctx.get(&tx).copied() else {
+            if let Some(d) = self.health.done(tx) {
+                self.policy.mark_down(&d, now);
+                return;
+            }
             self.reg_own_failed(tx, now);
             return;
         };
-        self.reg_branch_failed(id);
         if let Some(d) = self
             .contexts
             .get(&id)
@@ -1117,6 +1287,12 @@ impl Proxy {
         {
             self.policy.mark_down(&d, now);
         }
+        // A transport error is immediate: fail over. A timeout is not (Timer B/F = 64·T1, the
+        // caller has given up by then; re-sending would ring a call nobody waits for).
+        if code == 503 && self.core_failover(id, b, now) {
+            return;
+        }
+        self.reg_branch_failed(id);
         self.branch_final_local(id, b, code, reason, now);
     }
 }
@@ -1130,6 +1306,8 @@ fn ruri_is_us_strict(ruri_is_us: bool, target: &[u8], ruri: &[u8]) -> bool {
 struct Route {
     target: Bytes,
     hop: Dest,
+    /// `hop` was chosen by the core policy.
+    core: bool,
     #[allow(dead_code)]
     routes_left: usize,
 }
@@ -1199,6 +1377,23 @@ fn dest_for(uri: &Uri<'_>) -> Option<Dest> {
         addr: SocketAddr::new(ip, uri.port_or_default()),
         flow: None,
     })
+}
+
+/// How long a core that answered 503 stays out of rotation: its Retry-After seconds (RFC 3261
+/// §20.33; comment and parameters ignored), else [`super::policy::DOWN_FOR`].
+fn retry_after(msg: &Message) -> Duration {
+    let secs = msg.header(HeaderName::RetryAfter).and_then(|v| {
+        let v = v.trim_ascii();
+        let digits: &[u8] = v
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(v, |n| v.get(..n).unwrap_or_default());
+        std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
+    });
+    match secs {
+        Some(s) if s > 0 => Duration::from_secs(s),
+        _ => super::policy::DOWN_FOR,
+    }
 }
 
 fn status_of(resp: &[u8]) -> u16 {

@@ -5,9 +5,11 @@ pub mod branch;
 pub mod build;
 pub mod context;
 mod core;
+pub mod health;
 pub mod locals;
 pub mod policy;
 pub mod received;
+pub mod srv;
 
 pub use self::core::Proxy;
 

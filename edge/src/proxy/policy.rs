@@ -4,16 +4,23 @@
 //! *core side*; everything else is *access side* (phones). The port matters: on a shared host
 //! (or loopback) phones and the core may share an IP. A TCP flow the edge opened toward the core
 //! has the core's address as its remote, so it classifies as core side too. Access-side requests go to the core; the core
-//! is an ordered list and the first healthy entry wins. An entry that timed out or refused a
-//! connection is skipped for [`DOWN_FOR`] before it is tried again (failover, not load sharing).
+//! is an ordered list and the first healthy entry wins. An entry that timed out, refused a
+//! connection or answered 503 is skipped for [`DOWN_FOR`] (or the 503's Retry-After) before it is
+//! tried again (failover, not load sharing; RFC 3263 §4.3). An entry given as a domain name
+//! stands for the targets the shell resolved (SRV, then A/AAAA), in RFC 2782 order.
 
+use super::srv::{self, Resolved};
 use crate::transport::{Dest, Source};
-use config::{CoreTarget, IpNet, RoutingConfig};
-use std::net::IpAddr;
+use config::{CoreDomain, CoreEntry, IpNet, RoutingConfig, Transport};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a core entry that failed stays out of rotation.
 pub const DOWN_FOR: Duration = Duration::from_secs(30);
+
+/// Upper bound on a 503's Retry-After: a bogus huge value must not remove a core for good.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -21,26 +28,107 @@ pub enum Side {
     Core,
 }
 
+/// One `routing.core` entry and where it currently points: one address, or for a domain name
+/// what DNS returned, in RFC 2782 order (empty until the shell has resolved it).
+struct Slot {
+    entry: CoreEntry,
+    targets: Vec<Dest>,
+}
+
 pub struct Policy {
-    core: Vec<(CoreTarget, Option<Instant>)>,
+    /// By configured priority, ties in list order.
+    slots: Vec<Slot>,
+    /// Core addresses out of rotation, and until when. Kept by address so that a re-resolution
+    /// does not forget that a target is down.
+    down: HashMap<(Transport, SocketAddr), Instant>,
     trusted: Vec<IpNet>,
 }
 
 impl Policy {
     pub fn new(cfg: &RoutingConfig) -> Self {
+        let slots = cfg
+            .core_entries()
+            .into_iter()
+            .map(|entry| {
+                let targets = match &entry {
+                    CoreEntry::Addr(c) => vec![Dest {
+                        transport: c.transport,
+                        addr: c.addr,
+                        flow: None,
+                    }],
+                    CoreEntry::Domain(_) => Vec::new(),
+                };
+                Slot { entry, targets }
+            })
+            .collect();
         Policy {
-            core: cfg.core_targets().into_iter().map(|c| (c, None)).collect(),
+            slots,
+            down: HashMap::new(),
             trusted: cfg.trusted_networks.clone(),
         }
+    }
+
+    /// The domain-name entries the shell must resolve: (slot index, entry).
+    pub fn domains(&self) -> Vec<(usize, CoreDomain)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.entry {
+                CoreEntry::Domain(d) => Some((i, d.clone())),
+                CoreEntry::Addr(_) => None,
+            })
+            .collect()
+    }
+
+    /// The shell resolved domain entry `slot` (RFC 3263 §4.2/§4.4); the targets replace the
+    /// previous ones, ordered by SRV priority and weight (`pick(total)`: uniform in 0..=total).
+    /// An empty result keeps the previous targets: a failed lookup must not drop a live core.
+    pub fn set_resolved(
+        &mut self,
+        slot: usize,
+        targets: Vec<Resolved>,
+        pick: impl FnMut(u32) -> u32,
+    ) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let CoreEntry::Domain(d) = &s.entry else {
+            return;
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let transport = d.transport;
+        s.targets = srv::order(targets, pick)
+            .into_iter()
+            .map(|r| Dest {
+                transport,
+                addr: r.addr,
+                flow: None,
+            })
+            .collect();
+        let live: Vec<Dest> = self.all().collect();
+        self.down
+            .retain(|(t, a), _| live.iter().any(|d| d.transport == *t && d.addr == *a));
+    }
+
+    /// Every core target in order of preference.
+    fn all(&self) -> impl Iterator<Item = Dest> + '_ {
+        self.slots.iter().flat_map(|s| s.targets.iter().copied())
+    }
+
+    fn is_healthy(&self, d: &Dest, now: Instant) -> bool {
+        self.down
+            .get(&(d.transport, d.addr))
+            .is_none_or(|until| now >= *until)
     }
 
     pub fn side(&self, src: &Source) -> Side {
         let ip = canonical(src.remote.ip());
         let trusted = self.trusted.iter().any(|n| n.contains(&ip))
             || self
-                .core
-                .iter()
-                .any(|(c, _)| canonical(c.addr.ip()) == ip && c.addr.port() == src.remote.port());
+                .all()
+                .any(|c| canonical(c.addr.ip()) == ip && c.addr.port() == src.remote.port());
         if trusted {
             Side::Core
         } else {
@@ -48,37 +136,55 @@ impl Policy {
         }
     }
 
-    /// The first healthy core entry; if all are down, the one that has been down longest.
+    /// The first healthy core target; if all are down, the one that comes back soonest.
     pub fn core_dest(&self, now: Instant) -> Option<Dest> {
-        let healthy = self
-            .core
-            .iter()
-            .find(|(_, down)| down.is_none_or(|t| now >= t + DOWN_FOR));
-        let pick = healthy.or_else(|| self.core.iter().min_by_key(|(_, down)| *down));
-        pick.map(|(c, _)| Dest {
-            transport: c.transport,
-            addr: c.addr,
-            flow: None,
+        self.all().find(|d| self.is_healthy(d, now)).or_else(|| {
+            self.all()
+                .min_by_key(|d| self.down.get(&(d.transport, d.addr)).copied())
         })
+    }
+
+    /// Serial failover (RFC 3263 §4.3): the first healthy target not in `tried`. `None` when
+    /// every healthy target was tried: the request's failure then goes upstream.
+    pub fn next_core(&self, now: Instant, tried: &[Dest]) -> Option<Dest> {
+        self.all()
+            .filter(|d| self.is_healthy(d, now))
+            .find(|d| !tried.iter().any(|t| same_entry(t, d)))
+    }
+
+    /// Every core target, in order of preference (for health probes).
+    pub fn core_dests(&self) -> Vec<Dest> {
+        self.all().collect()
+    }
+
+    /// True when `dest` is one of the core targets.
+    pub fn is_core(&self, dest: &Dest) -> bool {
+        self.all().any(|d| same_entry(&d, dest))
     }
 
     /// A request to `dest` timed out or could not be sent.
     pub fn mark_down(&mut self, dest: &Dest, now: Instant) {
-        for (c, down) in &mut self.core {
-            if c.addr == dest.addr && c.transport == dest.transport {
-                *down = Some(now);
-            }
+        self.mark_down_for(dest, now, DOWN_FOR);
+    }
+
+    /// `dest` is out of rotation for `period` (a 503's Retry-After, RFC 3261 §21.5.4, capped at
+    /// [`MAX_RETRY_AFTER`]).
+    pub fn mark_down_for(&mut self, dest: &Dest, now: Instant, period: Duration) {
+        if self.is_core(dest) {
+            let until = now + period.min(MAX_RETRY_AFTER);
+            self.down.insert((dest.transport, dest.addr), until);
         }
     }
 
     /// `dest` answered: it is healthy again.
     pub fn mark_up(&mut self, dest: &Dest) {
-        for (c, down) in &mut self.core {
-            if c.addr == dest.addr {
-                *down = None;
-            }
-        }
+        self.down.retain(|(_, a), _| *a != dest.addr);
     }
+}
+
+/// Same core target: address and transport (the TCP flow a request went over does not matter).
+fn same_entry(a: &Dest, b: &Dest) -> bool {
+    a.addr == b.addr && a.transport == b.transport
 }
 
 /// IPv4-mapped IPv6 sources compare equal to their IPv4 form.
@@ -111,6 +217,7 @@ mod tests {
         Policy::new(&RoutingConfig {
             core: core.iter().map(|s| s.to_string()).collect(),
             trusted_networks: trusted.iter().map(|s| s.parse().unwrap()).collect(),
+            ..RoutingConfig::default()
         })
     }
 
@@ -136,12 +243,111 @@ mod tests {
         let second = p.core_dest(t0).unwrap();
         assert_eq!(second.addr.to_string(), "10.0.0.6:5060");
         assert_eq!(second.transport, Transport::Tcp);
-        // Both down: the one down longest is retried.
+        // Both down: the one that comes back soonest is retried.
         p.mark_down(&second, t0 + Duration::from_secs(1));
         assert_eq!(p.core_dest(t0 + Duration::from_secs(2)).unwrap(), first);
         // After DOWN_FOR the first is healthy again.
         assert_eq!(p.core_dest(t0 + DOWN_FOR).unwrap(), first);
         p.mark_up(&first);
         assert_eq!(p.core_dest(t0).unwrap(), first);
+    }
+
+    #[test]
+    fn priority_orders_the_core_list() {
+        let mut p = policy(
+            &[
+                "10.0.0.5:5060;priority=10",
+                "10.0.0.6:5060;priority=10",
+                "10.0.0.7:5060",
+            ],
+            &[],
+        );
+        let t0 = Instant::now();
+        let a = p.core_dest(t0).unwrap();
+        assert_eq!(a.addr.to_string(), "10.0.0.7:5060");
+        p.mark_down(&a, t0);
+        // Equal priorities: list order.
+        assert_eq!(p.core_dest(t0).unwrap().addr.to_string(), "10.0.0.5:5060");
+        assert_eq!(p.side(&src("10.0.0.6")), Side::Core);
+    }
+
+    #[test]
+    fn retry_after_and_serial_failover() {
+        let mut p = policy(&["10.0.0.5:5060", "10.0.0.6:5060", "10.0.0.7:5060"], &[]);
+        let t0 = Instant::now();
+        let a = p.core_dest(t0).unwrap();
+        // A 503 with Retry-After: 120 keeps it out for 120 s, not DOWN_FOR.
+        p.mark_down_for(&a, t0, Duration::from_secs(120));
+        assert_ne!(p.core_dest(t0 + DOWN_FOR).unwrap(), a);
+        assert_eq!(p.core_dest(t0 + Duration::from_secs(120)).unwrap(), a);
+        // Huge Retry-After values are capped.
+        p.mark_down_for(&a, t0, Duration::from_secs(1 << 30));
+        assert_eq!(p.core_dest(t0 + MAX_RETRY_AFTER).unwrap(), a);
+        // next_core skips what this request tried and what is down.
+        let b = p.next_core(t0, &[a]).unwrap();
+        assert_eq!(b.addr.to_string(), "10.0.0.6:5060");
+        let c = p.next_core(t0, &[a, b]).unwrap();
+        assert_eq!(c.addr.to_string(), "10.0.0.7:5060");
+        assert_eq!(p.next_core(t0, &[a, b, c]), None);
+        p.mark_down(&c, t0);
+        assert_eq!(p.next_core(t0, &[a, b]), None, "c is down");
+        assert!(p.is_core(&b));
+        assert!(!p.is_core(&Dest {
+            transport: Transport::Tcp,
+            ..b
+        }));
+    }
+
+    fn resolved(port: u16, priority: u16, weight: u16) -> Resolved {
+        Resolved {
+            addr: std::net::SocketAddr::from(([10, 0, 1, 1], port)),
+            priority,
+            weight,
+        }
+    }
+
+    #[test]
+    fn domain_entries_take_resolved_targets_in_srv_order() {
+        let mut p = policy(
+            &[
+                "tcp:core.example.com;priority=1",
+                "10.0.0.9:5060;priority=2",
+            ],
+            &[],
+        );
+        let t0 = Instant::now();
+        // Unresolved: only the static entry.
+        assert_eq!(p.core_dest(t0).unwrap().addr.to_string(), "10.0.0.9:5060");
+        let domains = p.domains();
+        assert_eq!(domains.len(), 1);
+        let (slot, d) = &domains[0];
+        assert_eq!(d.name, "core.example.com");
+        p.set_resolved(
+            *slot,
+            vec![resolved(5062, 20, 0), resolved(5061, 10, 0)],
+            |_| 0,
+        );
+        let first = p.core_dest(t0).unwrap();
+        assert_eq!(first.addr.port(), 5061, "SRV priority 10 first");
+        assert_eq!(first.transport, Transport::Tcp, "the entry's transport");
+        assert_eq!(p.side(&src_port("10.0.1.1", 5062)), Side::Core);
+        // Down state survives a re-resolution with the same address.
+        p.mark_down(&first, t0);
+        p.set_resolved(
+            *slot,
+            vec![resolved(5061, 10, 0), resolved(5062, 20, 0)],
+            |_| 0,
+        );
+        assert_eq!(p.core_dest(t0).unwrap().addr.port(), 5062);
+        // A failed lookup (empty) keeps the previous targets.
+        p.set_resolved(*slot, Vec::new(), |_| 0);
+        assert_eq!(p.core_dest(t0).unwrap().addr.port(), 5062);
+        // Then the static entry (priority 2) after both SRV targets.
+        let both = p.core_dests();
+        assert_eq!(both.len(), 3);
+        assert_eq!(both[2].addr.to_string(), "10.0.0.9:5060");
+        // set_resolved on a static slot is ignored.
+        p.set_resolved(1, vec![resolved(1, 0, 0)], |_| 0);
+        assert_eq!(p.core_dests().len(), 3);
     }
 }

@@ -412,7 +412,7 @@ impl Proxy {
     }
 
     /// Sends a request of the edge's own in a non-INVITE client transaction.
-    fn send_own(
+    pub(super) fn send_own(
         &mut self,
         dest: Dest,
         method: &str,

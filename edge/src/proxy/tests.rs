@@ -38,6 +38,8 @@ impl Harness {
     fn with(f: impl FnOnce(&mut EdgeConfig)) -> Self {
         let mut cfg = EdgeConfig::default();
         cfg.routing.core = vec![CORE.to_string()];
+        // Health probes have their own tests; elsewhere they would add OPTIONS to the core.
+        cfg.routing.health_interval_s = 0;
         f(&mut cfg);
         let metrics = Metrics::new();
         let now = Instant::now();
@@ -859,4 +861,254 @@ impl NameAddrUri {
         let na = sip::NameAddr::parse(v.as_bytes()).unwrap();
         String::from_utf8(na.uri_raw.to_vec()).unwrap()
     }
+}
+
+// ---- core failover on 503 / transport error (RFC 3263 §4.3) ----
+
+const CORE2: &str = "10.0.0.6:5060";
+
+fn two_cores() -> Harness {
+    Harness::with(|c| c.routing.core = vec![CORE.into(), CORE2.into()])
+}
+
+#[test]
+fn core_503_fails_over_to_the_next_core_and_honours_retry_after() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf1", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(&first, 503, "c1", &[("Retry-After", b"120 (maintenance)")]),
+    );
+    // The 503 is ACKed (§17.1.1.3) and the INVITE re-sent to the second core; the caller
+    // hears nothing of it.
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+            "ACK"
+        )
+        .len(),
+        1
+    );
+    assert!(only_to(&out, PHONE).is_empty(), "503 not relayed");
+    let second = only_to(&out, CORE2);
+    assert_eq!(second.len(), 1);
+    let second = second[0].bytes.clone();
+    let m = parse(&second);
+    assert_eq!(m.method().map(|m| m.as_str()), Some("INVITE"));
+    assert_eq!(m.request_uri().unwrap(), b"sip:bob@example.com");
+    assert_ne!(
+        m.top_via().unwrap().branch,
+        parse(&first).top_via().unwrap().branch,
+        "a new client transaction"
+    );
+    assert_eq!(h.metrics.core_failovers.get(), 1);
+    let out = h.recv(CORE2, &answer(&second, 200, "c2", &[]));
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 200);
+    assert!(parse(&up[0].bytes).to().unwrap().tag() == Some("c2"));
+    // The first core stays out of rotation for its Retry-After (120 s), not 30 s.
+    h.advance(Duration::from_secs(60));
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf2", ""));
+    assert_eq!(only_to(&out, CORE2).len(), 1);
+    assert!(only_to(&out, CORE).is_empty());
+    h.advance(Duration::from_secs(61));
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf3", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1);
+}
+
+#[test]
+fn every_core_503_gives_the_caller_500() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf4", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    let second = only_to(&out, CORE2)[0].bytes.clone();
+    let out = h.recv(CORE2, &answer(&second, 503, "c2", &[]));
+    // No third attempt: each core was tried once. §16.7 step 6: 503 goes upstream as 500.
+    assert!(requests(&out, "INVITE").is_empty());
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    assert_eq!(status(up[0]), 500);
+    assert_eq!(h.metrics.core_failovers.get(), 1);
+}
+
+#[test]
+fn no_failover_after_a_relayed_provisional() {
+    let mut h = two_cores();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf5", ""));
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 180, "c1", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 180);
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    assert!(only_to(&out, CORE2).is_empty(), "the caller already rang");
+    assert_eq!(status(only_to(&out, PHONE)[0]), 500);
+}
+
+#[test]
+fn non_invite_503_fails_over_too() {
+    let mut h = two_cores();
+    let msg = "MESSAGE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKf6;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: f6@phone\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, msg.as_bytes());
+    let first = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(CORE, &answer(&first, 503, "c1", &[]));
+    let second = only_to(&out, CORE2)[0].bytes.clone();
+    let out = h.recv(CORE2, &answer(&second, 202, "c2", &[]));
+    assert_eq!(status(only_to(&out, PHONE)[0]), 202);
+}
+
+#[test]
+fn tcp_connect_failure_fails_over_at_once() {
+    let mut h = Harness::with(|c| c.routing.core = vec![format!("tcp:{CORE}"), CORE2.into()]);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKf7", ""));
+    let first = only_to(&out, CORE)[0].dest;
+    assert_eq!(first.transport, Transport::Tcp);
+    h.proxy.on_transport_error(first, h.now);
+    let out = h.proxy.take_transmits();
+    assert_eq!(only_to(&out, CORE2).len(), 1, "re-sent to the second core");
+    assert!(only_to(&out, PHONE).is_empty());
+}
+
+// ---- core health by OPTIONS ----
+
+fn probed_cores() -> Harness {
+    Harness::with(|c| {
+        c.routing.core = vec![CORE.into(), CORE2.into()];
+        c.routing.health_interval_s = 10;
+    })
+}
+
+#[test]
+fn health_options_go_to_every_core_each_interval() {
+    let mut h = probed_cores();
+    let out = h.advance(Duration::from_millis(9_900));
+    assert!(
+        requests(&out, "OPTIONS").is_empty(),
+        "first round after one interval"
+    );
+    let out = h.advance(Duration::from_millis(200));
+    let probes = requests(&out, "OPTIONS");
+    assert_eq!(probes.len(), 2);
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    assert_eq!(only_to(&out, CORE2).len(), 1);
+    let p = parse(&probes[0].bytes);
+    assert_eq!(p.request_uri().unwrap(), b"sip:10.0.0.5:5060");
+    // Answered: the next round 10 s later probes both again (a new transaction each).
+    let b1 = probes[0].bytes.clone();
+    let b2 = probes[1].bytes.clone();
+    h.recv(CORE, &answer(&b1, 200, "h1", &[]));
+    h.recv(CORE2, &answer(&b2, 404, "h2", &[]));
+    let out = h.advance(Duration::from_secs(10));
+    let again = requests(&out, "OPTIONS");
+    assert_eq!(again.len(), 2);
+    assert_ne!(
+        parse(&again[0].bytes).top_via().unwrap().branch,
+        p.top_via().unwrap().branch
+    );
+}
+
+#[test]
+fn unanswered_health_probe_marks_the_core_down_and_an_answer_brings_it_back() {
+    let mut h = probed_cores();
+    h.advance(Duration::from_millis(10_100));
+    // Only the second core answers its probes.
+    let mut t = 0;
+    while t < 45 {
+        let out = h.advance(Duration::from_secs(1));
+        for p in requests(&out, "OPTIONS") {
+            if p.dest.addr.to_string() == CORE2 {
+                let b = p.bytes.clone();
+                h.recv(CORE2, &answer(&b, 200, "h2", &[]));
+            }
+        }
+        t += 1;
+    }
+    // Timer F (32 s) expired on the first core's probe: new requests go to the second.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKh1", ""));
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE2)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            "INVITE"
+        )
+        .len(),
+        1
+    );
+    assert!(requests(
+        &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+        "INVITE"
+    )
+    .is_empty());
+    // The first core answers its next probe: back in rotation at once.
+    let mut back = false;
+    for _ in 0..15 {
+        let out = h.advance(Duration::from_secs(1));
+        for p in requests(&out, "OPTIONS") {
+            if p.dest.addr.to_string() == CORE {
+                let b = p.bytes.clone();
+                h.recv(CORE, &answer(&b, 200, "h1", &[]));
+                back = true;
+            }
+        }
+        if back {
+            break;
+        }
+    }
+    assert!(back, "the first core is still probed while down");
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKh2", ""));
+    assert_eq!(
+        requests(
+            &only_to(&out, CORE).into_iter().cloned().collect::<Vec<_>>(),
+            "INVITE"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn health_probing_off_sends_nothing() {
+    let mut h = Harness::with(|c| c.routing.health_interval_s = 0);
+    let out = h.advance(Duration::from_secs(60));
+    assert!(requests(&out, "OPTIONS").is_empty());
+}
+
+#[test]
+fn cancel_reaches_a_branch_started_after_an_unroutable_one() {
+    // 302 with an unroutable Contact first: its branch fails locally; the next one rings and
+    // the caller's CANCEL must reach it (branch bookkeeping stays aligned).
+    let mut h = Harness::new();
+    let inv = invite("sip:bob@example.com", "z9hG4bKu1", "");
+    let out = h.recv(PHONE, &inv);
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(
+            &fwd,
+            302,
+            "r",
+            &[(
+                "Contact",
+                b"<sip:x@nohost.example.com>, <sip:y@10.0.0.7:5060>",
+            )],
+        ),
+    );
+    let second = only_to(&out, "10.0.0.7:5060");
+    assert_eq!(second.len(), 1, "the routable Contact is tried");
+    let second = second[0].bytes.clone();
+    h.recv("10.0.0.7:5060", &answer(&second, 180, "y", &[]));
+    let cancel = "CANCEL sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKu1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKu1@phone\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(PHONE, cancel.as_bytes());
+    let down = requests(&out, "CANCEL");
+    assert_eq!(down.len(), 1, "CANCEL sent to the ringing branch");
+    assert_eq!(down[0].dest.addr.to_string(), "10.0.0.7:5060");
 }

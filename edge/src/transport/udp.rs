@@ -37,6 +37,17 @@ pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
         if keepalive::is_datagram_keepalive(data) {
             continue;
         }
+        if keepalive::is_stun(data) {
+            // RFC 5626 §4.4.2: answer on the socket it came in on so the reflexive address
+            // is the one the phone's SIP flow uses.
+            if let Some(resp) = keepalive::stun_answer(data, remote) {
+                edge.metrics.stun_answered.inc();
+                let _ = sock.try_send_to(&resp, remote);
+            } else {
+                edge.metrics.drop("stun_not_binding_request");
+            }
+            continue;
+        }
         let src = Source {
             transport: Transport::Udp,
             remote,
