@@ -14,6 +14,7 @@
 pub mod edge;
 pub mod http;
 pub mod metrics;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod relay;

@@ -4,11 +4,11 @@
 //! NAT's public port (the signalled address is private) so that the callee's echoed audio gets
 //! back through the NAT to the phone. Needs root (namespaces, iptables); skips otherwise.
 
-use e2e::process::ChildGuard;
+use e2e::netns::{output, run, spawn_in, Namespaces};
 use e2e::tools::{edge_or_skip, scenario, sipp_or_skip, workspace_bin};
 use e2e::workdir::WorkDir;
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 const CALLS: u64 = 5;
@@ -17,50 +17,6 @@ const PHONE_IP: &str = "10.77.0.2";
 const NAT_LAN_IP: &str = "10.77.0.1";
 const NAT_WAN_IP: &str = "198.18.0.1";
 const CORE_IP: &str = "198.18.0.2";
-
-/// The test's namespaces; deleted on drop (after the processes inside, declared later, stop).
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn output(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn spawn_in(ns: &str, name: &str, log: &Path, cmd: &[&str]) -> ChildGuard {
-    let file = std::fs::File::create(log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    ChildGuard::new(name, child)
-}
 
 #[test]
 fn audio_reaches_a_natted_phone_through_the_relay() {

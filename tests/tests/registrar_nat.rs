@@ -13,11 +13,11 @@
 //! The two variants run in parallel in namespaces named after the test process. Needs root
 //! (namespaces, iptables, sysctl); skips otherwise.
 
-use e2e::process::ChildGuard;
+use e2e::netns::{output, run, spawn_in, Namespaces};
 use e2e::tools::{edge_tools_or_skip, scenario};
 use e2e::workdir::{tail, WorkDir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 const PHONE_IP: &str = "10.78.0.2";
@@ -27,50 +27,6 @@ const CORE_IP: &str = "198.18.1.2";
 const PHONE_PORT: &str = "5061";
 /// Time between the phone's REGISTER and the core's INVITE: well past the 20 s conntrack timeout.
 const IDLE: Duration = Duration::from_secs(90);
-
-/// The test's namespaces; deleted on drop (after the processes inside, declared later, stop).
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn output(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn spawn_in(ns: &str, name: &str, log: &Path, cmd: &[&str]) -> ChildGuard {
-    let file = std::fs::File::create(log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    ChildGuard::new(name, child)
-}
 
 fn read(p: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
