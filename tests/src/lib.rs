@@ -13,6 +13,7 @@
 
 pub mod edge;
 pub mod http;
+pub mod kamailio;
 pub mod metrics;
 pub mod netns;
 pub mod ports;

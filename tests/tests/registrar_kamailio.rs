@@ -14,91 +14,13 @@
 //! Skipped with a message when kamailio, sipp or the edge binary is missing.
 
 use e2e::edge::{assert_calls_ok, start_or_panic, Edge, EdgeArgs};
+use e2e::kamailio::{kamailio_dir, tools_or_skip, Kamailio};
+use e2e::metrics;
 use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
-use e2e::process::ChildGuard;
 use e2e::sipp::{Scenario, Sipp, SippOutcome};
-use e2e::tools::{edge_tools_or_skip, scenario, EdgeTools};
+use e2e::tools::{scenario, EdgeTools};
 use e2e::workdir::{tail, WorkDir};
-use e2e::{metrics, sip_probe};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const KAMAILIO: &str = "/usr/sbin/kamailio";
-
-fn kamailio_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kamailio")
-}
-
-fn tools_or_skip(test: &str) -> Option<EdgeTools> {
-    if !Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
-        return None;
-    }
-    edge_tools_or_skip(test)
-}
-
-struct Kamailio {
-    _guard: ChildGuard,
-    sip: SocketAddr,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    /// Writes the config for a fresh port and starts Kamailio in the foreground; waits until
-    /// it answers OPTIONS.
-    fn start(dir: &WorkDir) -> Kamailio {
-        let sip = SocketAddr::from((CORE_IP, free_port()));
-        let template = std::fs::read_to_string(kamailio_dir().join("registrar.cfg")).unwrap();
-        let cfg = template.replace("@SIP_PORT@", &sip.port().to_string());
-        let cfg_path = dir.path().join("kamailio.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let run_dir = dir.path().join("run");
-        std::fs::create_dir_all(&run_dir).unwrap();
-        let log = dir.path().join("kamailio.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(KAMAILIO)
-            .arg("-f")
-            .arg(&cfg_path)
-            .args(["-DD", "-E", "-m", "32", "-M", "4"])
-            .arg("-Y")
-            .arg(&run_dir)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn kamailio");
-        let mut guard = ChildGuard::new("kamailio", child);
-        if let Err(e) = sip_probe::wait_for_200(ACCESS_IP, sip, Duration::from_secs(15)) {
-            let state = guard.try_wait();
-            panic!(
-                "kamailio not ready ({e}), exit {state:?}\nlog:\n{}",
-                tail(&log, 4000)
-            );
-        }
-        Kamailio {
-            _guard: guard,
-            sip,
-            log,
-        }
-    }
-
-    /// REGISTERs Kamailio received, per AoR (its `REGCOUNT <To URI>` log lines).
-    fn registers(&self) -> HashMap<String, usize> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut counts = HashMap::new();
-        for line in text.lines() {
-            if let Some(aor) = line.split("REGCOUNT ").nth(1) {
-                *counts.entry(aor.trim().to_string()).or_insert(0) += 1;
-            }
-        }
-        counts
-    }
-}
 
 fn edge_args(k: &Kamailio, dir: &WorkDir, mode: &str) -> EdgeArgs {
     let store = dir.path().join("store").join("location.log");
