@@ -1,6 +1,8 @@
 //! The edge's relay client against rtprelay's real control server (fake media plane) on
 //! loopback: U, L, D round trip; a dead relay in the set makes new calls fail over.
 
+mod common;
+
 use config::ControlConfig;
 use edge::media::{ClientConfig, ClientError, MediaMetrics, RelayHandle, Target};
 use prometheus::Registry;
@@ -151,31 +153,9 @@ async fn dead_relay_fails_over_to_the_live_one() {
 // ---- the dialog state machine driving the real relay through the client ----
 
 use config::MediaMode;
-use edge::media::{
-    BodyAction, Completion, DialogConfig, MediaDialogs, Outcome, Peer, RelayRequest, SipEvent,
-    SipKind,
-};
+use edge::media::{DialogConfig, MediaDialogs, Outcome, SipKind};
 use edge::sdp::RewriteOptions;
 use edge::sip::Method;
-
-async fn drive(
-    d: &mut MediaDialogs,
-    h: &RelayHandle,
-    mut send: Vec<RelayRequest>,
-) -> Vec<Completion> {
-    let mut done = Vec::new();
-    while !send.is_empty() {
-        let mut next = Vec::new();
-        for r in send {
-            let result = h.command(r.command, r.target).await;
-            let step = d.on_relay_reply(r.id, result, std::time::Instant::now());
-            next.extend(step.send);
-            done.extend(step.done);
-        }
-        send = next;
-    }
-    done
-}
 
 fn body(addr: &str, port: u16) -> Vec<u8> {
     format!("v=0\r\no=- 5 5 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8\r\na=rtcp:{}\r\n", port + 1).into_bytes()
@@ -186,25 +166,11 @@ async fn message(
     d: &mut MediaDialogs,
     h: &RelayHandle,
     call: &str,
-    (from, to): (&str, Option<&str>),
+    tags: (&str, Option<&str>),
     kind: SipKind,
     sdp: Option<&[u8]>,
 ) -> Option<String> {
-    let ev = SipEvent {
-        call_id: call,
-        from_tag: from,
-        to_tag: to,
-        kind,
-        sdp,
-        sender: Peer {
-            source: "127.0.0.1".parse().unwrap(),
-            nated: false,
-        },
-        target_nated: false,
-    };
-    let step = d.on_message(&ev, std::time::Instant::now());
-    let held = matches!(step.body, BodyAction::Hold(_));
-    let done = drive(d, h, step.send).await;
+    let (held, done) = common::message(d, h, call, tags, kind, sdp).await;
     if !held {
         assert!(done.is_empty());
         return None;

@@ -2,10 +2,11 @@
 //! `--listen-udp` rtpproxy interface) on loopback. Skipped with a message when `rtpengine`
 //! is not installed.
 
+mod common;
+
 use config::MediaMode;
 use edge::media::{
-    BodyAction, ClientConfig, DialogConfig, MediaDialogs, Outcome, Peer, RelayHandle, SipEvent,
-    SipKind, Target,
+    ClientConfig, DialogConfig, MediaDialogs, Outcome, RelayHandle, SipKind, Target,
 };
 use edge::sdp::RewriteOptions;
 use edge::sip::Method;
@@ -71,36 +72,11 @@ async fn message(
     d: &mut MediaDialogs,
     h: &RelayHandle,
     call: &str,
-    (from, to): (&str, Option<&str>),
+    tags: (&str, Option<&str>),
     kind: SipKind,
     sdp: Option<&[u8]>,
 ) -> Option<u16> {
-    let ev = SipEvent {
-        call_id: call,
-        from_tag: from,
-        to_tag: to,
-        kind,
-        sdp,
-        sender: Peer {
-            source: "127.0.0.1".parse().unwrap(),
-            nated: false,
-        },
-        target_nated: false,
-    };
-    let step = d.on_message(&ev, std::time::Instant::now());
-    let held = matches!(step.body, BodyAction::Hold(_));
-    let mut send = step.send;
-    let mut done = Vec::new();
-    while !send.is_empty() {
-        let mut next = Vec::new();
-        for r in send {
-            let result = h.command(r.command, r.target).await;
-            let s = d.on_relay_reply(r.id, result, std::time::Instant::now());
-            next.extend(s.send);
-            done.extend(s.done);
-        }
-        send = next;
-    }
+    let (held, done) = common::message(d, h, call, tags, kind, sdp).await;
     if !held {
         return None;
     }
