@@ -27,6 +27,7 @@ async fn relay() -> (SocketAddr, Arc<FakeCalls>) {
         external: None,
         timeout: Duration::from_secs(60),
         max_sessions: 100,
+        media_ports: (30000, 30127),
     };
     let backend = FakeBackend::new(30000, 64);
     let calls = backend.calls();

@@ -157,6 +157,7 @@ async fn kamailio_call(unix: bool) {
         external: None,
         timeout: Duration::from_secs(60),
         max_sessions: 100,
+        media_ports: (30000, 30127),
     };
     let server = Server::bind(&cfg, session, Box::new(backend), metrics.clone())
         .await

@@ -22,6 +22,7 @@ fn session_cfg() -> SessionConfig {
         external: None,
         timeout: Duration::from_secs(60),
         max_sessions: 100,
+        media_ports: (30000, 30127),
     }
 }
 

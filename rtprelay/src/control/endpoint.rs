@@ -159,6 +159,7 @@ mod tests {
             external: None,
             timeout: Duration::from_secs(60),
             max_sessions: 10,
+            media_ports: (30000, 30099),
         };
         Endpoint::new(
             SessionManager::new(cfg),

@@ -19,6 +19,9 @@ pub struct ControlMetrics {
     pub streams: IntGauge,
     /// `rtprelay_session_timeouts_total`: streams deleted by the media timeout.
     pub session_timeouts: IntCounter,
+    /// `rtprelay_control_loops_refused_total`: `U`/`L` refused (`E35`) because they named
+    /// one of the relay's own media sockets.
+    pub loops_refused: IntCounter,
 }
 
 impl ControlMetrics {
@@ -45,7 +48,12 @@ impl ControlMetrics {
                 "rtprelay_session_timeouts_total",
                 "Streams deleted because no media flowed for media.timeout_s",
             )?,
+            loops_refused: IntCounter::new(
+                "rtprelay_control_loops_refused_total",
+                "U/L commands refused because their address was one of the relay's own media sockets",
+            )?,
         };
+        registry.register(Box::new(m.loops_refused.clone()))?;
         registry.register(Box::new(m.commands.clone()))?;
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
@@ -64,6 +72,14 @@ impl ControlMetrics {
     /// Count an input dropped before parsing.
     pub fn reject(&self, reason: &'static str) {
         self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Publish the session manager's current sizes and totals.
+    pub fn publish(&self, sessions: &super::SessionManager) {
+        self.set_sizes(sessions.sessions(), sessions.streams());
+        let loops = sessions.totals().loops_refused;
+        self.loops_refused
+            .inc_by(loops.saturating_sub(self.loops_refused.get()));
     }
 
     /// Publish the session manager's current sizes.

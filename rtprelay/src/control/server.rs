@@ -159,7 +159,7 @@ impl Server {
                     } else {
                         metrics.record(outcome);
                     }
-                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                    metrics.publish(&endpoint.sessions);
                     if let (Some(reply), Some(sock)) = (reply, udp.as_ref()) {
                         if let Err(e) = sock.send_to(&reply, src).await {
                             tracing::debug!(%src, error = %e, "control reply not sent");
@@ -169,13 +169,13 @@ impl Server {
                 Some((line, reply_tx)) = lines.recv() => {
                     let (reply, outcome) = endpoint.line(&line, backend.as_mut(), Instant::now());
                     metrics.record(outcome);
-                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                    metrics.publish(&endpoint.sessions);
                     let _ = reply_tx.send(reply);
                 }
                 _ = tick.tick() => {
                     let expired = endpoint.tick(backend.as_mut(), Instant::now());
                     metrics.session_timeouts.inc_by(expired as u64);
-                    metrics.set_sizes(endpoint.sessions.sessions(), endpoint.sessions.streams());
+                    metrics.publish(&endpoint.sessions);
                 }
             }
         }

@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub timeout: Duration,
     /// Maximum concurrent calls (Call-IDs); a `U` for a new call beyond it answers `E98`.
     pub max_sessions: usize,
+    /// The media port range (inclusive): with the addresses above, the relay's own sockets,
+    /// which a `U`/`L` must never name as a party's address (a media loop).
+    pub media_ports: (u16, u16),
 }
 
 impl SessionConfig {
@@ -48,7 +51,22 @@ impl SessionConfig {
             external: media.external,
             timeout: Duration::from_secs(media.timeout_s),
             max_sessions,
+            media_ports: (media.port_min, media.port_max),
         }
+    }
+
+    /// Is `addr:port` one of the relay's own media sockets? A proxy that anchors a call a
+    /// second time (the call spiralled through the core back to it) would otherwise point a
+    /// leg at the relay itself: each side's media is then sent to the relay's own port and
+    /// strict-source latching drops everything (no audio, and no error anywhere).
+    pub fn is_own_socket(&self, addr: IpAddr, port: u16) -> bool {
+        // Listening on the wildcard, the relay owns every local address; loopback is the one
+        // it can be sure of.
+        let ours = addr == self.internal
+            || Some(addr) == self.advertise
+            || Some(addr) == self.external
+            || (self.internal.is_unspecified() && addr.is_loopback());
+        ours && port != 0 && (self.media_ports.0..=self.media_ports.1).contains(&port)
     }
 }
 
@@ -131,6 +149,8 @@ pub struct Totals {
     pub ended_packets_in: u64,
     pub ended_packets_relayed: u64,
     pub ended_packets_dropped: u64,
+    /// `U`/`L` refused because they named one of the relay's own sockets (`E35`).
+    pub loops_refused: u64,
 }
 
 /// Why a stream ended (logged with its final counters).

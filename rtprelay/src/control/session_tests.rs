@@ -17,6 +17,7 @@ fn cfg() -> SessionConfig {
         external: Some(IpAddr::from(EXTERNAL)),
         timeout: Duration::from_secs(60),
         max_sessions: 100,
+        media_ports: (30000, 30099),
     }
 }
 
@@ -444,6 +445,7 @@ fn info_lists_at_most_the_limit() {
     let mut t = T::with(
         SessionConfig {
             max_sessions: 1000,
+            media_ports: (30000, 30099),
             ..cfg()
         },
         2 * (super::INFO_MAX_STREAMS + 5),
@@ -490,6 +492,7 @@ fn session_limit() {
     let mut t = T::with(
         SessionConfig {
             max_sessions: 2,
+            media_ports: (30000, 30099),
             ..cfg()
         },
         64,
@@ -598,4 +601,24 @@ mod random {
             }
         }
     }
+}
+
+#[test]
+fn offer_or_answer_naming_our_own_socket_is_refused() {
+    let mut t = T::new();
+    // The call's first pass is anchored normally.
+    let b_port = t.port("U c1 192.0.2.1 4000 alice;1");
+    // Second pass through the same relay: the SDP now names the relay's own port.
+    assert_eq!(
+        t.text(&format!("U c1 127.0.0.1 {b_port} alice;1 bob;1")),
+        "E35"
+    );
+    assert_eq!(t.text("L c1 127.0.0.2 30010 alice;1 bob;1"), "E35");
+    assert_eq!(t.m.totals().loops_refused, 2);
+    // Nothing changed: the stream still sends toward the phone's address.
+    assert_eq!(t.m.streams(), 1);
+    // The same IP outside the media range, or another IP, is a party like any other.
+    let a_port = t.port("L c1 127.0.0.1 5004 alice;1 bob;1");
+    assert_ne!(a_port, b_port);
+    assert_eq!(t.m.totals().loops_refused, 2);
 }

@@ -37,6 +37,9 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
+        if let Some(refused) = self.refuse_loop(u, "U") {
+            return refused;
+        }
         let ips = match self.local_ips(&u.modifiers) {
             Ok(ips) => ips,
             Err(code) => return code.into(),
@@ -68,6 +71,9 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
+        if let Some(refused) = self.refuse_loop(u, "L") {
+            return refused;
+        }
         let ips = match self.local_ips(&u.modifiers) {
             Ok(ips) => ips,
             Err(code) => return code.into(),
@@ -143,6 +149,23 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// `E35` when the command names one of the relay's own media sockets as the party's
+    /// address (see [`super::SessionConfig::is_own_socket`]).
+    fn refuse_loop(&mut self, u: &Update, cmd: &str) -> Option<Reply> {
+        if !self.cfg.is_own_socket(u.addr, u.port) {
+            return None;
+        }
+        self.totals.loops_refused += 1;
+        tracing::warn!(
+            call_id = %u.call.id,
+            command = cmd,
+            addr = %u.addr,
+            port = u.port,
+            "refused: the address is one of this relay's own media sockets (call anchored twice?)"
+        );
+        Some(ErrorCode::MEDIA_LOOP.into())
     }
 
     /// Local addresses requested for (this command's leg, the other leg). `None`: keep the

@@ -35,6 +35,9 @@ impl ErrorCode {
     pub const INVALID_LOCAL_ADDRESS: ErrorCode = ErrorCode(33);
     /// An unknown statistic name in `Q` or `G`.
     pub const INVALID_STAT: ErrorCode = ErrorCode(34);
+    /// `U`/`L` whose address is one of the relay's own media sockets (a call anchored twice
+    /// on the same relay): refused, as the leg would loop media back into the relay.
+    pub const MEDIA_LOOP: ErrorCode = ErrorCode(35);
     pub const SESSION_UNKNOWN: ErrorCode = ErrorCode(50);
     /// `P`/`S` (play, stop play): not supported by rtprelay.
     pub const PLAYER_FAILED: ErrorCode = ErrorCode(60);
