@@ -28,6 +28,14 @@
 //!
 //! Calls are keyed by Call-ID + the caller's tag (the From tag of the initial INVITE); a
 //! request from the callee carries it as To tag.
+//!
+//! Calls that cross the edge more than once (an on-net call A → edge → core → edge → B, call
+//! forwarding, hunt groups) are anchored once: every relay address:port the edge has written
+//! into an SDP is remembered, and an SDP that names one of them — the same call coming back
+//! from the core — is forwarded unchanged, with no relay command and no change to the
+//! offer/answer state (rtpengine's loop-protect idea, done by the edge so it works with any
+//! relay). The other pass of the call then carries the real party's SDP and drives the one
+//! session: pass 1 anchors A's offer, pass 2 anchors B's answer (docs/media-spirals.md).
 
 use super::client::{ClientError, RelayId, Target};
 use super::metrics::MediaMetrics;
@@ -38,7 +46,7 @@ use crate::sip::Method;
 use config::MediaMode;
 use rtprelay::control::proto::{CallId, Command, Delete, Tag, Update};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +196,8 @@ struct Call {
     exchange: Exchange,
     /// Stream indices the relay holds for this call (for `edge_media_sessions`).
     held: BTreeSet<usize>,
+    /// Relay addresses written into this call's SDPs (keys of `MediaDialogs::anchored`).
+    anchored: Vec<SocketAddr>,
     /// Key into `MediaDialogs::timers`.
     timer: (Instant, u64),
     ops: Vec<OpId>,
@@ -224,6 +234,8 @@ pub struct MediaDialogs {
     timers: BTreeMap<(Instant, u64), String>,
     next: u64,
     sessions: usize,
+    /// Relay address:port written into an SDP → the call it belongs to.
+    anchored: HashMap<SocketAddr, String>,
     metrics: Option<MediaMetrics>,
 }
 
@@ -247,6 +259,7 @@ impl MediaDialogs {
             timers: BTreeMap::new(),
             next: 0,
             sessions: 0,
+            anchored: HashMap::new(),
             metrics,
         }
     }
@@ -288,6 +301,7 @@ impl MediaDialogs {
             return Step::unchanged(Vec::new());
         }
         let mut k = self.find(ev.call_id, ev.from_tag, ev.to_tag);
+        let spiral = ev.sdp.is_some_and(|body| self.names_our_relay(body));
         match (&ev.kind, &k) {
             (SipKind::Request(Method::Bye), Some(k)) => {
                 return Step::unchanged(self.end(&k.clone(), "bye"));
@@ -320,6 +334,15 @@ impl MediaDialogs {
                     }
                 }
             }
+            // The SDP already points at our relay: this INVITE is a call we anchored coming
+            // back from the core; nothing new to anchor.
+            (SipKind::Request(Method::Invite), None) if ev.to_tag.is_none() && spiral => {
+                tracing::debug!(
+                    call_id = ev.call_id,
+                    "SDP names our relay: not anchored again"
+                );
+                return Step::unchanged(Vec::new());
+            }
             (SipKind::Request(Method::Invite), None) if ev.to_tag.is_none() => {
                 match policy::for_call(self.cfg.mode, &ev.sender, ev.target_nated) {
                     Decision::Relay => k = Some(self.create(ev, now)),
@@ -344,6 +367,13 @@ impl MediaDialogs {
             SipKind::Response { .. } => ev.to_tag,
         };
         match (ev.sdp, sender) {
+            (Some(_), Some(_)) if spiral => {
+                tracing::debug!(
+                    call_id = ev.call_id,
+                    "SDP names our relay (the call crossed the edge again): forwarded unchanged"
+                );
+                Step::unchanged(Vec::new())
+            }
             (Some(body), Some(sender)) => self.sdp(&k, body, sender, &ev.kind, now),
             _ => Step::unchanged(Vec::new()),
         }
@@ -377,6 +407,11 @@ impl MediaDialogs {
                     }
                     match self.calls.get_mut(&op.call) {
                         Some(call) => {
+                            let at = SocketAddr::new(addr, port);
+                            if !call.anchored.contains(&at) {
+                                call.anchored.push(at);
+                            }
+                            self.anchored.insert(at, op.call.clone());
                             call.relay.get_or_insert(relay);
                             if cmd.offer && call.held.insert(cmd.stream) {
                                 self.sessions += 1;
@@ -476,6 +511,21 @@ impl MediaDialogs {
         send
     }
 
+    /// Does any relayable stream of this SDP point at an address the edge got from a relay
+    /// (and wrote into an SDP) for a live call?
+    fn names_our_relay(&self, body: &[u8]) -> bool {
+        if self.anchored.is_empty() {
+            return false;
+        }
+        let Ok(sdp) = Sdp::parse(body) else {
+            return false;
+        };
+        sdp.media().iter().filter(|s| s.relayable()).any(|s| {
+            s.connection
+                .is_some_and(|ip| self.anchored.contains_key(&SocketAddr::new(ip, s.port)))
+        })
+    }
+
     fn find(&self, call_id: &str, from: &str, to: Option<&str>) -> Option<String> {
         let k = key(call_id, from);
         if self.calls.contains_key(&k) {
@@ -497,6 +547,7 @@ impl MediaDialogs {
                 confirmed: false,
                 exchange: Exchange::Idle,
                 held: BTreeSet::new(),
+                anchored: Vec::new(),
                 timer: (now, 0),
                 ops: Vec::new(),
             },
@@ -522,6 +573,11 @@ impl MediaDialogs {
             return Vec::new();
         };
         self.timers.remove(&call.timer);
+        for at in &call.anchored {
+            if self.anchored.get(at).is_some_and(|c| c == k) {
+                self.anchored.remove(at);
+            }
+        }
         self.sessions = self.sessions.saturating_sub(call.held.len());
         self.gauges();
         tracing::debug!(call_id = %call.call_id, why, "media dialog ended");

@@ -918,3 +918,65 @@ fn cost_per_call() {
     w.assert_freed();
     assert!(per_call < Duration::from_millis(1));
 }
+
+/// An on-net call crosses the edge twice (A → edge → core → edge → B) with the same Call-ID and
+/// tags. The second pass carries SDP that already names the relay: it must go through
+/// unchanged, so that one relay session joins A and B (before, the second pass sent U/L with
+/// the relay's own address and each side's media looped into the relay).
+#[test]
+fn call_crossing_the_edge_twice_is_anchored_once() {
+    let mut w = World::new(MediaMode::Always);
+    let a = sdp("10.0.0.5", &[4000]);
+    let b = sdp("10.0.0.9", &[6000]);
+    // Pass 1: A's offer from the access side, toward the core.
+    let to_core = w.relayed(req(Method::Invite), None, CALLER, &a);
+    // Pass 2: the core sends it back to the edge, toward B.
+    let to_b = w.msg(req(Method::Invite), None, CALLER, Some(to_core.as_bytes()));
+    assert_eq!(to_b, Step::unchanged(vec![]), "second pass re-anchored");
+    // B answers (pass 2): this answer is the one that reaches the relay, with B's address.
+    let answer = w.relayed(resp(200, Method::Invite), Some(CALLEE), CALLER, &b);
+    // Pass 1 sees that answer coming back from the core: unchanged to A.
+    let to_a = w.msg(
+        resp(200, Method::Invite),
+        Some(CALLEE),
+        CALLER,
+        Some(answer.as_bytes()),
+    );
+    assert_eq!(to_a, Step::unchanged(vec![]));
+    // A re-INVITE from B (hold) takes the same path the other way round.
+    let hold = sdp("10.0.0.9", &[6000]);
+    let to_core = w.relayed(req(Method::Invite), Some(CALLER), CALLEE, &hold);
+    let again = w.msg(
+        req(Method::Invite),
+        Some(CALLER),
+        CALLEE,
+        Some(to_core.as_bytes()),
+    );
+    assert_eq!(again, Step::unchanged(vec![]));
+    let a_answer = w.relayed(resp(200, Method::Invite), Some(CALLER), CALLEE, &a);
+    let back = w.msg(
+        resp(200, Method::Invite),
+        Some(CALLER),
+        CALLEE,
+        Some(a_answer.as_bytes()),
+    );
+    assert_eq!(back, Step::unchanged(vec![]));
+    // Every command named a phone, never the relay's own 203.0.113.1.
+    let cmds = commands(&w);
+    assert!(cmds.iter().all(|c| !c.contains("203.0.113.1")), "{cmds:?}");
+    assert_eq!(
+        cmds,
+        [
+            format!("0:U {CALL} 10.0.0.5 4000 {CALLER};1"),
+            format!("0:L {CALL} 10.0.0.9 6000 {CALLER};1 {CALLEE};1"),
+            format!("0:U {CALL} 10.0.0.9 6000 {CALLEE};1 {CALLER};1"),
+            format!("0:L {CALL} 10.0.0.5 4000 {CALLEE};1 {CALLER};1"),
+        ]
+    );
+    let bye = w.msg(req(Method::Bye), Some(CALLEE), CALLER, None);
+    w.teardown(bye);
+    w.assert_freed();
+    // Once the call is gone its relay ports are forgotten: a later SDP naming them (a new
+    // call that got the same ports) is anchored as usual.
+    assert!(w.d.anchored.is_empty());
+}
