@@ -58,6 +58,16 @@ impl RelayHandle {
     /// Send `command` and wait for its outcome (retransmissions and failover included).
     pub async fn command(&self, command: Command, target: Target) -> CommandResult {
         let (done, wait) = oneshot::channel();
+        // One debug line per command and per outcome, with the Call-ID inside the command
+        // text, so a call can be followed through the relay in the edge's log.
+        let text = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let mut v = Vec::new();
+            command.encode(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        });
+        if let Some(t) = &text {
+            tracing::debug!(command = %t, ?target, "relay command");
+        }
         let req = Request {
             command,
             target,
@@ -66,7 +76,14 @@ impl RelayHandle {
         if self.tx.send(req).await.is_err() {
             return Err(ClientError::NoRelay);
         }
-        wait.await.unwrap_or(Err(ClientError::NoRelay))
+        let result = wait.await.unwrap_or(Err(ClientError::NoRelay));
+        if let Some(t) = &text {
+            match &result {
+                Ok((relay, reply)) => tracing::debug!(command = %t, relay, ?reply, "relay reply"),
+                Err(e) => tracing::debug!(command = %t, error = %e, "relay command failed"),
+            }
+        }
+        result
     }
 
     /// The client socket's address (what the relay sees as source).

@@ -14,6 +14,7 @@ use super::health::{self, Health};
 use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
+use super::route;
 use crate::media::{
     BodyAction, CmdId, CommandResult, DialogConfig, MediaDialogs, MediaMetrics, Outcome, Peer,
     RelayRequest,
@@ -383,6 +384,7 @@ impl Proxy {
 
     /// A response generated here, sent statelessly to the request's source.
     fn reply_stateless(&mut self, req: &Message, src: &Source, code: u16, reason: &str) {
+        log_reject(req, code, reason);
         let tag = self.local_tag();
         let resp = sip::response_to(req, code, reason, Some(&tag), &[]);
         self.metrics.response(code, "out");
@@ -572,63 +574,62 @@ impl Proxy {
 
     /// §16.4 Route processing and the routing policy: the target (Request-URI to forward with)
     /// and the next hop.
+    ///
+    /// Policy once the edge's own Route entries are gone: a Route left names the next hop. An
+    /// initial request from the access side goes to the core with its Request-URI untouched,
+    /// whatever that names (the core is the registrar and the proxy of the carrier's domain:
+    /// a phone provisioned with the edge as outbound proxy sends `REGISTER sip:example.test`
+    /// and `INVITE sip:bob@example.test`). An in-dialog request from the access side follows
+    /// the dialog's route set: by its Request-URI (the remote target) when it came through our
+    /// Record-Route, else to the core. From the core side, a GRUU of a local binding (RFC 5627,
+    /// also in-dialog: phones use their GRUU as dialog Contact) goes to that binding's flow,
+    /// anything else to its Request-URI.
     fn route(&self, msg: &Message, side: Side, now: Instant) -> Result<Route, (u16, &'static str)> {
         let ruri = msg.request_uri().unwrap_or_default();
-        let mut routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
-        let mut target = Bytes::copy_from_slice(ruri);
-        let ruri_is_us = Uri::parse(ruri).is_ok_and(|u| self.locals.is_us_uri(&u));
-        // Strict-router compatibility (§16.4): the previous hop put our RR URI in the
-        // Request-URI and the real one at the end of the Route set.
-        if ruri_is_us && !routes.is_empty() {
-            if let Some(last) = routes.pop() {
-                if let Ok(na) = NameAddr::parse(last) {
-                    target = Bytes::copy_from_slice(na.uri_raw);
-                }
-            }
-        }
-        // Loose routing: our own Route entries (two of them after double Record-Route).
-        let mut ours_removed = false;
-        while let Some(first) = routes.first() {
-            let ours = NameAddr::parse(first)
-                .ok()
-                .and_then(|na| na.uri().ok())
-                .is_some_and(|u| self.locals.is_us_uri(&u));
-            if !ours {
-                break;
-            }
-            routes.remove(0);
-            ours_removed = true;
-        }
-        let remaining = routes.len();
+        let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
+        let p = route::process(ruri, &routes, |u| self.locals.is_us_uri(u));
+        let initial = msg.to().ok().is_some_and(|t| t.tag().is_none());
+        let mut target = Bytes::copy_from_slice(p.target);
         let mut core = false;
-        let hop = if let Some(first) = routes.first() {
+        let why;
+        let hop = if let Some(first) = p.remaining.first() {
+            why = "next Route";
             let uri = NameAddr::parse(first)
                 .ok()
                 .and_then(|na| na.uri().ok())
                 .ok_or((400, "Bad Request (invalid Route)"))?;
             dest_for(&uri).ok_or((404, "Not Found (unroutable Route)"))?
-        } else if side == Side::Access
-            && !ours_removed
-            && !ruri_is_us_strict(ruri_is_us, &target, ruri)
-        {
+        } else if side == Side::Access && (initial || (p.ours == 0 && !p.strict)) {
+            why = "access side to core";
             core = true;
             self.policy
                 .core_dest(now)
                 .ok_or((503, "Service Unavailable (no core)"))?
+        } else if let Some((contact, dest)) = self.gruu_target(side, &target, now) {
+            why = "GRUU of a local binding";
+            target = contact;
+            dest
         } else {
+            why = "Request-URI";
             let uri =
                 Uri::parse(&target).map_err(|_| (400, "Bad Request (invalid Request-URI)"))?;
             if self.locals.is_us_uri(&uri) {
-                return Err((404, "Not Found"));
+                return Err((404, "Not Found (Request-URI is the edge itself)"));
             }
             dest_for(&uri).ok_or((404, "Not Found (unresolvable Request-URI)"))?
         };
-        Ok(Route {
-            target,
-            hop,
-            core,
-            routes_left: remaining,
-        })
+        tracing::debug!(
+            call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default()),
+            method = msg.method().map(|m| m.as_str()).unwrap_or(""),
+            ?side,
+            why,
+            strict = p.strict,
+            ours = p.ours,
+            target = %String::from_utf8_lossy(&target),
+            hop = %hop.addr,
+            "routed"
+        );
+        Ok(Route { target, hop, core })
     }
 
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
@@ -698,34 +699,15 @@ impl Proxy {
         let out_local = self.locals.for_dest(hop.transport, hop.addr)?;
         let out_hp = self.locals.host_port(out_local);
         // Route: drop ours (and for strict routers, the last entry that became the R-URI).
-        let ruri_is_us = Uri::parse(ruri).is_ok_and(|u| self.locals.is_us_uri(&u));
-        let route_count = msg.values(HeaderName::Route).count();
-        let mut drop_routes = 0;
-        for r in msg.values(HeaderName::Route) {
-            let ours = NameAddr::parse(r)
-                .ok()
-                .and_then(|na| na.uri().ok())
-                .is_some_and(|u| self.locals.is_us_uri(&u));
-            if !ours {
-                break;
-            }
-            drop_routes += 1;
-        }
-        let strict = ruri_is_us && route_count > 0;
-        if strict {
-            // Rebuild the Route set without its last entry.
-            let keep: Vec<Vec<u8>> = msg
-                .values(HeaderName::Route)
-                .skip(drop_routes)
-                .take(route_count.saturating_sub(drop_routes + 1))
-                .map(|v| v.to_vec())
-                .collect();
+        let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
+        let p = route::process(ruri, &routes, |u| self.locals.is_us_uri(u));
+        if p.strict {
             e.remove_all(HeaderName::Route);
-            for v in keep.iter().rev() {
+            for v in p.remaining.iter().rev() {
                 e.prepend(HeaderName::Route, v);
             }
         } else {
-            for _ in 0..drop_routes {
+            for _ in 0..p.ours {
                 e.remove_first_value(HeaderName::Route);
             }
         }
@@ -800,6 +782,9 @@ impl Proxy {
 
     /// Send a response generated here through a server transaction.
     fn respond_local(&mut self, tx: TxId, req: &Message, code: u16, reason: &str, now: Instant) {
+        if code >= 300 {
+            log_reject(req, code, reason);
+        }
         let tag = self.local_tag();
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
         if code == 200 && req.method() == Some(&Method::Options) {
@@ -1037,6 +1022,9 @@ impl Proxy {
         if let Ok(t) = created {
             self.client_ctx.insert(t, (id, b));
             self.metrics.request(method.as_str(), "out");
+            if !failover {
+                self.reg_sent(id);
+            }
             // Timer C runs per branch (§16.8): a failover does not restart it.
             if method == Method::Invite && !failover {
                 self.timer_c_heap.push(Reverse((now + self.timer_c, id, b)));
@@ -1297,10 +1285,17 @@ impl Proxy {
     }
 }
 
-/// True when a strict router put our URI in the Request-URI: the real target came from the
-/// Route set, i.e. this is a request inside a dialog we record-routed.
-fn ruri_is_us_strict(ruri_is_us: bool, target: &[u8], ruri: &[u8]) -> bool {
-    ruri_is_us && target != ruri
+/// Every request the edge answers with an error itself is logged at info with its Call-ID, so
+/// an operator can follow a call (`grep CALL-ID`) without a capture.
+fn log_reject(req: &Message, code: u16, reason: &str) {
+    tracing::info!(
+        call_id = %String::from_utf8_lossy(req.call_id().unwrap_or_default()),
+        method = req.method().map(|m| m.as_str()).unwrap_or(""),
+        ruri = %String::from_utf8_lossy(req.request_uri().unwrap_or_default()),
+        code,
+        reason,
+        "rejected locally"
+    );
 }
 
 struct Route {
@@ -1308,8 +1303,6 @@ struct Route {
     hop: Dest,
     /// `hop` was chosen by the core policy.
     core: bool,
-    #[allow(dead_code)]
-    routes_left: usize,
 }
 
 fn server_key(msg: &Message, method: &Method) -> Option<ServerKey> {

@@ -9,6 +9,7 @@ pub mod health;
 pub mod locals;
 pub mod policy;
 pub mod received;
+pub mod route;
 pub mod srv;
 
 pub use self::core::Proxy;

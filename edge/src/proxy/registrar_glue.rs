@@ -38,6 +38,10 @@ pub(super) struct RegGlue {
     /// NATed bindings' received sources (for Contact fixing), counted per source.
     nated: HashMap<(String, String), SocketAddr>,
     nated_src: HashMap<SocketAddr, usize>,
+    /// The core's temporary GRUUs (RFC 5627 §3.2, opaque to anyone but the core, so learnt
+    /// from its 200 to REGISTER): user part → (AoR, contact), and back.
+    temp_gruu: HashMap<String, (String, String)>,
+    temp_gruu_of: HashMap<(String, String), String>,
     /// Next expiry sweep: the sweep walks the whole table, so it runs once a second, not at
     /// every 10 ms tick (expiry is counted in seconds anyway).
     next_sweep: Option<Instant>,
@@ -79,6 +83,8 @@ impl RegGlue {
             changes: Vec::new(),
             nated: HashMap::new(),
             nated_src: HashMap::new(),
+            temp_gruu: HashMap::new(),
+            temp_gruu_of: HashMap::new(),
             next_sweep: None,
         }
     }
@@ -96,6 +102,11 @@ impl RegGlue {
 
     fn index(&mut self, b: &Binding) {
         self.unindex(&b.aor, &b.contact);
+        if let Some(user) = temp_gruu_user(&b.gruu_params) {
+            let id = (b.aor.clone(), b.contact.clone());
+            self.temp_gruu.insert(user.clone(), id.clone());
+            self.temp_gruu_of.insert(id, user);
+        }
         if b.nated {
             self.nated
                 .insert((b.aor.clone(), b.contact.clone()), b.source);
@@ -104,6 +115,12 @@ impl RegGlue {
     }
 
     fn unindex(&mut self, aor: &str, contact: &str) {
+        if let Some(user) = self
+            .temp_gruu_of
+            .remove(&(aor.to_string(), contact.to_string()))
+        {
+            self.temp_gruu.remove(&user);
+        }
         let Some(src) = self.nated.remove(&(aor.to_string(), contact.to_string())) else {
             return;
         };
@@ -118,6 +135,16 @@ impl RegGlue {
     fn is_nated(&self, src: &SocketAddr) -> bool {
         self.nated_src.contains_key(src)
     }
+}
+
+/// The user part of the `temp-gruu` the core gave a binding (`;temp-gruu="sip:USER@dom;gr"`
+/// in its 200 to REGISTER, kept in [`Binding::gruu_params`]).
+fn temp_gruu_user(params: &str) -> Option<String> {
+    let at = params.find("temp-gruu=")? + "temp-gruu=".len();
+    let value = params.get(at..)?.trim_start_matches('"');
+    let value = value.split('"').next()?;
+    let uri = Uri::parse(value.as_bytes()).ok()?;
+    uri.user.map(str::to_string)
 }
 
 /// The `host:port` (with `;transport=tcp` for TCP) at which the core reaches the edge.
@@ -173,6 +200,11 @@ impl Proxy {
             self.reg.sync();
             return match action {
                 RegisterAction::Reply { status, bytes } => {
+                    tracing::debug!(
+                        call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default()),
+                        status,
+                        "REGISTER answered by the mid-registrar"
+                    );
                     self.respond(server_tx, status, bytes, now);
                     None
                 }
@@ -232,6 +264,49 @@ impl Proxy {
             })
             .collect();
         Some((msg, plan))
+    }
+
+    /// A request from the core whose Request-URI is a GRUU of a local binding (RFC 5627 §5.5:
+    /// the core's pub-gruu, `;gr=<instance>`, or its temp-gruu, `;gr` alone), initial or
+    /// in-dialog: phones use their GRUU as the dialog's Contact, so the core's ACK, BYE and
+    /// re-INVITE carry it. Returns the binding's contact (the new Request-URI) and flow.
+    pub(super) fn gruu_target(
+        &self,
+        side: Side,
+        target: &[u8],
+        now: Instant,
+    ) -> Option<(Bytes, Dest)> {
+        if side != Side::Core {
+            return None;
+        }
+        let uri = Uri::parse(target).ok()?;
+        let found = match uri.param("gr")? {
+            Some(_) => {
+                self.reg
+                    .reg
+                    .lookup(target, None, now)
+                    .into_iter()
+                    .next()?
+                    .binding
+            }
+            None => {
+                let (aor, contact) = self.reg.temp_gruu.get(uri.user?)?;
+                self.reg
+                    .reg
+                    .location()
+                    .get(aor)
+                    .into_iter()
+                    .find(|b| b.contact == *contact && b.expires > now)?
+            }
+        };
+        Some((Bytes::from(found.contact.clone()), found.dest()))
+    }
+
+    /// The REGISTER of context `id` (if it is one the registrar forwards) left for the core.
+    pub(super) fn reg_sent(&self, id: u64) {
+        if self.reg.pending.contains_key(&id) {
+            self.reg.reg.sent_to_core();
+        }
     }
 
     /// Remember the plan for context `id`.

@@ -1112,3 +1112,153 @@ Call-ID: z9hG4bKu1@phone\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(down.len(), 1, "CANCEL sent to the ringing branch");
     assert_eq!(down[0].dest.addr.to_string(), "10.0.0.7:5060");
 }
+
+// ---- phones provisioned with the edge as outbound proxy (issue 14) ----
+
+/// `REGISTER sip:example.test` with the edge as preloaded Route: to the core, Request-URI
+/// untouched, our Route entry gone; counted as forwarded only once it left.
+#[test]
+fn outbound_proxy_register_in_the_carrier_domain_goes_to_the_core() {
+    let mut h = Harness::new();
+    let mut req = register(
+        PHONE,
+        "obp-1",
+        1,
+        "z9hG4bKobp1",
+        3600,
+        "Route: <sip:127.0.0.1:5060;lr>\r\n",
+    );
+    // The phone's REGISTER names the carrier domain, not the edge.
+    let text = String::from_utf8(req)
+        .unwrap()
+        .replace("REGISTER sip:example.com", "REGISTER sip:example.test");
+    req = text.into_bytes();
+    let out = h.recv(PHONE, &req);
+    assert!(only_to(&out, PHONE).is_empty(), "answered locally: {out:?}");
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1);
+    let m = parse(&fwd[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:example.test");
+    assert!(m.header(HeaderName::Route).is_none());
+    assert_eq!(h.proxy.registrar().metrics().forwarded.get(), 1);
+    // The same with an INVITE to a user of the carrier's domain (and a strict outbound proxy
+    // for another phone: the UA put the target last, our URI first).
+    let out = h.recv(
+        PHONE,
+        &invite(
+            "sip:bob@example.test",
+            "z9hG4bKobp2",
+            "Route: <sip:127.0.0.1;lr>\r\n",
+        ),
+    );
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:bob@example.test");
+    let out = h.recv(
+        PHONE,
+        &invite(
+            "sip:127.0.0.1",
+            "z9hG4bKobp3",
+            "Route: <sip:carol@example.test>\r\n",
+        ),
+    );
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:carol@example.test");
+    assert!(m.header(HeaderName::Route).is_none());
+}
+
+/// AoR = the edge's own address, outbound proxy = the edge: `REGISTER sip:EDGE` with
+/// `Route: <sip:EDGE;lr>` is not a strict-router request; it goes to the core.
+#[test]
+fn outbound_proxy_register_to_the_edge_domain_goes_to_the_core() {
+    let mut h = Harness::new();
+    let text = String::from_utf8(register(
+        PHONE,
+        "obp-4",
+        1,
+        "z9hG4bKobp4",
+        3600,
+        "Route: <sip:127.0.0.1:5060;lr>\r\n",
+    ))
+    .unwrap()
+    .replace("REGISTER sip:example.com", "REGISTER sip:127.0.0.1:5060");
+    let out = h.recv(PHONE, text.as_bytes());
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1, "{out:?}");
+    assert_eq!(
+        parse(&fwd[0].bytes).request_uri().unwrap(),
+        b"sip:127.0.0.1:5060"
+    );
+}
+
+/// A REGISTER the edge answers itself (no core reachable) is not counted as forwarded.
+#[test]
+fn register_answered_locally_is_not_counted_as_forwarded() {
+    let mut h = Harness::with(|c| c.routing.core.clear());
+    let out = h.recv(PHONE, &register(PHONE, "nc-1", 1, "z9hG4bKnc1", 3600, ""));
+    let up = only_to(&out, PHONE);
+    assert!(up.iter().any(|t| status(t) == 503), "{out:?}");
+    assert_eq!(h.proxy.registrar().metrics().forwarded.get(), 0);
+}
+
+/// The core's in-dialog requests to a phone whose dialog Contact is its public GRUU (linphone
+/// does this) reach the binding's flow: BYE statefully, ACK statelessly.
+#[test]
+fn in_dialog_requests_to_a_gruu_reach_the_binding() {
+    let mut h = Harness::new();
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"";
+    let text = String::from_utf8(register(
+        PHONE,
+        "g-1",
+        1,
+        "z9hG4bKg1",
+        3600,
+        "Supported: gruu\r\n",
+    ))
+    .unwrap()
+    .replace(
+        &format!("Contact: <sip:bob@{PHONE}>"),
+        &format!("Contact: <sip:bob@{PHONE}>;{instance}"),
+    );
+    let out = h.recv(PHONE, text.as_bytes());
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let m = parse(&fwd);
+    let contact = String::from_utf8(m.header(HeaderName::Contact).unwrap().to_vec()).unwrap();
+    let with_gruu = format!(
+        "{contact};pub-gruu=\"sip:bob@example.com;gr=urn:uuid:00000000-0000-1000-8000-000a95a0e128\";temp-gruu=\"sip:tgruu.abc123@example.com;gr\""
+    );
+    let out = h.recv(
+        CORE,
+        &answer(&fwd, 200, "c", &[("Contact", with_gruu.as_bytes())]),
+    );
+    assert_eq!(status(only_to(&out, PHONE)[0]), 200);
+    for (i, ruri) in [
+        "sip:bob@example.com;gr=urn:uuid:00000000-0000-1000-8000-000a95a0e128",
+        "sip:tgruu.abc123@example.com;gr",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for method in ["BYE", "ACK"] {
+            let req = format!(
+                "{method} {ruri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKgd{i}{method}\r\n\
+Route: <sip:127.0.0.1:5060;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: gd{i}\r\n\
+CSeq: 2 {method}\r\n\
+Content-Length: 0\r\n\r\n"
+            );
+            let out = h.recv(CORE, req.as_bytes());
+            let to_phone = only_to(&out, PHONE);
+            assert_eq!(to_phone.len(), 1, "{method} {ruri}: {out:?}");
+            let m = parse(&to_phone[0].bytes);
+            assert_eq!(
+                m.request_uri().unwrap(),
+                format!("sip:bob@{PHONE}").as_bytes(),
+                "{method} {ruri}"
+            );
+        }
+    }
+}

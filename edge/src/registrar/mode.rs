@@ -467,8 +467,14 @@ impl Registrar {
         let id = PendingId(self.next_id);
         self.next_id += 1;
         self.pending.insert(id, p);
-        self.metrics.forwarded.inc();
         RegisterAction::Forward { id, rewrite }
+    }
+
+    /// The proxy sent a [`RegisterAction::Forward`] to the core. Counted here, not when the
+    /// registrar decides to forward: the proxy may still answer the REGISTER itself (no core
+    /// reachable, bad route), and an operator must not see it as forwarded.
+    pub fn sent_to_core(&self) {
+        self.metrics.forwarded.inc();
     }
 
     /// A random token (core contact user part, To tag).

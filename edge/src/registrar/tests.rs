@@ -69,7 +69,12 @@ impl H {
     }
 
     fn reg(&mut self, req: &Message, from: &str) -> RegisterAction {
-        self.r.on_register(req, src(from), self.now)
+        let action = self.r.on_register(req, src(from), self.now);
+        if matches!(action, RegisterAction::Forward { .. }) {
+            // As the proxy does once the request has left for the core.
+            self.r.sent_to_core();
+        }
+        action
     }
 
     /// Expects a Forward; returns its id and the request the core would receive.
