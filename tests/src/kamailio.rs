@@ -36,13 +36,22 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
-    /// Writes the config for a fresh port and starts Kamailio in the foreground; waits
-    /// (bounded) until it answers OPTIONS.
+    /// Writes `tests/kamailio/registrar.cfg` for a fresh port and starts Kamailio in the
+    /// foreground; waits (bounded) until it answers OPTIONS.
     pub fn start(dir: &WorkDir) -> Kamailio {
+        Kamailio::start_cfg(dir, "registrar.cfg", &[])
+    }
+
+    /// Like [`Kamailio::start`] with another template of `tests/kamailio/`: `@SIP_PORT@` is
+    /// replaced by a fresh port, then each `(placeholder, value)` of `subst` in turn.
+    pub fn start_cfg(dir: &WorkDir, template: &str, subst: &[(&str, &str)]) -> Kamailio {
         let sip = SocketAddr::from((CORE_IP, free_port()));
-        let template = std::fs::read_to_string(kamailio_dir().join("registrar.cfg"))
-            .expect("tests/kamailio/registrar.cfg");
-        let cfg = template.replace("@SIP_PORT@", &sip.port().to_string());
+        let text = std::fs::read_to_string(kamailio_dir().join(template))
+            .unwrap_or_else(|e| panic!("tests/kamailio/{template}: {e}"));
+        let mut cfg = text.replace("@SIP_PORT@", &sip.port().to_string());
+        for (from, to) in subst {
+            cfg = cfg.replace(from, to);
+        }
         let cfg_path = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).expect("write kamailio.cfg");
         let run_dir = dir.path().join("run");
