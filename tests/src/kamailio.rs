@@ -46,9 +46,25 @@ impl Kamailio {
     /// replaced by a fresh port, then each `(placeholder, value)` of `subst` in turn.
     pub fn start_cfg(dir: &WorkDir, template: &str, subst: &[(&str, &str)]) -> Kamailio {
         let sip = SocketAddr::from((CORE_IP, free_port()));
+        Kamailio::start_cfg_at(dir, template, sip, subst)
+    }
+
+    /// Like [`Kamailio::start_cfg`] on a given loopback address: the template's
+    /// `listen=udp:127.0.0.3:@SIP_PORT@` becomes `listen=udp:<sip>`.
+    pub fn start_cfg_at(
+        dir: &WorkDir,
+        template: &str,
+        sip: SocketAddr,
+        subst: &[(&str, &str)],
+    ) -> Kamailio {
         let text = std::fs::read_to_string(kamailio_dir().join(template))
             .unwrap_or_else(|e| panic!("tests/kamailio/{template}: {e}"));
-        let mut cfg = text.replace("@SIP_PORT@", &sip.port().to_string());
+        let mut cfg = text
+            .replace(
+                "listen=udp:127.0.0.3:@SIP_PORT@",
+                &format!("listen=udp:{sip}"),
+            )
+            .replace("@SIP_PORT@", &sip.port().to_string());
         for (from, to) in subst {
             cfg = cfg.replace(from, to);
         }
