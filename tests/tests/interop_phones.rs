@@ -7,12 +7,13 @@
 //! Phones (each plays its own tone; the far end's decoded audio is checked for it):
 //! - alice 440 Hz, bob 1000 Hz, carol 700 Hz: carrier provisioning (a), AoR
 //!   `sip:USER@example.test`, outbound proxy = the edge;
-//! - erin 1600 Hz: provisioning (b), AoR `sip:erin@<edge ip:port>`, no outbound proxy;
+//! - erin 1600 Hz, frank 1900 Hz: provisioning (b), AoR `sip:USER@<edge ip:port>`, no outbound
+//!   proxy;
 //! - dave 1300 Hz: registered directly at Kamailio (off-net for the edge).
 //!
 //! Scenarios: registration (a) and (b); on-net call alice → bob (crosses the edge twice:
 //! phone → edge → core → edge → phone); off-net call alice → dave; hold/resume; blind transfer
-//! (bob transfers alice to carol); MESSAGE alice → bob; erin → bob. The full list in mirror mode,
+//! (bob transfers alice to carol); MESSAGE alice → bob; erin → frank (on-net, (b)); erin → bob. The full list in mirror mode,
 //! registration + on-net + off-net in contact and aor modes and through rtpengine (mirror).
 //! Plus a phone behind a MASQUERADE NAT (conntrack UDP timeout 10 s, edge keepalives every 5 s)
 //! called after 15 s idle (root only).
@@ -265,6 +266,10 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
         let edge = stack.edge.sip_addr().to_string();
         stack.add(&dir, PhoneSpec::new("erin", &edge, ACCESS_IP, 1600.0))
     });
+    let i_f = full.then(|| {
+        let edge = stack.edge.sip_addr().to_string();
+        stack.add(&dir, PhoneSpec::new("frank", &edge, ACCESS_IP, 1900.0))
+    });
     let mut out = Outcomes::default();
     {
         let p = &stack.phones;
@@ -273,9 +278,11 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
             via_edge.push(&p[ic]);
         }
         let reg_a = register_all(&mut out, &format!("{mode} (a)"), &via_edge);
-        let reg_b = match ie {
-            Some(ie) => register_all(&mut out, &format!("{mode} (b)"), &[&p[ie]]),
-            None => true,
+        let reg_b = match (ie, i_f) {
+            (Some(ie), Some(i_f)) => {
+                register_all(&mut out, &format!("{mode} (b)"), &[&p[ie], &p[i_f]])
+            }
+            _ => true,
         };
         let reg_d = register_all(&mut out, "direct", &[&p[id]]);
         let (alice, bob, dave) = (&p[ia], &p[ib], &p[id]);
@@ -301,6 +308,12 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
             }
             let name = format!("{mode} MESSAGE");
             out.record(&name, calls::message(&name, alice, bob, &bob_uri));
+        }
+        if let (Some(ie), Some(i_f), true) = (ie, i_f, reg_b) {
+            // On-net between two (b) phones: also crosses the edge twice.
+            let name = format!("{mode} on-net call between (b) phones");
+            let uri = p[i_f].spec.aor();
+            out.record(&name, calls::call_with_audio(&name, &p[ie], &p[i_f], &uri));
         }
         if let (Some(ie), true, true) = (ie, reg_a, reg_b) {
             let name = format!("{mode} call from provisioning (b)");
