@@ -180,8 +180,9 @@ fn call(
     callee_uri: &str,
     bye_from: ByeFrom,
 ) -> Result<CallAudio, String> {
-    let caller_rec = caller.home().join(format!("{label}-rec.wav"));
-    let callee_rec = callee.home().join(format!("{label}-rec.wav"));
+    let file = label.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    let caller_rec = caller.home().join(format!("{file}-rec.wav"));
+    let callee_rec = callee.home().join(format!("{file}-rec.wav"));
     caller.record_to(&caller_rec)?;
     callee.record_to(&callee_rec)?;
     let mark = callee.mark();

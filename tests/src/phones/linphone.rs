@@ -14,8 +14,12 @@
 //! - Audio: `soundcard use files` first, then `play <wav>` (the "microphone") and
 //!   `record <wav>` (what it decodes). Both are read when a call's streams start, so they are
 //!   set before the call (or before answering); a new `record` before each call gives one file
-//!   per call. The recording is 16-bit mono at 48 kHz even with G.711, and its header states a
-//!   data length 44 bytes longer than the file (the reader in [`super::audio`] copes).
+//!   per call. The recording is 16-bit mono at the codec's rate (8 kHz with the G.711 configured
+//!   here, 48 kHz with linphone's default opus), and its header states a data length 44 bytes
+//!   longer than the file (the reader in [`super::audio`] copes).
+//! - It does not exit when its stdin closes; `quit` (or SIGTERM) ends it cleanly, unregistering.
+//! - Codecs: liblinphone re-adds every codec missing from `linphonerc`, enabled and opus first,
+//!   so the file lists them all with only PCMU/PCMA enabled.
 //! - liblinphone rewrites its config file (the password becomes `ha1`), so each start writes a
 //!   fresh `linphonerc`; passing `-c <file>` keeps it out of the real HOME, and HOME (with
 //!   `.local/share/linphone` for its database) is private too.
@@ -199,17 +203,7 @@ impl LinphoneSpec {
              realm={realm}\n\
              domain={domain}\n\
              \n\
-             [audio_codec_0]\n\
-             mime=PCMU\n\
-             rate=8000\n\
-             channels=1\n\
-             enabled=1\n\
-             \n\
-             [audio_codec_1]\n\
-             mime=PCMA\n\
-             rate=8000\n\
-             channels=1\n\
-             enabled=1\n",
+             {codecs}",
             port = self.sip.port(),
             ip = self.sip.ip(),
             user = self.user,
@@ -220,8 +214,44 @@ impl LinphoneSpec {
             password = self.password,
             realm = self.realm,
             domain = self.domain,
+            codecs = codecs(),
         )
     }
+}
+
+/// Every audio codec liblinphone 5.1 knows, listed with only PCMU and PCMA enabled: codecs
+/// missing from the file are added back enabled (opus first), so all are named.
+fn codecs() -> String {
+    const ALL: [(&str, u32, u32, bool); 19] = [
+        ("PCMU", 8000, 1, true),
+        ("PCMA", 8000, 1, true),
+        ("opus", 48000, 2, false),
+        ("speex", 16000, 1, false),
+        ("speex", 8000, 1, false),
+        ("speex", 32000, 1, false),
+        ("GSM", 8000, 1, false),
+        ("G722", 8000, 1, false),
+        ("G729", 8000, 1, false),
+        ("G726-16", 8000, 1, false),
+        ("G726-24", 8000, 1, false),
+        ("G726-32", 8000, 1, false),
+        ("G726-40", 8000, 1, false),
+        ("AAL2-G726-16", 8000, 1, false),
+        ("AAL2-G726-24", 8000, 1, false),
+        ("AAL2-G726-32", 8000, 1, false),
+        ("AAL2-G726-40", 8000, 1, false),
+        ("L16", 44100, 2, false),
+        ("L16", 44100, 1, false),
+    ];
+    ALL.iter()
+        .enumerate()
+        .map(|(i, (mime, rate, channels, on))| {
+            format!(
+                "\n[audio_codec_{i}]\nmime={mime}\nrate={rate}\nchannels={channels}\nenabled={}\n",
+                u8::from(*on)
+            )
+        })
+        .collect()
 }
 
 /// One call as seen by one phone: linphonec's call id and where in its output the call began
