@@ -36,13 +36,38 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
-    /// Writes the config for a fresh port and starts Kamailio in the foreground; waits
-    /// (bounded) until it answers OPTIONS.
+    /// Writes `tests/kamailio/registrar.cfg` for a fresh port and starts Kamailio in the
+    /// foreground; waits (bounded) until it answers OPTIONS.
     pub fn start(dir: &WorkDir) -> Kamailio {
+        Kamailio::start_cfg(dir, "registrar.cfg", &[])
+    }
+
+    /// Like [`Kamailio::start`] with another template of `tests/kamailio/`: `@SIP_PORT@` is
+    /// replaced by a fresh port, then each `(placeholder, value)` of `subst` in turn.
+    pub fn start_cfg(dir: &WorkDir, template: &str, subst: &[(&str, &str)]) -> Kamailio {
         let sip = SocketAddr::from((CORE_IP, free_port()));
-        let template = std::fs::read_to_string(kamailio_dir().join("registrar.cfg"))
-            .expect("tests/kamailio/registrar.cfg");
-        let cfg = template.replace("@SIP_PORT@", &sip.port().to_string());
+        Kamailio::start_cfg_at(dir, template, sip, subst)
+    }
+
+    /// Like [`Kamailio::start_cfg`] on a given loopback address: the template's
+    /// `listen=udp:127.0.0.3:@SIP_PORT@` becomes `listen=udp:<sip>`.
+    pub fn start_cfg_at(
+        dir: &WorkDir,
+        template: &str,
+        sip: SocketAddr,
+        subst: &[(&str, &str)],
+    ) -> Kamailio {
+        let text = std::fs::read_to_string(kamailio_dir().join(template))
+            .unwrap_or_else(|e| panic!("tests/kamailio/{template}: {e}"));
+        let mut cfg = text
+            .replace(
+                "listen=udp:127.0.0.3:@SIP_PORT@",
+                &format!("listen=udp:{sip}"),
+            )
+            .replace("@SIP_PORT@", &sip.port().to_string());
+        for (from, to) in subst {
+            cfg = cfg.replace(from, to);
+        }
         let cfg_path = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).expect("write kamailio.cfg");
         let run_dir = dir.path().join("run");

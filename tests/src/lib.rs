@@ -16,6 +16,7 @@ pub mod http;
 pub mod kamailio;
 pub mod metrics;
 pub mod netns;
+pub mod phones;
 pub mod ports;
 pub mod process;
 pub mod relay;

@@ -2,7 +2,7 @@
 //! commands over UDP (cookie framed), `/metrics`, its log.
 //!
 //! CLI used (the relay's contract): `--control-udp ADDR --admin ADDR --ports MIN-MAX
-//! --listen 127.0.0.1`, plus any extra flags a test passes (`--datapath fallback`, ...).
+//! --listen 127.0.0.1` (another IP with [`Relay::start_on`]), plus any extra flags a test passes (`--datapath fallback`, ...).
 //! Media port blocks come from 61000..65000, above Linux's default ephemeral range
 //! (32768..60999) and the e2e control/SIP ports (15000..30000), so they cannot collide with
 //! sockets the tests or other programs open.
@@ -70,6 +70,17 @@ impl Relay {
     /// Starts the relay and waits (bounded) until it answers `V` on its control port and
     /// `/health` on its admin port.
     pub fn start(bin: &Path, dir: &WorkDir, extra: &[&str]) -> Result<Relay, StartFailure> {
+        Relay::start_on(bin, dir, Ipv4Addr::LOCALHOST, extra)
+    }
+
+    /// Like [`Relay::start`] with the media sockets on `media_ip` (`--listen`), e.g. an address
+    /// the phones do not use, so that no loopback coincidence hides a wrong address in SDP.
+    pub fn start_on(
+        bin: &Path,
+        dir: &WorkDir,
+        media_ip: Ipv4Addr,
+        extra: &[&str],
+    ) -> Result<Relay, StartFailure> {
         let control = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         // A test that needs more than MEDIA_BLOCK ports passes its own `--ports MIN-MAX`.
@@ -94,7 +105,7 @@ impl Relay {
         }
         cmd.args(["--control-udp", &control.to_string()])
             .args(["--admin", &admin.to_string()])
-            .args(["--listen", "127.0.0.1"])
+            .args(["--listen", &media_ip.to_string()])
             .args(extra)
             .current_dir(dir.path())
             .stdin(Stdio::null())

@@ -1,0 +1,420 @@
+//! Interop with a real, unmodified softphone: headless `linphonec` 5.1 (Debian `linphone-cli`)
+//! against Kamailio 5.6 as the carrier core (tests/kamailio/interop.cfg: digest auth, usrloc in
+//! memory, GRUU on), first directly, then through the edge and rtprelay.
+//!
+//! linphone asks for a GRUU when it registers and then uses its pub-GRUU
+//! (`sip:bob@example.test;gr=urn:uuid:...`) as the Contact of its dialogs, so the ACK and BYE
+//! towards it carry the GRUU as Request-URI and only the registrar can resolve them. Every call
+//! below is answered by the callee, runs ~3.5 s with each phone playing its own tone (caller
+//! 440 Hz, callee 1000 Hz) and recording what it decodes; each side must have decoded at least
+//! 1.5 s of the peer's tone. Calls end by BYE from the caller and from the callee, and a next
+//! call must work after them (linphone refused its next call after a BYE was lost).
+//!
+//! - `linphone_direct_gruu_calls`: baseline without the edge, phones registered at Kamailio.
+//! - `linphone_edge_outbound_proxy`: provisioning (a), AoR `sip:USER@example.test`, outbound
+//!   proxy (`reg_route`) = the edge; media anchored on rtprelay.
+//! - `linphone_edge_aor_at_edge`: provisioning (b), AoR `sip:USER@EDGEIP:EDGEPORT`, no outbound
+//!   proxy.
+//!
+//! Per call the seconds of tone decoded in each direction are printed (`eprintln!`, run with
+//! `--nocapture`). A failure report carries both phones' console and SIP traces, the edge's log
+//! (at `--log-level debug`) and Kamailio's routing lines. Skipped with a message when linphonec,
+//! kamailio or the workspace binaries are missing.
+
+use e2e::edge::{Edge, EdgeArgs};
+use e2e::kamailio::{Kamailio, KAMAILIO};
+use e2e::phones::audio::{tone_seconds, write_tone_wav};
+use e2e::phones::linphone::{linphonec_or_skip, Linphone, LinphoneSpec};
+use e2e::ports::{free_addr, ACCESS_IP, EDGE_IP};
+use e2e::relay::{relay_or_skip, Relay};
+use e2e::tools::edge_or_skip;
+use e2e::workdir::{tail, WorkDir};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CALLER_HZ: f64 = 440.0;
+const CALLEE_HZ: f64 = 1000.0;
+/// How long a call runs before the BYE.
+const TALK: Duration = Duration::from_millis(3500);
+/// Seconds of the peer's tone each side must have decoded.
+const MIN_TONE_S: f64 = 1.5;
+const STEP: Duration = Duration::from_secs(10);
+
+struct Tools {
+    linphonec: PathBuf,
+    edge: Option<PathBuf>,
+    relay: Option<PathBuf>,
+}
+
+fn tools_or_skip(test: &str, with_edge: bool) -> Option<Tools> {
+    let linphonec = linphonec_or_skip(test)?;
+    if !Path::new(KAMAILIO).is_file() {
+        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        return None;
+    }
+    let (edge, relay) = if with_edge {
+        (Some(edge_or_skip(test)?), Some(relay_or_skip(test)?))
+    } else {
+        (None, None)
+    };
+    Some(Tools {
+        linphonec,
+        edge,
+        relay,
+    })
+}
+
+/// The core's config template: `tests/kamailio/interop.cfg`, or the file named by
+/// `$E2E_INTEROP_CFG` (an absolute path; to try a core change without editing the shared one).
+fn core_template() -> String {
+    std::env::var("E2E_INTEROP_CFG").unwrap_or_else(|_| "interop.cfg".to_string())
+}
+
+/// Who hangs up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ByeFrom {
+    Caller,
+    Callee,
+}
+
+/// Everything a failure report needs besides the phones.
+struct Rig {
+    dir: WorkDir,
+    kamailio: Kamailio,
+    edge: Option<Edge>,
+    relay: Option<Relay>,
+    caller_wav: PathBuf,
+    callee_wav: PathBuf,
+}
+
+impl Rig {
+    fn start(label: &str, tools: &Tools) -> Rig {
+        let dir = WorkDir::new(label);
+        let caller_wav = dir.path().join("caller-440.wav");
+        let callee_wav = dir.path().join("callee-1000.wav");
+        write_tone_wav(&caller_wav, CALLER_HZ, 30.0, 8000).expect("caller tone");
+        write_tone_wav(&callee_wav, CALLEE_HZ, 30.0, 8000).expect("callee tone");
+        // Phones provisioned with the edge's address as their domain (b) are local users of the
+        // core: the edge's IP is an alias (any port).
+        let kamailio = Kamailio::start_cfg(
+            &dir,
+            &core_template(),
+            &[("@EDGE_ALIAS@", &EDGE_IP.to_string())],
+        );
+        let (Some(edge_bin), Some(relay_bin)) = (&tools.edge, &tools.relay) else {
+            return Rig {
+                dir,
+                kamailio,
+                edge: None,
+                relay: None,
+                caller_wav,
+                callee_wav,
+            };
+        };
+        // Media on an address of its own, apart from the phones and the edge.
+        let relay = Relay::start_on(relay_bin, &dir, MEDIA_IP, &[])
+            .unwrap_or_else(|e| panic!("rtprelay did not start: {} {}", e.message, e.log));
+        let store = dir.path().join("store").join("location.log");
+        let control = relay.control_addr().to_string();
+        let mut extra = vec![
+            "--relay",
+            &control,
+            "--media-mode",
+            "always",
+            "--store",
+            store.to_str().expect("utf-8 path"),
+        ];
+        if std::env::var_os("E2E_EDGE_LOG").is_none() {
+            extra.extend(["--log-level", "debug"]);
+        }
+        let edge = Edge::start(
+            edge_bin,
+            &dir,
+            &EdgeArgs::udp_core(kamailio.sip).extra(&extra),
+        )
+        .unwrap_or_else(|e| panic!("edge did not start: {e}"));
+        Rig {
+            dir,
+            kamailio,
+            edge: Some(edge),
+            relay: Some(relay),
+            caller_wav,
+            callee_wav,
+        }
+    }
+
+    /// Edge log, relay log and Kamailio's log, tails.
+    fn report(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(edge) = self.edge.as_mut() {
+            out.push_str(&edge.report());
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            out.push_str(&relay.report());
+        }
+        out.push_str(&format!(
+            "--- kamailio {} ---\n{}\n",
+            self.kamailio.sip,
+            tail(&self.kamailio.log, 3000)
+        ));
+        out
+    }
+}
+
+/// Where rtprelay's media sockets listen: not the phones' 127.0.0.2 nor the edge's 127.0.0.1.
+const MEDIA_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+/// Result of one call: seconds of the peer's tone decoded by each side.
+struct CallAudio {
+    caller_heard: f64,
+    callee_heard: f64,
+}
+
+/// One call `caller` → `callee_uri`, answered by `callee`, ~3.5 s of audio, ended by
+/// `bye_from`. Fails with both phones' reports on any missing step.
+fn call(
+    label: &str,
+    caller: &mut Linphone,
+    callee: &mut Linphone,
+    callee_uri: &str,
+    bye_from: ByeFrom,
+) -> Result<CallAudio, String> {
+    let file = label.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    let caller_rec = caller.home().join(format!("{file}-rec.wav"));
+    let callee_rec = callee.home().join(format!("{file}-rec.wav"));
+    caller.record_to(&caller_rec)?;
+    callee.record_to(&callee_rec)?;
+    let mark = callee.mark();
+    let out = caller.call(callee_uri)?;
+    let inc = callee.wait_incoming(mark, STEP).map_err(|e| {
+        format!(
+            "{label}: the callee never saw the INVITE: {e}\n{}",
+            caller.report()
+        )
+    })?;
+    callee.answer(inc)?;
+    caller
+        .wait_connected(out, STEP)
+        .map_err(|e| format!("{label}: caller: {e}\n{}", callee.report()))?;
+    callee
+        .wait_connected(inc, STEP)
+        .map_err(|e| format!("{label}: callee: {e}\n{}", caller.report()))?;
+    std::thread::sleep(TALK);
+    let (ender, other, end_ref, other_ref) = match bye_from {
+        ByeFrom::Caller => (&mut *caller, &mut *callee, out, inc),
+        ByeFrom::Callee => (&mut *callee, &mut *caller, inc, out),
+    };
+    ender.terminate(end_ref)?;
+    let ended = ender.wait_ended(end_ref, STEP)?;
+    // The far end ends only when the BYE reached it.
+    let far = match other.wait_ended(other_ref, STEP) {
+        Ok(line) => line,
+        Err(e) => {
+            let report = ender.report();
+            return Err(format!(
+                "{label}: BYE from the {bye_from:?} ({}: {ended}) did not end the call at {}: {e}\n{report}",
+                ender.name(),
+                other.name(),
+            ));
+        }
+    };
+    for line in [&ended, &far] {
+        if line.contains(" error.") {
+            return Err(format!(
+                "{label}: call ended in error: {line}\n{}\n{}",
+                ender.report(),
+                other.report()
+            ));
+        }
+    }
+    // Recordings are closed when the streams stop, right after the end of the call.
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_heard = tone_seconds(&caller_rec, CALLEE_HZ)?;
+    let callee_heard = tone_seconds(&callee_rec, CALLER_HZ)?;
+    eprintln!(
+        "{label}: caller decoded {caller_heard:.1} s of the callee's {CALLEE_HZ} Hz, callee decoded {callee_heard:.1} s of the caller's {CALLER_HZ} Hz (BYE from the {bye_from:?})"
+    );
+    let audio = CallAudio {
+        caller_heard,
+        callee_heard,
+    };
+    if caller_heard < MIN_TONE_S || callee_heard < MIN_TONE_S {
+        return Err(format!(
+            "{label}: not enough audio (need {MIN_TONE_S} s each way): caller heard {caller_heard:.1} s, callee heard {callee_heard:.1} s\n{}\n{}",
+            caller.report(),
+            callee.report()
+        ));
+    }
+    Ok(audio)
+}
+
+/// The Contact of the callee's 2xx to INVITE in its SIP trace must be a GRUU (`;gr=`).
+fn callee_contact_is_gruu(callee: &Linphone) -> Result<String, String> {
+    let trace = callee.sip_trace(400);
+    let answer = trace
+        .lines()
+        .find(|l| l.contains(" -> ") && l.contains("SIP/2.0 200") && l.contains("INVITE"))
+        .ok_or_else(|| format!("no 200 to INVITE sent by {} in:\n{trace}", callee.name()))?;
+    let contact = answer
+        .split(" | ")
+        .find(|p| p.to_ascii_lowercase().starts_with("contact:"))
+        .unwrap_or("")
+        .to_string();
+    if contact.contains(";gr=") {
+        Ok(contact)
+    } else {
+        Err(format!(
+            "{}'s 200 OK Contact is not a GRUU: {answer}",
+            callee.name()
+        ))
+    }
+}
+
+struct Scenario<'a> {
+    test: &'a str,
+    /// Builds a phone's spec from (name, user, local SIP address, tone).
+    spec: &'a dyn Fn(&Rig, &str, &str, &Path) -> LinphoneSpec,
+    /// Request-URI the caller dials for user `bob`.
+    callee_uri: &'a dyn Fn(&Rig) -> String,
+}
+
+fn run(tools: &Tools, sc: &Scenario) {
+    let _serial = e2e::heavy_lock();
+    let mut rig = Rig::start(sc.test, tools);
+    let caller_wav = rig.caller_wav.clone();
+    let callee_wav = rig.callee_wav.clone();
+    let alice_spec = (sc.spec)(&rig, "alice", "alice", &caller_wav);
+    let bob_spec = (sc.spec)(&rig, "bob", "bob", &callee_wav);
+    let start = |spec: &LinphoneSpec, rig: &mut Rig| {
+        Linphone::start(&tools.linphonec, &rig.dir, spec).unwrap_or_else(|e| {
+            panic!(
+                "{}: linphonec did not start: {e}\n{}",
+                sc.test,
+                rig.report()
+            )
+        })
+    };
+    let mut alice = start(&alice_spec, &mut rig);
+    let mut bob = start(&bob_spec, &mut rig);
+    for phone in [&mut alice, &mut bob] {
+        if let Err(e) = phone.wait_registered(STEP) {
+            panic!("{}: {e}\n{}", sc.test, rig.report());
+        }
+    }
+    let uri = (sc.callee_uri)(&rig);
+    let plan = [
+        ("call1-bye-from-caller", ByeFrom::Caller),
+        ("call2-bye-from-callee", ByeFrom::Callee),
+        ("call3-next-call", ByeFrom::Caller),
+    ];
+    let mut results = Vec::new();
+    for (label, bye) in plan {
+        let label = format!("{} {label}", sc.test);
+        match call(&label, &mut alice, &mut bob, &uri, bye) {
+            Ok(a) => results.push((label, a)),
+            Err(e) => panic!("{e}\n{}", rig.report()),
+        }
+    }
+    match callee_contact_is_gruu(&bob) {
+        Ok(contact) => eprintln!("{}: callee's dialog {contact}", sc.test),
+        Err(e) => panic!("{}: {e}", sc.test),
+    }
+    for (label, a) in &results {
+        eprintln!(
+            "SUMMARY {label}: callee->caller {:.1} s, caller->callee {:.1} s",
+            a.caller_heard, a.callee_heard
+        );
+    }
+    alice.stop(Duration::from_secs(2));
+    bob.stop(Duration::from_secs(2));
+}
+
+#[test]
+fn linphone_direct_gruu_calls() {
+    let test = "linphone_direct_gruu_calls";
+    let Some(tools) = tools_or_skip(test, false) else {
+        return;
+    };
+    let spec = |rig: &Rig, name: &str, user: &str, wav: &Path| {
+        let k = rig.kamailio.sip;
+        LinphoneSpec::new(
+            name,
+            user,
+            "example.test",
+            &format!("sip:{k}"),
+            free_addr(ACCESS_IP),
+            wav,
+        )
+        .outbound_proxy(&format!("sip:{k};lr"))
+    };
+    let uri = |_: &Rig| "sip:bob@example.test".to_string();
+    run(
+        &tools,
+        &Scenario {
+            test,
+            spec: &spec,
+            callee_uri: &uri,
+        },
+    );
+}
+
+#[test]
+fn linphone_edge_outbound_proxy() {
+    let test = "linphone_edge_outbound_proxy";
+    let Some(tools) = tools_or_skip(test, true) else {
+        return;
+    };
+    let spec = |rig: &Rig, name: &str, user: &str, wav: &Path| {
+        let e = rig.edge.as_ref().map(Edge::sip_addr).expect("edge");
+        LinphoneSpec::new(
+            name,
+            user,
+            "example.test",
+            &format!("sip:{e}"),
+            free_addr(ACCESS_IP),
+            wav,
+        )
+        .outbound_proxy(&format!("sip:{e};lr"))
+    };
+    let uri = |_: &Rig| "sip:bob@example.test".to_string();
+    run(
+        &tools,
+        &Scenario {
+            test,
+            spec: &spec,
+            callee_uri: &uri,
+        },
+    );
+}
+
+#[test]
+fn linphone_edge_aor_at_edge() {
+    let test = "linphone_edge_aor_at_edge";
+    let Some(tools) = tools_or_skip(test, true) else {
+        return;
+    };
+    let spec = |rig: &Rig, name: &str, user: &str, wav: &Path| {
+        let e = rig.edge.as_ref().map(Edge::sip_addr).expect("edge");
+        LinphoneSpec::new(
+            name,
+            user,
+            &e.to_string(),
+            &format!("sip:{e}"),
+            free_addr(ACCESS_IP),
+            wav,
+        )
+    };
+    let uri = |rig: &Rig| {
+        let e = rig.edge.as_ref().map(Edge::sip_addr).expect("edge");
+        format!("sip:bob@{e}")
+    };
+    run(
+        &tools,
+        &Scenario {
+            test,
+            spec: &spec,
+            callee_uri: &uri,
+        },
+    );
+}
