@@ -17,6 +17,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const EDGE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 /// Where access-side peers (phones: callers, registering UAs) send from.
 pub const ACCESS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Where real softphones (baresip, linphonec) run. They bind their RTP sockets to the wildcard
+/// address, so on loopback the kernel sends their media from 127.0.0.1 whatever IP their SIP
+/// uses; a phone must announce the address it sends from (a real one does), or the relay's
+/// strict-source latching rightly drops it. The relay's media address in those tests is
+/// another one (127.0.0.4), so no loopback coincidence can hide a wrong SDP address.
+pub const PHONE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 /// Where core-side peers (the core, registrar, fork targets) listen.
 pub const CORE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 

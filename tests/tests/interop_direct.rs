@@ -10,7 +10,7 @@
 use e2e::kamailio::{Kamailio, KAMAILIO};
 use e2e::phones::baresip::{self, Baresip, PhoneSpec};
 use e2e::phones::calls;
-use e2e::ports::ACCESS_IP;
+use e2e::ports::PHONE_IP;
 use e2e::workdir::{tail, WorkDir};
 use std::time::Duration;
 
@@ -27,14 +27,14 @@ fn tools(test: &str) -> bool {
 /// alice, bob and carol registered at Kamailio, which is also their outbound proxy.
 fn setup(dir: &WorkDir) -> (Kamailio, Vec<Baresip>) {
     // No edge in this test: the alias is unused, any address will do.
-    let core = Kamailio::start_cfg(dir, "interop.cfg", &[("@EDGE_ALIAS@", "127.0.0.1:9")]);
+    let core = Kamailio::start_cfg(dir, "interop.cfg", &[("@EDGE_ALIAS@", "edge.invalid")]);
     let bob_uri = format!("sip:bob@{DOMAIN}");
     let specs = [
-        PhoneSpec::new("alice", DOMAIN, ACCESS_IP, 440.0)
+        PhoneSpec::new("alice", DOMAIN, PHONE_IP, 440.0)
             .outbound(core.sip)
             .message_to(&bob_uri),
-        PhoneSpec::new("bob", DOMAIN, ACCESS_IP, 1000.0).outbound(core.sip),
-        PhoneSpec::new("carol", DOMAIN, ACCESS_IP, 700.0).outbound(core.sip),
+        PhoneSpec::new("bob", DOMAIN, PHONE_IP, 1000.0).outbound(core.sip),
+        PhoneSpec::new("carol", DOMAIN, PHONE_IP, 700.0).outbound(core.sip),
     ];
     let phones: Vec<Baresip> = specs
         .into_iter()

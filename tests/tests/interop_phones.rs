@@ -1,7 +1,7 @@
 //! Real phones through the edge: unmodified baresip phones register at Kamailio
 //! (`tests/kamailio/interop.cfg`: digest auth, registrar with GRUU) through the edge's
 //! mid-registrar, and call each other with audio anchored on a relay whose media address
-//! (127.0.0.4) is not the phones' (127.0.0.2), so that no loopback coincidence hides a wrong
+//! (127.0.0.4) is not the phones' (127.0.0.1), so that no loopback coincidence hides a wrong
 //! address in SDP.
 //!
 //! Phones (each plays its own tone; the far end's decoded audio is checked for it):
@@ -29,7 +29,7 @@ use e2e::kamailio::{Kamailio, KAMAILIO};
 use e2e::netns::{run, spawn_in, Namespaces};
 use e2e::phones::baresip::{self, Baresip, PhoneSpec};
 use e2e::phones::calls;
-use e2e::ports::{free_port, ACCESS_IP, EDGE_IP};
+use e2e::ports::{free_port, EDGE_IP, PHONE_IP};
 use e2e::process::ChildGuard;
 use e2e::relay::{relay_or_skip, Relay};
 use e2e::tools::{edge_or_skip, workspace_bin};
@@ -166,7 +166,7 @@ impl Stack {
 
     /// A carrier-provisioned phone (a): AoR at example.test, outbound proxy = the edge.
     fn carrier_phone(&self, user: &str, hz: f64) -> PhoneSpec {
-        PhoneSpec::new(user, DOMAIN, ACCESS_IP, hz).outbound(self.edge.sip_addr())
+        PhoneSpec::new(user, DOMAIN, PHONE_IP, hz).outbound(self.edge.sip_addr())
     }
 
     fn add(&mut self, dir: &WorkDir, spec: PhoneSpec) -> usize {
@@ -251,7 +251,7 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
     let dave_uri = format!("sip:dave@{DOMAIN}");
     let alice = stack.carrier_phone("alice", 440.0).message_to(&bob_uri);
     let bob = stack.carrier_phone("bob", 1000.0);
-    let dave = PhoneSpec::new("dave", DOMAIN, ACCESS_IP, 1300.0).outbound(stack.core.sip);
+    let dave = PhoneSpec::new("dave", DOMAIN, PHONE_IP, 1300.0).outbound(stack.core.sip);
     let (ia, ib, id) = (
         stack.add(&dir, alice),
         stack.add(&dir, bob),
@@ -264,11 +264,11 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
     let ie = full.then(|| {
         // Provisioning (b): the edge's address is the domain, no outbound proxy.
         let edge = stack.edge.sip_addr().to_string();
-        stack.add(&dir, PhoneSpec::new("erin", &edge, ACCESS_IP, 1600.0))
+        stack.add(&dir, PhoneSpec::new("erin", &edge, PHONE_IP, 1600.0))
     });
     let i_f = full.then(|| {
         let edge = stack.edge.sip_addr().to_string();
-        stack.add(&dir, PhoneSpec::new("frank", &edge, ACCESS_IP, 1900.0))
+        stack.add(&dir, PhoneSpec::new("frank", &edge, PHONE_IP, 1900.0))
     });
     let mut out = Outcomes::default();
     {
