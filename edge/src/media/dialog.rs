@@ -35,7 +35,7 @@
 //! from the core — is forwarded unchanged, with no relay command and no change to the
 //! offer/answer state (rtpengine's loop-protect idea, done by the edge so it works with any
 //! relay). The other pass of the call then carries the real party's SDP and drives the one
-//! session: pass 1 anchors A's offer, pass 2 anchors B's answer (docs/media-spirals.md).
+//! session: pass 1 anchors A's offer, pass 2 anchors B's answer (`edge/docs/media-spirals.md`).
 
 use super::client::{ClientError, RelayId, Target};
 use super::metrics::MediaMetrics;
