@@ -70,7 +70,7 @@ fn direct_phones_call_hold_transfer_message() {
         &core,
     );
     check(
-        calls::hold_resume("direct hold/resume", alice, bob, &bob_uri),
+        calls::hold_resume("direct hold/resume", alice, bob, &bob_uri, None),
         &core,
     );
     check(

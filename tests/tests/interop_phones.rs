@@ -111,7 +111,7 @@ fn start_rtpengine(dir: &WorkDir) -> Rtpengine {
 struct Stack {
     core: Kamailio,
     edge: Edge,
-    _relay: Option<Relay>,
+    relay: Option<Relay>,
     rtpengine: Option<Rtpengine>,
     phones: Vec<Baresip>,
     dir_path: PathBuf,
@@ -157,7 +157,7 @@ impl Stack {
         Stack {
             core,
             edge,
-            _relay: rtprelay,
+            relay: rtprelay,
             rtpengine,
             phones: Vec::new(),
             dir_path: dir.path().to_path_buf(),
@@ -298,7 +298,15 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
         }
         if full && reg_a {
             let name = format!("{mode} hold/resume");
-            out.record(&name, calls::hold_resume(&name, alice, bob, &bob_uri));
+            let relayed = stack
+                .relay
+                .as_ref()
+                .map(|r| move || r.metric_sum("rtprelay_packets_forwarded_total", &[]));
+            let relayed = relayed.as_ref().map(|f| f as &dyn Fn() -> f64);
+            out.record(
+                &name,
+                calls::hold_resume(&name, alice, bob, &bob_uri, relayed),
+            );
             if let Some(ic) = ic {
                 let name = format!("{mode} blind transfer");
                 out.record(

@@ -104,10 +104,19 @@ pub fn call_with_audio(label: &str, a: &Baresip, b: &Baresip, uri: &str) -> Resu
 /// it (`sendrecv`) and talks for [`TALK`] more; the call must survive both re-INVITEs.
 ///
 /// Audio: before the hold each side must decode at least [`MIN_HOLD_TONE_S`] of the other's
-/// tone. After the resume RTP flows again both ways (counted on the wire by hand), but baresip
-/// 1.0 restarts its player on the hold re-INVITE and its `sndfile` dump records nothing after
-/// that, with or without edge: the after-resume figures are printed, not asserted.
-pub fn hold_resume(label: &str, a: &Baresip, b: &Baresip, uri: &str) -> Result<TwoWay, String> {
+/// tone. After the resume baresip 1.0's `sndfile` dump records nothing (it restarts its player
+/// on the hold re-INVITE; the same without the edge), so the decoded figures after the resume
+/// are printed, not asserted. What is asserted after the resume, when `relayed` is given (a
+/// counter of packets the relay forwarded, e.g. `rtprelay_packets_forwarded_total`, with no
+/// other call up): that the relay forwarded more than one direction's worth of packets in
+/// [`TALK`] (each phone sends 50 packets/s), i.e. media flows both ways again.
+pub fn hold_resume(
+    label: &str,
+    a: &Baresip,
+    b: &Baresip,
+    uri: &str,
+    relayed: Option<&dyn Fn() -> f64>,
+) -> Result<TwoWay, String> {
     let (ma, mb) = (a.recv_mark(), b.recv_mark());
     connect(a, b, uri)?;
     std::thread::sleep(Duration::from_millis(2000));
@@ -119,7 +128,11 @@ pub fn hold_resume(label: &str, a: &Baresip, b: &Baresip, uri: &str) -> Result<T
     std::thread::sleep(Duration::from_secs(1));
     step(&format!("{} resumes", a.spec.user), a.resume(), &[a, b])?;
     let (ra, rb) = (a.recv_mark(), b.recv_mark());
+    // The resume's re-INVITE is answered; give the phones a moment to start sending again.
+    std::thread::sleep(Duration::from_millis(500));
+    let before_talk = relayed.map(|f| f());
     std::thread::sleep(TALK);
+    let relayed_after = relayed.zip(before_talk).map(|(f, b0)| f() - b0);
     hang_up(a, b)?;
     let after = TwoWay {
         forward: b.received_tone_since(&rb, a.spec.tone_hz)?,
@@ -137,6 +150,22 @@ pub fn hold_resume(label: &str, a: &Baresip, b: &Baresip, uri: &str) -> Result<T
         after.forward,
         after.backward
     );
+    if let Some(n) = relayed_after {
+        let one_way = 50.0 * TALK.as_secs_f64();
+        eprintln!(
+            "AUDIO {label}: after resume the relay forwarded {n:.0} packets in {:.1} s              (one direction ≈ {one_way:.0}, both ≈ {:.0})",
+            TALK.as_secs_f64(),
+            2.0 * one_way
+        );
+        if n < 1.5 * one_way {
+            return Err(format!(
+                "{label}: after the resume the relay forwarded {n:.0} packets in {:?}: media                  does not flow both ways (one direction ≈ {one_way:.0})\n{}\n{}",
+                TALK,
+                phone_state(a),
+                phone_state(b)
+            ));
+        }
+    }
     if before.forward < MIN_HOLD_TONE_S || before.backward < MIN_HOLD_TONE_S {
         return Err(format!(
             "{label}: too little audio before the hold (need {MIN_HOLD_TONE_S} s each way): \
