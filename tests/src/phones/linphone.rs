@@ -544,6 +544,15 @@ impl Linphone {
             .any(|l| l.contains(&prefix) && (l.contains(" ended (") || l.contains(" error.")))
     }
 
+    /// Console lines about `call` (`Call N ...`) since it began.
+    pub fn call_lines(&self, call: CallRef) -> Vec<String> {
+        let key = format!("Call {} ", call.id);
+        self.lines_since(call.since)
+            .into_iter()
+            .filter(|l| l.contains(&key))
+            .collect()
+    }
+
     /// The output of `calls` (no active call: `No active call.`).
     pub fn calls(&mut self) -> Result<Vec<String>, String> {
         let since = self.mark();
