@@ -24,7 +24,7 @@
 use e2e::edge::{Edge, EdgeArgs};
 use e2e::kamailio::{Kamailio, KAMAILIO};
 use e2e::phones::audio::{tone_seconds, write_tone_wav};
-use e2e::phones::linphone::{linphonec_or_skip, Linphone, LinphoneSpec};
+use e2e::phones::linphone::{linphonec_or_skip, CallRef, Linphone, LinphoneSpec};
 use e2e::ports::{free_addr, ACCESS_IP, EDGE_IP};
 use e2e::relay::{relay_or_skip, Relay};
 use e2e::tools::edge_or_skip;
@@ -172,6 +172,8 @@ struct CallOutcome {
     caller_heard: Option<f64>,
     callee_heard: Option<f64>,
     problems: Vec<String>,
+    /// The caller's side of the call, once placed.
+    caller_call: Option<CallRef>,
 }
 
 impl CallOutcome {
@@ -211,9 +213,19 @@ fn call(
         caller_heard: None,
         callee_heard: None,
         problems: Vec::new(),
+        caller_call: None,
     };
     if let Err(e) = call_steps(label, caller, callee, callee_uri, bye_from, &mut outcome) {
         outcome.problems.push(e);
+    }
+    // A call that failed half way is hung up on the caller's side (CANCEL or BYE), so that the
+    // next call starts from an idle caller; the callee keeps whatever state it was left in
+    // (that is what the next call checks).
+    if let Some(out) = outcome.caller_call {
+        if !caller.has_ended(out) {
+            let _ = caller.terminate(out);
+            let _ = caller.wait_ended(out, Duration::from_secs(5));
+        }
     }
     outcome
 }
@@ -233,6 +245,7 @@ fn call_steps(
     callee.record_to(&callee_rec)?;
     let mark = callee.mark();
     let out = caller.call(callee_uri)?;
+    outcome.caller_call = Some(out);
     let inc = match callee.wait_incoming(mark, STEP) {
         Ok(inc) => inc,
         Err(e) => {
