@@ -8,7 +8,14 @@
 //! below is answered by the callee, runs ~3.5 s with each phone playing its own tone (caller
 //! 440 Hz, callee 1000 Hz) and recording what it decodes; each side must have decoded at least
 //! 1.5 s of the peer's tone. Calls end by BYE from the caller and from the callee, and a next
-//! call must work after them (linphone refused its next call after a BYE was lost).
+//! call must work after them: while a call linphone believes is up lingers (its BYE or the ACK
+//! of its 200 was lost) it answers every new INVITE `486 Busy Here`, printing nothing. All three
+//! calls of a scenario run even when one fails (a failed call is hung up on the caller's side
+//! only), so the report shows whether the phones recovered.
+//!
+//! The direct baseline needs the core to resolve a GRUU Request-URI in in-dialog requests too
+//! (`loose_route()` leaves `sip:bob@example.test;gr=...` as the next hop when no Route is left);
+//! through the edge the edge is the last Route and resolves it.
 //!
 //! - `linphone_direct_gruu_calls`: baseline without the edge, phones registered at Kamailio.
 //! - `linphone_edge_outbound_proxy`: provisioning (a), AoR `sip:USER@example.test`, outbound
@@ -20,6 +27,11 @@
 //! `--nocapture`). A failure report carries both phones' console and SIP traces, the edge's log
 //! (at `--log-level debug`) and Kamailio's routing lines. Skipped with a message when linphonec,
 //! kamailio or the workspace binaries are missing.
+//!
+//! Environment: `E2E_LINPHONEC` (another linphonec), `E2E_INTEROP_CFG` (absolute path of another
+//! core config template, to try a change without editing the shared one), `E2E_EDGE_BIN` /
+//! `E2E_RTPRELAY_BIN`, `E2E_KEEP` (keep the work dir: per phone `linphonec.log` with every SIP
+//! message, `linphonerc`, recordings).
 
 use e2e::edge::{Edge, EdgeArgs};
 use e2e::kamailio::{Kamailio, KAMAILIO};
