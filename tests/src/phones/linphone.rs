@@ -23,6 +23,9 @@
 //! - liblinphone rewrites its config file (the password becomes `ha1`), so each start writes a
 //!   fresh `linphonerc`; passing `-c <file>` keeps it out of the real HOME, and HOME (with
 //!   `.local/share/linphone` for its database) is private too.
+//! - SIP and RTP are bound to the phone's own address (`[sip] bind_address`, `[rtp]
+//!   bind_address`): by default RTP binds `[::0]`, and on loopback its packets then leave from
+//!   127.0.0.1 while its SDP says 127.0.0.2 (a relay checking sources drops them all).
 //! - Its full log (`-d 6 -l`) holds every SIP message sent and received; [`Linphone::sip_trace`]
 //!   condenses it to one line per message for failure reports.
 //!
@@ -36,7 +39,7 @@
 use crate::process::ChildGuard;
 use crate::workdir::{tail, WorkDir};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -62,16 +65,20 @@ pub fn linphonec_or_skip(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// An even RTP port on `ip` whose RTCP neighbour is free too (liblinphone uses both).
-pub fn free_rtp_port(ip: Ipv4Addr) -> u16 {
+/// An even RTP port whose RTCP neighbour is free too (liblinphone binds both), both taken
+/// from [`crate::ports::free_port`]'s counter so no later pick (another phone's SIP port) can
+/// land on either: with sockets bound to the same address the last one bound gets the packets.
+pub fn free_rtp_port() -> u16 {
     for _ in 0..200 {
-        let p = crate::ports::free_port();
-        let even = p & !1;
-        if UdpSocket::bind((ip, even)).is_ok() && UdpSocket::bind((ip, even + 1)).is_ok() {
-            return even;
+        let rtp = crate::ports::free_port();
+        if !rtp.is_multiple_of(2) {
+            continue;
+        }
+        if crate::ports::free_port() == rtp + 1 {
+            return rtp;
         }
     }
-    panic!("no free RTP port pair on {ip}");
+    panic!("no free RTP port pair");
 }
 
 /// How to provision one phone.
@@ -111,10 +118,6 @@ impl LinphoneSpec {
         sip: SocketAddr,
         tone_wav: &Path,
     ) -> LinphoneSpec {
-        let ip = match sip.ip() {
-            std::net::IpAddr::V4(ip) => ip,
-            std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-        };
         LinphoneSpec {
             name: name.to_string(),
             user: user.to_string(),
@@ -124,7 +127,7 @@ impl LinphoneSpec {
             registrar: registrar.to_string(),
             outbound_proxy: None,
             sip,
-            rtp_port: free_rtp_port(ip),
+            rtp_port: free_rtp_port(),
             tone_wav: tone_wav.to_path_buf(),
             expires: 600,
         }
@@ -164,6 +167,7 @@ impl LinphoneSpec {
              \n\
              [rtp]\n\
              audio_rtp_port={rtp}\n\
+             bind_address={ip}\n\
              video_rtp_port=0\n\
              text_rtp_port=0\n\
              \n\
@@ -542,6 +546,15 @@ impl Linphone {
         self.lines_since(call.since)
             .iter()
             .any(|l| l.contains(&prefix) && (l.contains(" ended (") || l.contains(" error.")))
+    }
+
+    /// Console lines about `call` (`Call N ...`) since it began.
+    pub fn call_lines(&self, call: CallRef) -> Vec<String> {
+        let key = format!("Call {} ", call.id);
+        self.lines_since(call.since)
+            .into_iter()
+            .filter(|l| l.contains(&key))
+            .collect()
     }
 
     /// The output of `calls` (no active call: `No active call.`).
