@@ -605,8 +605,8 @@ impl Proxy {
             self.policy
                 .core_dest(now)
                 .ok_or((503, "Service Unavailable (no core)"))?
-        } else if let Some((contact, dest)) = self.gruu_target(side, &target, now) {
-            why = "GRUU of a local binding";
+        } else if let Some((contact, dest)) = self.binding_target(side, &target, now) {
+            why = "GRUU or edge contact of a local binding";
             target = contact;
             dest
         } else {

@@ -267,10 +267,12 @@ impl Proxy {
     }
 
     /// A request from the core whose Request-URI is a GRUU of a local binding (RFC 5627 §5.5:
-    /// the core's pub-gruu, `;gr=<instance>`, or its temp-gruu, `;gr` alone), initial or
-    /// in-dialog: phones use their GRUU as the dialog's Contact, so the core's ACK, BYE and
-    /// re-INVITE carry it. Returns the binding's contact (the new Request-URI) and flow.
-    pub(super) fn gruu_target(
+    /// the core's pub-gruu, `;gr=<instance>`, or its temp-gruu, `;gr` alone) or the contact
+    /// the edge registered for it, initial or in-dialog: phones use their GRUU as the dialog's
+    /// Contact, so the core's ACK, BYE and re-INVITE carry it (or, from a core that resolves
+    /// the GRUU itself, the edge's contact). Returns the binding's contact (the new
+    /// Request-URI) and flow.
+    pub(super) fn binding_target(
         &self,
         side: Side,
         target: &[u8],
@@ -280,7 +282,19 @@ impl Proxy {
             return None;
         }
         let uri = Uri::parse(target).ok()?;
-        let found = match uri.param("gr")? {
+        let gr = match uri.param("gr") {
+            Some(gr) => gr,
+            // The contact the edge registered at the core (`sip:<token>@edge`): a core that
+            // resolves GRUUs itself sends in-dialog requests there. In AoR mode the token
+            // names every binding of the AoR; an in-dialog request goes to the first (highest
+            // q).
+            None if uri.user.is_some() && self.locals.is_us_uri(&uri) => {
+                let t = self.reg.reg.lookup(target, None, now).into_iter().next()?;
+                return Some((Bytes::from(t.request_uri), t.dest));
+            }
+            None => return None,
+        };
+        let found = match gr {
             Some(_) => {
                 self.reg
                     .reg

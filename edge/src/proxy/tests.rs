@@ -1223,6 +1223,13 @@ fn in_dialog_requests_to_a_gruu_reach_the_binding() {
     let fwd = only_to(&out, CORE)[0].bytes.clone();
     let m = parse(&fwd);
     let contact = String::from_utf8(m.header(HeaderName::Contact).unwrap().to_vec()).unwrap();
+    // The contact the edge registered at the core: `<sip:TOKEN@edge>;+sip.instance=...`.
+    let contact_uri = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
     let with_gruu = format!(
         "{contact};pub-gruu=\"sip:bob@example.com;gr=urn:uuid:00000000-0000-1000-8000-000a95a0e128\";temp-gruu=\"sip:tgruu.abc123@example.com;gr\""
     );
@@ -1234,6 +1241,8 @@ fn in_dialog_requests_to_a_gruu_reach_the_binding() {
     for (i, ruri) in [
         "sip:bob@example.com;gr=urn:uuid:00000000-0000-1000-8000-000a95a0e128",
         "sip:tgruu.abc123@example.com;gr",
+        // A core that resolves the GRUU itself sends to the contact the edge registered.
+        contact_uri.as_str(),
     ]
     .into_iter()
     .enumerate()
