@@ -169,10 +169,7 @@ impl Edge {
 
     /// Command line, exit status if it died, and the tail of its log.
     pub fn report(&mut self) -> String {
-        let state = match self.guard.try_wait() {
-            Some(status) => format!("EXITED: {status}"),
-            None => "running".to_string(),
-        };
+        let state = self.guard.state();
         format!(
             "--- edge ({state}) ---\ncommand: {}\nlog {}:\n{}\n",
             self.command_line,

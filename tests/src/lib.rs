@@ -20,6 +20,7 @@ pub mod phones;
 pub mod ports;
 pub mod process;
 pub mod relay;
+pub mod rtpengine;
 pub mod sip_probe;
 pub mod sipp;
 pub mod tools;

@@ -32,6 +32,14 @@ impl ChildGuard {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// `running`, or `EXITED: <status>`, for failure reports.
+    pub fn state(&mut self) -> String {
+        match self.try_wait() {
+            Some(status) => format!("EXITED: {status}"),
+            None => "running".to_string(),
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.is_some() && self.try_wait().is_none()
     }

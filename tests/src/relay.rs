@@ -258,10 +258,7 @@ impl Relay {
 
     /// Command line, exit status if it died, and the tail of its log.
     pub fn report(&mut self) -> String {
-        let state = match self.guard.try_wait() {
-            Some(status) => format!("EXITED: {status}"),
-            None => "running".to_string(),
-        };
+        let state = self.guard.state();
         format!(
             "--- rtprelay ({state}) ---\ncommand: {}\nlog {}:\n{}\n",
             self.command_line,
@@ -278,4 +275,32 @@ pub fn relay_or_skip(test: &str) -> Option<PathBuf> {
         eprintln!("SKIP {test}: rtprelay binary not found next to the test executable (run `cargo build -p rtprelay` first)");
     }
     found
+}
+
+/// rtprelay inside network namespace `ns`: media on `media_ip` (ports 30000–30999), control on
+/// the namespace's own 127.0.0.1:22222 and admin on 127.0.0.1:9561 (nothing else listens
+/// there). Stopped by PID when the guard drops.
+pub fn spawn_in_netns(
+    ns: &str,
+    bin: &Path,
+    media_ip: &str,
+    log: &Path,
+) -> crate::process::ChildGuard {
+    let bin = bin.display().to_string();
+    crate::netns::spawn_in(
+        ns,
+        "rtprelay",
+        log,
+        &[
+            &bin,
+            "--control-udp",
+            "127.0.0.1:22222",
+            "--listen",
+            media_ip,
+            "--admin",
+            "127.0.0.1:9561",
+            "--ports",
+            "30000-30999",
+        ],
+    )
 }

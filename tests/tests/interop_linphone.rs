@@ -428,23 +428,26 @@ fn run(tools: &Tools, sc: &Scenario) {
     bob.stop(Duration::from_secs(2));
 }
 
-#[test]
-fn linphone_direct_gruu_calls() {
-    let test = "linphone_direct_gruu_calls";
-    let Some(tools) = tools_or_skip(test, false) else {
+/// Carrier provisioning: AoR in example.test, outbound proxy = the core itself (the baseline,
+/// `via_edge` false) or the edge.
+fn carrier_provisioned(test: &str, via_edge: bool) {
+    let Some(tools) = tools_or_skip(test, via_edge) else {
         return;
     };
-    let spec = |rig: &Rig, name: &str, user: &str, wav: &Path| {
-        let k = rig.kamailio.sip;
+    let spec = move |rig: &Rig, name: &str, user: &str, wav: &Path| {
+        let proxy = match &rig.edge {
+            Some(e) if via_edge => e.sip_addr(),
+            _ => rig.kamailio.sip,
+        };
         LinphoneSpec::new(
             name,
             user,
             "example.test",
-            &format!("sip:{k}"),
+            &format!("sip:{proxy}"),
             free_addr(ACCESS_IP),
             wav,
         )
-        .outbound_proxy(&format!("sip:{k};lr"))
+        .outbound_proxy(&format!("sip:{proxy};lr"))
     };
     let uri = |_: &Rig| "sip:bob@example.test".to_string();
     run(
@@ -458,32 +461,13 @@ fn linphone_direct_gruu_calls() {
 }
 
 #[test]
+fn linphone_direct_gruu_calls() {
+    carrier_provisioned("linphone_direct_gruu_calls", false);
+}
+
+#[test]
 fn linphone_edge_outbound_proxy() {
-    let test = "linphone_edge_outbound_proxy";
-    let Some(tools) = tools_or_skip(test, true) else {
-        return;
-    };
-    let spec = |rig: &Rig, name: &str, user: &str, wav: &Path| {
-        let e = rig.edge.as_ref().map(Edge::sip_addr).expect("edge");
-        LinphoneSpec::new(
-            name,
-            user,
-            "example.test",
-            &format!("sip:{e}"),
-            free_addr(ACCESS_IP),
-            wav,
-        )
-        .outbound_proxy(&format!("sip:{e};lr"))
-    };
-    let uri = |_: &Rig| "sip:bob@example.test".to_string();
-    run(
-        &tools,
-        &Scenario {
-            test,
-            spec: &spec,
-            callee_uri: &uri,
-        },
-    );
+    carrier_provisioned("linphone_edge_outbound_proxy", true);
 }
 
 #[test]

@@ -26,17 +26,16 @@
 use e2e::edge::{Edge, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::kamailio::{Kamailio, KAMAILIO};
-use e2e::netns::{run, spawn_in, Namespaces};
+use e2e::netns::{address, link, run, spawn_in, Namespaces, NatAddrs, NatLab};
 use e2e::phones::baresip::{self, Baresip, PhoneSpec};
 use e2e::phones::calls;
-use e2e::ports::{free_port, EDGE_IP, PHONE_IP};
-use e2e::process::ChildGuard;
+use e2e::ports::{EDGE_IP, PHONE_IP};
 use e2e::relay::{relay_or_skip, Relay};
+use e2e::rtpengine::{self, Rtpengine};
 use e2e::tools::{edge_or_skip, workspace_bin};
 use e2e::workdir::{tail, WorkDir};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DOMAIN: &str = "example.test";
@@ -69,44 +68,6 @@ fn tools_or_skip(test: &str) -> Option<Tools> {
     })
 }
 
-/// rtpengine in userspace on MEDIA_IP, its control on loopback.
-struct Rtpengine {
-    _guard: ChildGuard,
-    control: SocketAddr,
-    log: PathBuf,
-}
-
-fn start_rtpengine(dir: &WorkDir) -> Rtpengine {
-    let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let log = dir.path().join("rtpengine.log");
-    let out = std::fs::File::create(&log).expect("rtpengine log");
-    let child = Command::new("/usr/bin/rtpengine")
-        .args(["--config-file=none", "--table=-1"])
-        .arg(format!("--interface={MEDIA_IP}"))
-        .arg(format!("--listen-udp={control}"))
-        .arg(format!("--listen-cli=127.0.0.1:{}", free_port()))
-        .args([
-            "--foreground",
-            "--log-stderr",
-            "--log-level=6",
-            "--delete-delay=0",
-        ])
-        .args(["--port-min=22000", "--port-max=23999"])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn rtpengine");
-    let mut guard = ChildGuard::new("rtpengine", child);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(guard.is_running(), "rtpengine exited: {}", tail(&log, 3000));
-    Rtpengine {
-        _guard: guard,
-        control,
-        log,
-    }
-}
-
 /// Kamailio (interop core) + relay + edge, and the phones.
 struct Stack {
     core: Kamailio,
@@ -134,7 +95,7 @@ impl Stack {
                 (Some(r), None, c)
             }
             RelayKind::Rtpengine => {
-                let e = start_rtpengine(dir);
+                let e = Rtpengine::start(dir, MEDIA_IP.into());
                 let c = e.control;
                 (None, Some(e), c)
             }
@@ -237,10 +198,7 @@ fn run_suite(test: &str, mode: &str, relay: RelayKind, full: bool) {
     let Some(tools) = tools_or_skip(test) else {
         return;
     };
-    if relay == RelayKind::Rtpengine && !std::path::Path::new("/usr/bin/rtpengine").is_file() {
-        eprintln!(
-            "SKIP {test}: /usr/bin/rtpengine not installed (Debian package rtpengine-daemon)"
-        );
+    if relay == RelayKind::Rtpengine && !rtpengine::available(test) {
         return;
     }
     let _serial = heavy_lock();
@@ -406,73 +364,29 @@ fn natted_phone_reached_after_conntrack_timeout() {
     }
     let _serial = heavy_lock();
     let dir = WorkDir::new(test);
-    let id = std::process::id() % 100_000;
-    let (p, n, c, a) = (
-        format!("iph{id}"),
-        format!("inat{id}"),
-        format!("icore{id}"),
-        format!("ialice{id}"),
+    let lab = NatLab::build(
+        "ip",
+        &NatAddrs {
+            phone: NAT_PHONE_IP,
+            nat_lan: NAT_LAN_IP,
+            nat_wan: NAT_WAN_IP,
+            carrier: NAT_CORE_IP,
+        },
+        Some(CONNTRACK_S),
     );
-    let _ns = Namespaces(vec![p.clone(), n.clone(), c.clone(), a.clone()]);
-    for ns in [&p, &n, &c, &a] {
-        run(&["ip", "netns", "add", ns]);
-        run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-    let (vp, vn, vw, vc) = (
-        format!("ivp{id}"),
-        format!("ivn{id}"),
-        format!("ivw{id}"),
-        format!("ivc{id}"),
-    );
-    run(&[
-        "ip", "link", "add", &vp, "netns", &p, "type", "veth", "peer", "name", &vn, "netns", &n,
-    ]);
-    run(&[
-        "ip", "link", "add", &vw, "netns", &n, "type", "veth", "peer", "name", &vc, "netns", &c,
-    ]);
+    let (p, n, c) = (lab.phone.clone(), lab.nat.clone(), lab.carrier.clone());
     // alice (not NATed) has a namespace of her own: in the core namespace her RTP, sent from
     // a wildcard socket to the relay's local address, would leave with the relay's own IP as
     // source and be dropped by strict-source latching.
+    let id = std::process::id() % 100_000;
+    let a = format!("ial{id}");
+    let _alice_ns = Namespaces(vec![a.clone()]);
+    run(&["ip", "netns", "add", &a]);
+    run(&["ip", "-n", &a, "link", "set", "lo", "up"]);
     let (va, vca) = (format!("iva{id}"), format!("ivca{id}"));
-    run(&[
-        "ip", "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vca, "netns", &c,
-    ]);
-    for (ns, dev, addr) in [
-        (&p, &vp, NAT_PHONE_IP),
-        (&n, &vn, NAT_LAN_IP),
-        (&n, &vw, NAT_WAN_IP),
-        (&c, &vc, NAT_CORE_IP),
-        (&a, &va, ALICE_IP),
-        (&c, &vca, ALICE_GW_IP),
-    ] {
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            dev,
-        ]);
-        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    // Two more core-side addresses: Kamailio's (the edge tells the core from phones by source
-    // IP) and the relay's media address.
-    let (kam_ip, media_ip) = ("198.18.3.3", "198.18.3.4");
-    for addr in [kam_ip, media_ip] {
-        run(&[
-            "ip",
-            "-n",
-            &c,
-            "addr",
-            "add",
-            &format!("{addr}/32"),
-            "dev",
-            "lo",
-        ]);
-    }
-    run(&["ip", "-n", &p, "route", "add", "default", "via", NAT_LAN_IP]);
+    link(&a, &va, &c, &vca);
+    address(&a, &va, &format!("{ALICE_IP}/24"));
+    address(&c, &vca, &format!("{ALICE_GW_IP}/24"));
     run(&[
         "ip",
         "-n",
@@ -483,38 +397,12 @@ fn natted_phone_reached_after_conntrack_timeout() {
         "via",
         ALICE_GW_IP,
     ]);
-    let nat = |args: &[&str]| {
-        let mut v = vec!["ip", "netns", "exec", &n];
-        v.extend_from_slice(args);
-        run(&v);
-    };
-    nat(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    nat(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        &vw,
-        "-p",
-        "udp",
-        "-j",
-        "MASQUERADE",
-        "--to-ports",
-        "20000-20099",
-    ]);
-    let timeout = CONNTRACK_S.to_string();
-    nat(&[
-        "sysctl",
-        "-qw",
-        &format!("net.netfilter.nf_conntrack_udp_timeout={timeout}"),
-    ]);
-    nat(&[
-        "sysctl",
-        "-qw",
-        &format!("net.netfilter.nf_conntrack_udp_timeout_stream={timeout}"),
-    ]);
+    // Two more core-side addresses: Kamailio's (the edge tells the core from phones by source
+    // IP) and the relay's media address.
+    let (kam_ip, media_ip) = ("198.18.3.3", "198.18.3.4");
+    for addr in [kam_ip, media_ip] {
+        address(&c, "lo", &format!("{addr}/32"));
+    }
 
     // Kamailio in the core namespace (the helper's readiness probe runs on the host, so it is
     // started here by hand).
@@ -550,24 +438,8 @@ fn natted_phone_reached_after_conntrack_timeout() {
             run_dir.to_str().expect("utf-8"),
         ],
     );
-    let relay_bin = tools.relay.display().to_string();
     let relay_log = dir.path().join("rtprelay.log");
-    let _relay = spawn_in(
-        &c,
-        "rtprelay",
-        &relay_log,
-        &[
-            &relay_bin,
-            "--control-udp",
-            "127.0.0.1:22222",
-            "--listen",
-            media_ip,
-            "--admin",
-            "127.0.0.1:9561",
-            "--ports",
-            "30000-30999",
-        ],
-    );
+    let _relay = e2e::relay::spawn_in_netns(&c, &tools.relay, media_ip, &relay_log);
     let edge_toml = dir.path().join("edge.toml");
     std::fs::write(
         &edge_toml,

@@ -8,15 +8,14 @@
 use e2e::edge::{assert_calls_ok, start_or_panic, Edge, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::metrics;
-use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
-use e2e::process::ChildGuard;
+use e2e::ports::{ACCESS_IP, CORE_IP};
 use e2e::relay::{relay_or_skip, Relay};
+use e2e::rtpengine::{self, Rtpengine};
 use e2e::sipp::{Scenario, Sipp};
 use e2e::tools::{edge_tools_or_skip, scenario, EdgeTools};
 use e2e::workdir::WorkDir;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// 5 s of audio at 20 ms per packet.
@@ -147,40 +146,15 @@ fn calls_with_audio_through_edge_and_rtpengine() {
     let Some(tools) = edge_tools_or_skip(test) else {
         return;
     };
-    let rtpengine = "/usr/bin/rtpengine";
-    if !std::path::Path::new(rtpengine).is_file() {
-        eprintln!("SKIP {test}: {rtpengine} not installed (Debian package rtpengine-daemon)");
+    if !rtpengine::available(test) {
         return;
     }
     let _serial = heavy_lock();
     let dir = WorkDir::new(test);
-    let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let log_path = dir.path().join("rtpengine.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    // Userspace only (no kernel module here); delete at once so the final stats are logged.
-    let child = Command::new(rtpengine)
-        .args(["--config-file=none", "--table=-1", "--interface=127.0.0.1"])
-        .arg(format!("--listen-udp={control}"))
-        .arg(format!("--listen-cli=127.0.0.1:{}", free_port()))
-        .args([
-            "--foreground",
-            "--log-stderr",
-            "--log-level=6",
-            "--delete-delay=0",
-        ])
-        .args(["--port-min=22000", "--port-max=23999"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{test}: spawn rtpengine: {e}"));
-    let mut guard = ChildGuard::new("rtpengine", child);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        guard.is_running(),
-        "{test}: rtpengine exited: {}",
-        read(&log_path)
-    );
+    // Userspace only (no kernel module here); calls deleted at once so the final stats are
+    // logged.
+    let engine = Rtpengine::start(&dir, [127, 0, 0, 1].into());
+    let (control, log_path) = (engine.control, engine.log.clone());
 
     const CALLS: u32 = 40;
     let edge = run_calls(test, &tools, &dir, control, CALLS, 10);

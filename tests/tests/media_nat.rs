@@ -4,7 +4,7 @@
 //! NAT's public port (the signalled address is private) so that the callee's echoed audio gets
 //! back through the NAT to the phone. Needs root (namespaces, iptables); skips otherwise.
 
-use e2e::netns::{output, run, spawn_in, Namespaces};
+use e2e::netns::{output, run, spawn_in, NatAddrs, NatLab};
 use e2e::tools::{edge_or_skip, scenario, sipp_or_skip, workspace_bin};
 use e2e::workdir::WorkDir;
 use std::path::Path;
@@ -33,72 +33,17 @@ fn audio_reaches_a_natted_phone_through_the_relay() {
         return;
     };
     let dir = WorkDir::new(test);
-    let id = std::process::id() % 100_000;
-    let (p, n, c) = (format!("ph{id}"), format!("nat{id}"), format!("core{id}"));
-    let _ns = Namespaces(vec![p.clone(), n.clone(), c.clone()]);
-    for ns in [&p, &n, &c] {
-        run(&["ip", "netns", "add", ns]);
-        run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-    let (vp, vn, vw, vc) = (
-        format!("vp{id}"),
-        format!("vn{id}"),
-        format!("vw{id}"),
-        format!("vc{id}"),
+    let lab = NatLab::build(
+        "mn",
+        &NatAddrs {
+            phone: PHONE_IP,
+            nat_lan: NAT_LAN_IP,
+            nat_wan: NAT_WAN_IP,
+            carrier: CORE_IP,
+        },
+        None,
     );
-    run(&[
-        "ip", "link", "add", &vp, "netns", &p, "type", "veth", "peer", "name", &vn, "netns", &n,
-    ]);
-    run(&[
-        "ip", "link", "add", &vw, "netns", &n, "type", "veth", "peer", "name", &vc, "netns", &c,
-    ]);
-    for (ns, dev, addr) in [
-        (&p, &vp, PHONE_IP),
-        (&n, &vn, NAT_LAN_IP),
-        (&n, &vw, NAT_WAN_IP),
-        (&c, &vc, CORE_IP),
-    ] {
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            dev,
-        ]);
-        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    run(&["ip", "-n", &p, "route", "add", "default", "via", NAT_LAN_IP]);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &n,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &n,
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        &vw,
-        "-p",
-        "udp",
-        "-j",
-        "MASQUERADE",
-        "--to-ports",
-        "20000-20099",
-    ]);
+    let (p, n, c) = (lab.phone.clone(), lab.nat.clone(), lab.carrier.clone());
     // Count the RTP that makes it back to the phone's media port.
     run(&[
         "ip", "netns", "exec", &p, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "6000", "-j",
@@ -106,23 +51,7 @@ fn audio_reaches_a_natted_phone_through_the_relay() {
     ]);
 
     let relay_log = dir.path().join("rtprelay.log");
-    let relay_bin = relay.display().to_string();
-    let _relay = spawn_in(
-        &c,
-        "rtprelay",
-        &relay_log,
-        &[
-            &relay_bin,
-            "--control-udp",
-            "127.0.0.1:22222",
-            "--listen",
-            CORE_IP,
-            "--admin",
-            "127.0.0.1:9561",
-            "--ports",
-            "30000-30999",
-        ],
-    );
+    let _relay = e2e::relay::spawn_in_netns(&c, &relay, CORE_IP, &relay_log);
     let edge_bin = edge.display().to_string();
     let _edge = spawn_in(
         &c,

@@ -13,7 +13,7 @@
 //! The two variants run in parallel in namespaces named after the test process. Needs root
 //! (namespaces, iptables, sysctl); skips otherwise.
 
-use e2e::netns::{output, run, spawn_in, Namespaces};
+use e2e::netns::{output, run, spawn_in, NatAddrs, NatLab};
 use e2e::tools::{edge_tools_or_skip, scenario};
 use e2e::workdir::{tail, WorkDir};
 use std::path::{Path, PathBuf};
@@ -96,69 +96,24 @@ fn nat_call(test: &str, variant: char, natping_interval_s: u32) -> Option<(Obser
     }
     let tools = edge_tools_or_skip(test)?;
     let dir = WorkDir::new(test);
-    let id = std::process::id() % 100_000;
-    let (p, n, c) = (
-        format!("rn{variant}p{id}"),
-        format!("rn{variant}n{id}"),
-        format!("rn{variant}c{id}"),
+    let lab = NatLab::build(
+        &format!("rn{variant}"),
+        &NatAddrs {
+            phone: PHONE_IP,
+            nat_lan: NAT_LAN_IP,
+            nat_wan: NAT_WAN_IP,
+            carrier: CORE_IP,
+        },
+        // A short UDP timeout makes an idle mapping disappear within the test (RFC 4787 REQ-5
+        // asks for at least 2 min).
+        Some(20),
     );
-    let ns = Namespaces(vec![p.clone(), n.clone(), c.clone()]);
-    for ns in [&p, &n, &c] {
-        run(&["ip", "netns", "add", ns]);
-        run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-    let (vp, vn, vw, vc) = (
-        format!("v{variant}p{id}"),
-        format!("v{variant}n{id}"),
-        format!("v{variant}w{id}"),
-        format!("v{variant}c{id}"),
-    );
-    run(&[
-        "ip", "link", "add", &vp, "netns", &p, "type", "veth", "peer", "name", &vn, "netns", &n,
-    ]);
-    run(&[
-        "ip", "link", "add", &vw, "netns", &n, "type", "veth", "peer", "name", &vc, "netns", &c,
-    ]);
-    for (ns, dev, addr) in [
-        (&p, &vp, PHONE_IP),
-        (&n, &vn, NAT_LAN_IP),
-        (&n, &vw, NAT_WAN_IP),
-        (&c, &vc, CORE_IP),
-    ] {
-        let cidr = format!("{addr}/24");
-        run(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev]);
-        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    run(&["ip", "-n", &p, "route", "add", "default", "via", NAT_LAN_IP]);
+    let (p, n, c) = (lab.phone.clone(), lab.nat.clone(), lab.carrier.clone());
     let nat = |args: &[&str]| {
         let mut all = vec!["ip", "netns", "exec", n.as_str()];
         all.extend_from_slice(args);
         run(&all);
     };
-    nat(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    nat(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        &vw,
-        "-p",
-        "udp",
-        "-j",
-        "MASQUERADE",
-        "--to-ports",
-        "20000-20099",
-    ]);
-    // Conntrack exists in this namespace now (the nat rule above); a short UDP timeout makes an
-    // idle mapping disappear within the test (RFC 4787 REQ-5 asks for at least 2 min).
-    nat(&["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=20"]);
-    nat(&[
-        "sysctl",
-        "-qw",
-        "net.netfilter.nf_conntrack_udp_timeout_stream=20",
-    ]);
     // Counters: core → phone translated and forwarded, or ending at the NAT (no mapping).
     nat(&[
         "iptables", "-A", "FORWARD", "-p", "udp", "-s", CORE_IP, "-d", PHONE_IP, "-j", "ACCEPT",
@@ -404,7 +359,7 @@ fn nat_call(test: &str, variant: char, natping_interval_s: u32) -> Option<(Obser
     );
     // Processes stop (by PID) before the namespaces go.
     drop((caller, phone, register, registrar, edge));
-    drop(ns);
+    drop(lab);
     Some((observed, dir))
 }
 

@@ -294,10 +294,7 @@ impl Baresip {
 
     /// Who this phone is, its state and its log tail: for failure messages.
     pub fn report(&mut self) -> String {
-        let state = match self.guard.try_wait() {
-            Some(s) => format!("EXITED {s}"),
-            None => "running".to_string(),
-        };
+        let state = self.guard.state();
         format!(
             "--- baresip {} ({state}), dir {} ---\n{}\n",
             self.spec.aor(),

@@ -583,10 +583,7 @@ impl Linphone {
 
     /// Command line, state, the tail of its console output and its SIP trace.
     pub fn report(&mut self) -> String {
-        let state = match self.guard.try_wait() {
-            Some(status) => format!("EXITED: {status}"),
-            None => "running".to_string(),
-        };
+        let state = self.guard.state();
         let out = self.lines_since(0);
         let start = out.len().saturating_sub(40);
         format!(
