@@ -940,6 +940,13 @@ impl Proxy {
         let Err((code, reason)) = result else {
             return;
         };
+        tracing::info!(
+            call_id = %self.contexts.get(&id).map(|c| String::from_utf8_lossy(c.request.call_id().unwrap_or_default()).into_owned()).unwrap_or_default(),
+            target = %String::from_utf8_lossy(&target),
+            code,
+            reason,
+            "branch not sent"
+        );
         let Some(c) = self.contexts.get_mut(&id) else {
             return;
         };

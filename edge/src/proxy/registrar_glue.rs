@@ -263,6 +263,13 @@ impl Proxy {
                 route: t.route,
             })
             .collect();
+        tracing::debug!(
+            call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default()),
+            method = method.as_str(),
+            ruri = %String::from_utf8_lossy(ruri),
+            bindings = plan.hops.len(),
+            "routed to local bindings"
+        );
         Some((msg, plan))
     }
 
