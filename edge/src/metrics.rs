@@ -23,6 +23,9 @@ pub struct Metrics {
     pub stun_answered: IntCounter,
     /// Requests re-sent to the next core entry after a 503 or a transport error.
     pub core_failovers: IntCounter,
+    /// `edge_security_events_total{event}`: what the trust boundary refused or rewrote, one
+    /// label per rule (see [`SECURITY_EVENTS`]); every label exists from the start.
+    pub security: IntCounterVec,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -89,7 +92,16 @@ impl Metrics {
             .map(|m| DIRECTIONS.map(|d| requests.with_label_values(&[m, d])))
             .collect();
         let response_children = children(&responses, &CLASSES);
+        let security = counter_vec(
+            "edge_security_events_total",
+            "Requests and responses refused or rewritten at the trust boundary, by rule",
+            &["event"],
+        );
+        for e in SECURITY_EVENTS {
+            security.with_label_values(&[e]).inc_by(0);
+        }
         Metrics {
+            security,
             request_children,
             response_children,
             transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
@@ -138,7 +150,33 @@ impl Metrics {
     pub fn drop(&self, reason: &'static str) {
         self.dropped.with_label_values(&[reason]).inc();
     }
+
+    /// One trust-boundary event; `event` must be one of [`SECURITY_EVENTS`].
+    pub fn security(&self, event: &'static str) {
+        debug_assert!(SECURITY_EVENTS.contains(&event), "unknown event {event}");
+        self.security.with_label_values(&[event]).inc();
+    }
 }
+
+/// The `event` labels of `edge_security_events_total`.
+pub const SECURITY_EVENTS: &[&str] = &[
+    // A Route of an access-side initial request that was not the edge's own, removed.
+    "preloaded_route_removed",
+    // An access-side in-dialog request without a valid Record-Route token.
+    "route_token_invalid",
+    // An identity header (P-Asserted-Identity...) from the access side, removed.
+    "identity_header_removed",
+    // A response from another address than the one its branch was sent to, dropped.
+    "response_wrong_source",
+    // A 3xx from the access side relayed instead of recursed on.
+    "access_redirect_not_followed",
+    // 3xx Contacts beyond proxy.max_redirect_targets, ignored.
+    "redirect_targets_capped",
+    // A request dropped by the per-source rate limit (or its block time).
+    "rate_limited",
+    // A TCP connection refused or closed by a TCP limit.
+    "tcp_limit",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
