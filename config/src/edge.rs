@@ -301,6 +301,15 @@ pub struct ProxyConfig {
     pub forking: ForkingMode,
     /// Max-Forwards put on requests that arrive without one.
     pub default_max_forwards: u32,
+    /// Most Contacts of one 3xx from the core that are followed (the rest are ignored).
+    pub max_redirect_targets: usize,
+    /// Header fields removed from every request coming from the access side before it goes
+    /// on: identity the core must assert itself, never take from a phone.
+    pub strip_identity_headers: Vec<String>,
+    /// File holding the key of the Record-Route integrity token (created with a random key
+    /// when missing, mode 0600; relative paths are under the working directory). Keep it
+    /// across restarts so that dialogs survive them.
+    pub route_secret_file: std::path::PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -311,6 +320,13 @@ impl Default for ProxyConfig {
             max_redirects: 5,
             forking: ForkingMode::Parallel,
             default_max_forwards: 70,
+            max_redirect_targets: 5,
+            strip_identity_headers: vec![
+                "P-Asserted-Identity".into(),
+                "P-Preferred-Identity".into(),
+                "Remote-Party-ID".into(),
+            ],
+            route_secret_file: std::path::PathBuf::from("data/route.secret"),
         }
     }
 }
@@ -399,6 +415,23 @@ impl Validate for EdgeConfig {
         }
         if t.timer_c_s < 1 {
             return Err(ConfigError::invalid("timers.timer_c_s", "must be >= 1"));
+        }
+        if self.proxy.max_redirect_targets == 0 || self.proxy.max_redirect_targets > 100 {
+            return Err(ConfigError::invalid(
+                "proxy.max_redirect_targets",
+                "must be 1..=100",
+            ));
+        }
+        if let Some(bad) = self.proxy.strip_identity_headers.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b))
+        }) {
+            return Err(ConfigError::invalid(
+                "proxy.strip_identity_headers",
+                format!("{bad:?} is not a header field name"),
+            ));
         }
         if self.proxy.default_max_forwards == 0 || self.proxy.default_max_forwards > 255 {
             return Err(ConfigError::invalid(

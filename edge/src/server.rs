@@ -6,6 +6,7 @@
 
 use crate::media::{ClientConfig, MediaMetrics, RelayHandle};
 use crate::metrics::Metrics;
+use crate::proxy::route_token::RouteKey;
 use crate::proxy::Proxy;
 use crate::registrar::persist::{Clock, Store};
 use crate::sip::Limits;
@@ -161,6 +162,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         Some(media_metrics),
         Instant::now(),
     );
+    proxy.set_route_key(load_route_key(&cfg.proxy.route_secret_file)?);
     let store = open_store(&cfg, &mut proxy)?;
     let edge = Rc::new(Edge {
         cfg,
@@ -240,6 +242,47 @@ fn start_resolvers(edge: &Rc<Edge>) {
 
 /// Loads the location log into the proxy's registrar and opens it for appending (creating
 /// its directory). Any failure is fatal at start-up and names the config key.
+/// The Record-Route token key from `proxy.route_secret_file`: 32 bytes, created from the OS
+/// CSPRNG (mode 0600, directories as needed) when the file does not exist yet.
+fn load_route_key(path: &std::path::Path) -> std::io::Result<RouteKey> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("proxy.route_secret_file {}: {e}", path.display()),
+        )
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                err(std::io::Error::other(format!(
+                    "holds {} bytes, expected 32 (delete it to create a new key)",
+                    bytes.len()
+                )))
+            })?;
+            Ok(RouteKey::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(err)?;
+            }
+            let key: [u8; 32] = rand::random();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(err)?;
+            f.write_all(&key).map_err(err)?;
+            f.sync_all().map_err(err)?;
+            tracing::info!(path = %path.display(), "created a new Record-Route token key");
+            Ok(RouteKey::new(key))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 fn open_store(cfg: &EdgeConfig, proxy: &mut Proxy) -> std::io::Result<Store> {
     let path = &cfg.registrar.store_path;
     let err = |e| std::io::Error::other(format!("registrar.store_path: {e}"));

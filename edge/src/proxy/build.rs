@@ -16,10 +16,10 @@ pub fn via(transport: Transport, host_port: &str, branch: &str) -> String {
 
 /// Our Record-Route (§16.6 step 4): loose routing (`lr`), and the transport when it is not UDP
 /// so that in-dialog requests come back over the same kind of transport.
-pub fn record_route(transport: Transport, host_port: &str) -> String {
+pub fn record_route(transport: Transport, host_port: &str, params: &str) -> String {
     match transport {
-        Transport::Udp => format!("<sip:{host_port};lr>"),
-        Transport::Tcp => format!("<sip:{host_port};transport=tcp;lr>"),
+        Transport::Udp => format!("<sip:{host_port};lr{params}>"),
+        Transport::Tcp => format!("<sip:{host_port};transport=tcp;lr{params}>"),
     }
 }
 
@@ -142,11 +142,11 @@ Content-Length: 0\r\n\r\n";
             "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKx;rport"
         );
         assert_eq!(
-            record_route(Transport::Tcp, "127.0.0.1:5060"),
+            record_route(Transport::Tcp, "127.0.0.1:5060", ""),
             "<sip:127.0.0.1:5060;transport=tcp;lr>"
         );
         assert_eq!(
-            record_route(Transport::Udp, "127.0.0.1:5060"),
+            record_route(Transport::Udp, "127.0.0.1:5060", ""),
             "<sip:127.0.0.1:5060;lr>"
         );
     }

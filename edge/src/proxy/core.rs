@@ -15,6 +15,7 @@ use super::locals::Locals;
 use super::policy::{Policy, Side};
 use super::received;
 use super::route;
+use super::route_token::{self, RouteKey};
 use crate::media::{
     BodyAction, CmdId, CommandResult, DialogConfig, MediaDialogs, MediaMetrics, Outcome, Peer,
     RelayRequest,
@@ -99,6 +100,8 @@ pub struct Proxy {
     responder: Option<Peer>,
     /// The mid-registrar (issue 4).
     reg: registrar_glue::RegGlue,
+    /// Key of the Record-Route integrity token ([`route_token`]).
+    route_key: RouteKey,
 }
 
 impl Proxy {
@@ -143,7 +146,14 @@ impl Proxy {
             relay_out: Vec::new(),
             parked: IdMap::default(),
             responder: None,
+            route_key: RouteKey::new(rand::random()),
         }
+    }
+
+    /// The Record-Route token key (the shell loads it from `proxy.route_secret_file`, so that
+    /// dialogs survive a restart); a random one is used until then.
+    pub fn set_route_key(&mut self, key: RouteKey) {
+        self.route_key = key;
     }
 
     /// The `routing.core` entries given as domain names, for the shell to resolve:
@@ -572,18 +582,22 @@ impl Proxy {
                 .is_some_and(|u| u.user.is_none() && self.locals.is_us_uri(&u))
     }
 
-    /// §16.4 Route processing and the routing policy: the target (Request-URI to forward with)
-    /// and the next hop.
+    /// §16.4 Route processing and the routing policy of the trust boundary: the target
+    /// (Request-URI to forward with) and the next hop.
     ///
-    /// Policy once the edge's own Route entries are gone: a Route left names the next hop. An
-    /// initial request from the access side goes to the core with its Request-URI untouched,
-    /// whatever that names (the core is the registrar and the proxy of the carrier's domain:
-    /// a phone provisioned with the edge as outbound proxy sends `REGISTER sip:example.test`
-    /// and `INVITE sip:bob@example.test`). An in-dialog request from the access side follows
-    /// the dialog's route set: by its Request-URI (the remote target) when it came through our
-    /// Record-Route, else to the core. From the core side, a GRUU of a local binding (RFC 5627,
-    /// also in-dialog: phones use their GRUU as dialog Contact) goes to that binding's flow,
-    /// anything else to its Request-URI.
+    /// - An initial request (no To tag) from the access side goes to the core, with its
+    ///   Request-URI untouched and every Route removed, whatever it names (the core is the
+    ///   carrier's registrar and proxy: a phone provisioned with the edge as outbound proxy
+    ///   sends `REGISTER sip:example.test`; a preloaded Route to anywhere else is an attempt
+    ///   to use the edge as an open relay).
+    /// - An in-dialog request from the access side goes where the edge's own Record-Route
+    ///   says — the hop in its integrity token ([`super::route_token`]), i.e. the core of
+    ///   the dialog — and only if the token verifies (403 otherwise); without a Route of ours
+    ///   (a dialog the edge did not record-route) it goes to the core. Nothing a phone writes
+    ///   makes the edge send it anywhere else.
+    /// - From the core side (trusted): a remaining Route names the next hop; a GRUU or edge
+    ///   contact of a local binding (also in-dialog: phones use their GRUU as dialog Contact)
+    ///   goes to that binding's flow; anything else to its Request-URI.
     fn route(&self, msg: &Message, side: Side, now: Instant) -> Result<Route, (u16, &'static str)> {
         let ruri = msg.request_uri().unwrap_or_default();
         let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
@@ -592,19 +606,38 @@ impl Proxy {
         let mut target = Bytes::copy_from_slice(p.target);
         let mut core = false;
         let why;
-        let hop = if let Some(first) = p.remaining.first() {
+        let core_dest = || {
+            self.policy
+                .core_dest(now)
+                .ok_or((503, "Service Unavailable (no core)"))
+        };
+        let hop = if side == Side::Access && initial {
+            why = "access side to core";
+            core = true;
+            core_dest()?
+        } else if side == Side::Access {
+            match self.token_hop(msg, ruri, &routes) {
+                Some(Ok(hop)) => {
+                    why = "our Record-Route (token verified)";
+                    hop
+                }
+                Some(Err(())) => {
+                    self.metrics.security("route_token_invalid");
+                    return Err((403, "Forbidden (invalid route)"));
+                }
+                None => {
+                    why = "in-dialog without our Record-Route: to core";
+                    core = true;
+                    core_dest()?
+                }
+            }
+        } else if let Some(first) = p.remaining.first() {
             why = "next Route";
             let uri = NameAddr::parse(first)
                 .ok()
                 .and_then(|na| na.uri().ok())
                 .ok_or((400, "Bad Request (invalid Route)"))?;
             dest_for(&uri).ok_or((404, "Not Found (unroutable Route)"))?
-        } else if side == Side::Access && (initial || (p.ours == 0 && !p.strict)) {
-            why = "access side to core";
-            core = true;
-            self.policy
-                .core_dest(now)
-                .ok_or((503, "Service Unavailable (no core)"))?
         } else if let Some((contact, dest)) = self.binding_target(side, &target, now) {
             why = "GRUU or edge contact of a local binding";
             target = contact;
@@ -630,6 +663,38 @@ impl Proxy {
             "routed"
         );
         Ok(Route { target, hop, core })
+    }
+
+    /// The hop written in the edge's own Record-Route entry of an in-dialog request (the
+    /// Request-URI after a strict router, else the first Route): `None` when the request
+    /// carries no URI of ours, `Err` when ours is there but its token does not verify for
+    /// this dialog (wrong Call-ID or tags, edited hop, forged or missing token).
+    fn token_hop(&self, msg: &Message, ruri: &[u8], routes: &[&[u8]]) -> Option<Result<Dest, ()>> {
+        let route_uris = routes
+            .iter()
+            .filter_map(|r| NameAddr::parse(r).ok().map(|na| na.uri_raw));
+        let uri = std::iter::once(ruri)
+            .chain(route_uris)
+            .filter_map(|raw| Uri::parse(raw).ok())
+            .filter(|u| self.locals.is_us_uri(u))
+            .find(|u| u.param("etk").is_some() || u.has_lr())?;
+        let call_id = msg.call_id().unwrap_or_default();
+        let tags = [
+            msg.from().ok().and_then(|f| f.tag()),
+            msg.to().ok().and_then(|t| t.tag()),
+        ];
+        let check = || {
+            let ftag = uri.param("ftag").flatten()?;
+            let hop = uri.param("eh").flatten()?;
+            let token = uri.param("etk").flatten()?;
+            // The token names the caller's tag: the From tag of requests from the caller, the
+            // To tag of requests from the callee.
+            let dialog_tag = tags.contains(&Some(ftag));
+            (dialog_tag && self.route_key.verify(call_id, ftag, hop, token))
+                .then(|| route_token::parse_hop(hop))
+                .flatten()
+        };
+        Some(check().ok_or(()))
     }
 
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
@@ -701,7 +766,29 @@ impl Proxy {
         // Route: drop ours (and for strict routers, the last entry that became the R-URI).
         let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
         let p = route::process(ruri, &routes, |u| self.locals.is_us_uri(u));
-        if p.strict {
+        let side = self.policy.side(src);
+        let initial = msg.to().ok().is_some_and(|t| t.tag().is_none());
+        if side == Side::Access {
+            // Identity is the core's to assert, never a phone's.
+            for h in &self.cfg.strip_identity_headers {
+                if msg.header(h.as_str()).is_some() {
+                    e.remove_all(h.as_str());
+                    self.metrics.security("identity_header_removed");
+                }
+            }
+        }
+        if side == Side::Access && initial {
+            // Goes to the core: a preloaded Route that is not ours is dropped, not followed.
+            if !p.remaining.is_empty() {
+                self.metrics.security("preloaded_route_removed");
+                tracing::debug!(
+                    call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default()),
+                    routes = p.remaining.len(),
+                    "preloaded Route from the access side removed"
+                );
+            }
+            e.remove_all(HeaderName::Route);
+        } else if p.strict {
             e.remove_all(HeaderName::Route);
             for v in p.remaining.iter().rev() {
                 e.prepend(HeaderName::Route, v);
@@ -720,18 +807,35 @@ impl Proxy {
         };
         e.set_max_forwards(mf);
         if record_route {
+            // The integrity token: where the access side's in-dialog requests must go (the
+            // core this request goes to, or the core it came from).
+            let access_hop = if side == Side::Access {
+                hop
+            } else {
+                Dest {
+                    transport: src.transport,
+                    addr: src.remote,
+                    flow: None,
+                }
+            };
+            let ftag = msg.from().ok().and_then(|f| f.tag()).unwrap_or("");
+            let eh = route_token::hop_param(&access_hop);
+            let etk = self
+                .route_key
+                .token(msg.call_id().unwrap_or_default(), ftag, &eh);
+            let params = format!(";ftag={ftag};eh={eh};etk={etk}");
             let in_hp = self.locals.host_port(src.local);
             // Double Record-Route when the two sides use different transports or interfaces,
             // so each side sees an address it can reach (RFC 5658).
             if in_hp != out_hp || src.transport != hop.transport {
                 e.prepend(
                     HeaderName::RecordRoute,
-                    build::record_route(src.transport, &in_hp).as_bytes(),
+                    build::record_route(src.transport, &in_hp, &params).as_bytes(),
                 );
             }
             e.prepend(
                 HeaderName::RecordRoute,
-                build::record_route(hop.transport, &out_hp).as_bytes(),
+                build::record_route(hop.transport, &out_hp, &params).as_bytes(),
             );
         }
         let top = msg.values(HeaderName::Via).next()?;

@@ -10,6 +10,7 @@ pub mod locals;
 pub mod policy;
 pub mod received;
 pub mod route;
+pub mod route_token;
 pub mod srv;
 
 pub use self::core::Proxy;

@@ -135,9 +135,11 @@ fn access_invite_goes_to_core_with_via_rr_and_nat_stamp() {
     // RFC 3581: the phone's real source recorded on its Via.
     assert_eq!(vias[1].received, Some("192.0.2.10"));
     assert_eq!(vias[1].rport, Some(Some(40000)));
-    assert_eq!(
-        m.header(HeaderName::RecordRoute).unwrap(),
-        b"<sip:127.0.0.1:5060;lr>"
+    // Our Record-Route carries the dialog's integrity token toward the core (issue 8).
+    let rr = String::from_utf8(m.header(HeaderName::RecordRoute).unwrap().to_vec()).unwrap();
+    assert!(
+        rr.starts_with("<sip:127.0.0.1:5060;lr;ftag=a1;eh=udp:10.0.0.5:5060;etk="),
+        "{rr}"
     );
     // Unchanged headers are re-emitted byte for byte.
     assert_eq!(
@@ -420,21 +422,51 @@ fn retransmitted_invite_is_absorbed() {
     assert_eq!(only_to(&out, PHONE).len(), 1, "last provisional re-sent");
 }
 
-#[test]
-fn ack_for_2xx_is_forwarded_statelessly() {
-    let mut h = Harness::new();
-    let ack = "ACK sip:bob@10.0.0.5:5060 SIP/2.0\r\n\
-Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKack1\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\n\
+/// The Record-Route the edge put on a phone's INVITE (Call-ID `{branch}@phone`, From tag a1).
+fn record_route_of_a_call(h: &mut Harness, branch: &str) -> String {
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", branch, ""));
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    String::from_utf8(m.header(HeaderName::RecordRoute).unwrap().to_vec()).unwrap()
+}
+
+fn in_dialog(method: &str, ruri: &str, call_id: &str, branch: &str, route: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1:5062;branch={branch}\r\n\
+Route: {route}\r\n\
 Max-Forwards: 70\r\n\
 From: <sip:alice@example.com>;tag=a1\r\n\
 To: <sip:bob@example.com>;tag=b1\r\n\
-Call-ID: d3\r\n\
-CSeq: 1 ACK\r\n\
-Content-Length: 0\r\n\r\n";
+Call-ID: {call_id}\r\n\
+CSeq: 2 {method}\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn ack_for_2xx_is_forwarded_statelessly() {
+    let mut h = Harness::new();
+    let rr = record_route_of_a_call(&mut h, "z9hG4bKd3");
+    let ack = in_dialog(
+        "ACK",
+        "sip:bob@10.9.0.2:5060",
+        "z9hG4bKd3@phone",
+        "z9hG4bKack1",
+        &rr,
+    );
     let out = h.recv(PHONE, ack.as_bytes());
     assert_eq!(only_to(&out, CORE).len(), 1);
     assert!(only_to(&out, PHONE).is_empty(), "an ACK is never answered");
+    // Without a valid token the ACK goes nowhere.
+    let forged = in_dialog(
+        "ACK",
+        "sip:bob@10.9.0.2:5060",
+        "z9hG4bKd3@phone",
+        "z9hG4bKack2",
+        "<sip:127.0.0.1:5060;lr>",
+    );
+    let out = h.recv(PHONE, forged.as_bytes());
+    assert!(out.is_empty(), "{out:?}");
 }
 
 #[test]
@@ -460,25 +492,131 @@ fn tcp_dest_reused_for_responses() {
     assert_eq!(back.len(), 1, "100 Trying over the same connection");
 }
 
+/// A phone's in-dialog requests go where the edge's own Record-Route token says (the core of
+/// the dialog), never where the phone's Route or Request-URI point; a missing, forged or
+/// borrowed token gets 403 (issue 8).
 #[test]
-fn access_in_dialog_request_with_our_route_goes_to_request_uri() {
+fn access_in_dialog_requests_follow_only_our_record_route_token() {
     let mut h = Harness::new();
-    let bye = "BYE sip:bob@10.9.0.2:5060 SIP/2.0\r\n\
-Via: SIP/2.0/UDP 10.1.1.1:5062;branch=z9hG4bKbye2\r\n\
-Route: <sip:127.0.0.1:5060;lr>\r\n\
-Max-Forwards: 70\r\n\
-From: <sip:alice@example.com>;tag=a1\r\n\
-To: <sip:bob@example.com>;tag=b1\r\n\
-Call-ID: d4\r\n\
-CSeq: 2 BYE\r\n\
-Content-Length: 0\r\n\r\n";
-    let out = h.recv(PHONE, bye.as_bytes());
-    assert_eq!(
-        only_to(&out, "10.9.0.2:5060").len(),
-        1,
-        "dialog target, not the core"
+    let rr = record_route_of_a_call(&mut h, "z9hG4bKd4");
+    let call = "z9hG4bKd4@phone";
+    // Legit: the dialog's remote target in the Request-URI, our Route: to the core.
+    let out = h.recv(
+        PHONE,
+        in_dialog("BYE", "sip:bob@10.9.0.2:5060", call, "z9hG4bKb1", &rr).as_bytes(),
     );
-    assert!(only_to(&out, CORE).is_empty());
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1, "{out:?}");
+    let m = parse(&fwd[0].bytes);
+    assert_eq!(m.request_uri().unwrap(), b"sip:bob@10.9.0.2:5060");
+    assert!(m.header(HeaderName::Route).is_none(), "our Route consumed");
+    // An attacker's host after our Route, or in the Request-URI, does not change the hop.
+    let with_attacker = format!("{rr}, <sip:198.51.100.66;lr>");
+    let out = h.recv(
+        PHONE,
+        in_dialog(
+            "INFO",
+            "sip:x@198.51.100.66",
+            call,
+            "z9hG4bKb2",
+            &with_attacker,
+        )
+        .as_bytes(),
+    );
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    assert!(only_to(&out, "198.51.100.66:5060").is_empty());
+    let forbidden = |out: &[Transmit]| {
+        only_to(out, PHONE).iter().any(|t| status(t) == 403) && only_to(out, CORE).is_empty()
+    };
+    // Forged: no token, an edited hop, another dialog's token.
+    let bare = "<sip:127.0.0.1:5060;lr>".to_string();
+    let edited = rr.replace("eh=udp:10.0.0.5:5060", "eh=udp:198.51.100.66:5060");
+    for (i, (route, call_id)) in [(&bare, call), (&edited, call), (&rr, "other@phone")]
+        .into_iter()
+        .enumerate()
+    {
+        let out = h.recv(
+            PHONE,
+            in_dialog(
+                "BYE",
+                "sip:bob@10.9.0.2:5060",
+                call_id,
+                &format!("z9hG4bKf{i}"),
+                route,
+            )
+            .as_bytes(),
+        );
+        assert!(forbidden(&out), "case {i}: {out:?}");
+        assert!(only_to(&out, "198.51.100.66:5060").is_empty());
+    }
+    assert_eq!(
+        h.metrics
+            .security
+            .with_label_values(&["route_token_invalid"])
+            .get(),
+        3
+    );
+    // No Route of ours at all (a dialog not record-routed by the edge): to the core.
+    let out = h.recv(
+        PHONE,
+        in_dialog(
+            "BYE",
+            "sip:bob@198.51.100.66",
+            call,
+            "z9hG4bKb3",
+            "<sip:198.51.100.66;lr>",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    assert!(only_to(&out, "198.51.100.66:5060").is_empty());
+}
+
+/// An access-side initial request goes to the core whatever Route it preloads; identity
+/// headers from a phone never reach the core (issue 8).
+#[test]
+fn access_initial_request_ignores_preloaded_routes_and_loses_identity_headers() {
+    let mut h = Harness::new();
+    let extra = "Route: <sip:198.51.100.66;lr>\r\nP-Asserted-Identity: <sip:boss@example.com>\r\n\
+P-Preferred-Identity: <sip:boss@example.com>\r\nRemote-Party-ID: <sip:boss@example.com>;party=calling\r\n";
+    for (i, method) in ["INVITE", "REGISTER"].into_iter().enumerate() {
+        let req = String::from_utf8(invite(
+            "sip:bob@example.com",
+            &format!("z9hG4bKpre{i}"),
+            extra,
+        ))
+        .unwrap()
+        .replace("INVITE", method);
+        let out = h.recv(PHONE, req.as_bytes());
+        assert!(only_to(&out, "198.51.100.66:5060").is_empty(), "{method}");
+        let fwd = only_to(&out, CORE);
+        assert_eq!(fwd.len(), 1, "{method}: {out:?}");
+        let m = parse(&fwd[0].bytes);
+        assert!(m.header(HeaderName::Route).is_none(), "{method}");
+        for name in [
+            "P-Asserted-Identity",
+            "P-Preferred-Identity",
+            "Remote-Party-ID",
+        ] {
+            assert!(m.header(name).is_none(), "{method}: {name} passed");
+        }
+    }
+    let sec = |e: &str| h.metrics.security.with_label_values(&[e]).get();
+    assert_eq!(sec("preloaded_route_removed"), 2);
+    assert_eq!(sec("identity_header_removed"), 6);
+    // From the core side the same headers pass: the core asserts identity.
+    let out = h.recv(
+        CORE,
+        &invite(
+            "sip:bob@192.0.2.10:40000",
+            "z9hG4bKpai",
+            "P-Asserted-Identity: <sip:boss@example.com>\r\n",
+        ),
+    );
+    let to_phone = only_to(&out, PHONE);
+    assert!(to_phone
+        .iter()
+        .any(|t| parse(&t.bytes).header("P-Asserted-Identity").is_some()));
 }
 
 #[test]
