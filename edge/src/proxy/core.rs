@@ -1246,6 +1246,22 @@ impl Proxy {
             return;
         };
         let owner = self.client_ctx.get(&client).copied();
+        // A response counts only from where its request went (the address, or the TCP flow):
+        // anyone can guess a branch and send a 200 from elsewhere (a forged registrar OK, a
+        // fake answer to a call).
+        if let Some(d) = self.txs.dest(client) {
+            let same_flow = d.flow.is_some() && d.flow == src.flow;
+            if d.addr != src.remote && !same_flow {
+                self.metrics.security("response_wrong_source");
+                tracing::debug!(
+                    from = %src.remote,
+                    expected = %d.addr,
+                    status,
+                    "response from another address than its request went to: dropped"
+                );
+                return;
+            }
+        }
         if let Some(d) = self.txs.dest(client).copied() {
             if status == 503 {
                 // RFC 3263 §4.3 / RFC 3261 §21.5.4: the core is overloaded or down; §16.7 step
@@ -1299,6 +1315,9 @@ impl Proxy {
         let mut e = sip::Edit::new(&msg);
         e.remove_first_value(HeaderName::Via);
         let upstream = e.finish();
+        let mut redirects = (300..400)
+            .contains(&status)
+            .then(|| self.redirect_targets(&msg, &src));
         let acts = {
             let Some(ctx) = self.contexts.get_mut(&id) else {
                 return;
@@ -1306,14 +1325,7 @@ impl Proxy {
             if status < 200 {
                 ctx.rc.on_provisional(b, status, upstream)
             } else {
-                let contacts = if (300..400).contains(&status) {
-                    msg.values(HeaderName::Contact)
-                        .filter_map(|v| NameAddr::parse(v).ok())
-                        .map(|na| Bytes::copy_from_slice(na.uri_raw))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let contacts = redirects.take().unwrap_or_default();
                 ctx.rc.on_final(
                     b,
                     Candidate::Received {
@@ -1325,6 +1337,35 @@ impl Proxy {
             }
         };
         self.apply(id, acts, now);
+    }
+
+    /// The 3xx Contacts to recurse on (§16.5): none from the access side (a phone must not
+    /// make the edge call anywhere: its 3xx goes upstream to the core, which decides), at most
+    /// `proxy.max_redirect_targets` from the core side.
+    fn redirect_targets(&self, msg: &Message, src: &Source) -> Vec<Bytes> {
+        let all: Vec<Bytes> = msg
+            .values(HeaderName::Contact)
+            .filter_map(|v| NameAddr::parse(v).ok())
+            .map(|na| Bytes::copy_from_slice(na.uri_raw))
+            .collect();
+        if all.is_empty() {
+            return all;
+        }
+        if self.policy.side(src) == Side::Access {
+            self.metrics.security("access_redirect_not_followed");
+            return Vec::new();
+        }
+        let cap = self.cfg.max_redirect_targets;
+        if all.len() > cap {
+            self.metrics.security("redirect_targets_capped");
+            tracing::info!(
+                call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default()),
+                contacts = all.len(),
+                followed = cap,
+                "3xx with too many Contacts: the rest ignored"
+            );
+        }
+        all.into_iter().take(cap).collect()
     }
 
     // ---- transaction layer outputs ----

@@ -1409,3 +1409,75 @@ Content-Length: 0\r\n\r\n"
         }
     }
 }
+
+// ---- responses and redirects at the trust boundary (issue 8) ----
+
+/// A 200 for a forwarded REGISTER from anywhere but the core is dropped: it would otherwise be
+/// taken as the registrar's approval.
+#[test]
+fn response_from_another_address_is_dropped() {
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &register(PHONE, "rs-1", 1, "z9hG4bKrs1", 3600, ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    let forged = answer(&fwd, 200, "x", &[("Contact", &contact)]);
+    let out = h.recv("198.51.100.66:5060", &forged);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.proxy.registrar().location().len(), 0, "nothing saved");
+    assert_eq!(
+        h.metrics
+            .security
+            .with_label_values(&["response_wrong_source"])
+            .get(),
+        1
+    );
+    // The real core's answer still completes the registration.
+    let out = h.recv(CORE, &forged);
+    assert_eq!(status(only_to(&out, PHONE)[0]), 200);
+    assert_eq!(h.proxy.registrar().location().len(), 1);
+}
+
+/// A registered phone answering the core's INVITE with a 302 does not make the edge call its
+/// Contacts: the 302 goes to the core. A core-side 302 is followed, up to
+/// `proxy.max_redirect_targets` Contacts.
+#[test]
+fn redirects_from_phones_are_relayed_and_core_redirects_capped() {
+    let mut h = Harness::new();
+    let contact = registered(&mut h, PHONE, "rd-1", "z9hG4bKrd1");
+    let uri = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = h.recv(CORE, &invite(&uri, "z9hG4bKrd2", ""));
+    let to_phone = requests(&out, "INVITE");
+    assert_eq!(to_phone.len(), 1);
+    let fwd = to_phone[0].bytes.clone();
+    let many: Vec<String> = (0..40)
+        .map(|i| format!("<sip:x{i}@198.51.100.{i}>"))
+        .collect();
+    let list = many.join(", ");
+    let out = h.recv(
+        PHONE,
+        &answer(&fwd, 302, "p", &[("Contact", list.as_bytes())]),
+    );
+    assert!(
+        requests(&out, "INVITE").is_empty(),
+        "followed a phone's 302: {out:?}"
+    );
+    let up = only_to(&out, CORE);
+    assert!(up.iter().any(|t| status(t) == 302), "{out:?}");
+    let sec = |h: &Harness, e: &str| h.metrics.security.with_label_values(&[e]).get();
+    assert_eq!(sec(&h, "access_redirect_not_followed"), 1);
+
+    // From the core: 40 Contacts → 5 branches.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKrd3", ""));
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let out = h.recv(
+        CORE,
+        &answer(&fwd, 302, "c", &[("Contact", list.as_bytes())]),
+    );
+    assert_eq!(requests(&out, "INVITE").len(), 5, "{out:?}");
+    assert_eq!(sec(&h, "redirect_targets_capped"), 1);
+}
