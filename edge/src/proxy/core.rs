@@ -394,9 +394,20 @@ impl Proxy {
 
     /// A response generated here, sent statelessly to the request's source.
     fn reply_stateless(&mut self, req: &Message, src: &Source, code: u16, reason: &str) {
+        self.reply_stateless_with(req, src, code, reason, &[]);
+    }
+
+    fn reply_stateless_with(
+        &mut self,
+        req: &Message,
+        src: &Source,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
         log_reject(req, code, reason);
         let tag = self.local_tag();
-        let resp = sip::response_to(req, code, reason, Some(&tag), &[]);
+        let resp = sip::response_to(req, code, reason, Some(&tag), extra);
         self.metrics.response(code, "out");
         self.send(Dest::back_to(src), resp);
     }
@@ -468,9 +479,43 @@ impl Proxy {
         src: Source,
         now: Instant,
     ) {
+        // Early rejects are stateless (issue 8): decided before any state is kept, sent once,
+        // never retransmitted by Timer G — a spoofed source gets one datagram, not twelve —
+        // and no 100 Trying goes out before the request passed them.
         if self.txs.len() >= self.max_transactions {
             self.reply_stateless(&msg, &src, 503, "Service Unavailable (transaction limit)");
             return;
+        }
+        let loop_hash = loop_hash(&msg);
+        let side = self.policy.side(&src);
+        let for_us = self.is_for_us(&msg) && method == Method::Options;
+        if !for_us {
+            if let Some((code, reason)) = self.check(&msg, loop_hash) {
+                self.reply_stateless(&msg, &src, code, reason);
+                return;
+            }
+            if let Some(pr) = msg.header(HeaderName::ProxyRequire) {
+                // §16.3 step 5: we support no extension a proxy must understand.
+                let pr = pr.to_vec();
+                self.reply_stateless_with(
+                    &msg,
+                    &src,
+                    420,
+                    "Bad Extension",
+                    &[("Unsupported", &pr)],
+                );
+                return;
+            }
+            let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
+            if side == Side::Access && in_dialog {
+                let ruri = msg.request_uri().unwrap_or_default();
+                let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
+                if let Some(Err(())) = self.token_hop(&msg, ruri, &routes) {
+                    self.metrics.security("route_token_invalid");
+                    self.reply_stateless(&msg, &src, 403, "Forbidden (invalid route)");
+                    return;
+                }
+            }
         }
         let Ok(server_tx) =
             self.txs
@@ -478,34 +523,14 @@ impl Proxy {
         else {
             return;
         };
+        if for_us {
+            self.respond_local(server_tx, &msg, 200, "OK", now);
+            return;
+        }
         if method == Method::Invite {
             let trying = sip::response_to(&msg, 100, "Trying", None, &[]);
             self.respond(server_tx, 100, trying, now);
         }
-        let loop_hash = loop_hash(&msg);
-        if self.is_for_us(&msg) && method == Method::Options {
-            self.respond_local(server_tx, &msg, 200, "OK", now);
-            return;
-        }
-        if let Some((code, reason)) = self.check(&msg, loop_hash) {
-            self.respond_local(server_tx, &msg, code, reason, now);
-            return;
-        }
-        if let Some(pr) = msg.header(HeaderName::ProxyRequire) {
-            // §16.3 step 5: we support no extension a proxy must understand.
-            let tag = self.local_tag();
-            let resp = sip::response_to(
-                &msg,
-                420,
-                "Bad Extension",
-                Some(&tag),
-                &[("Unsupported", pr)],
-            );
-            self.metrics.response(420, "out");
-            self.respond(server_tx, 420, resp, now);
-            return;
-        }
-        let side = self.policy.side(&src);
         let Some((msg, plan)) = self.reg_request(msg, &method, side, &src, server_tx, now) else {
             return;
         };

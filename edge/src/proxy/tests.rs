@@ -1481,3 +1481,47 @@ fn redirects_from_phones_are_relayed_and_core_redirects_capped() {
     assert_eq!(requests(&out, "INVITE").len(), 5, "{out:?}");
     assert_eq!(sec(&h, "redirect_targets_capped"), 1);
 }
+
+/// Early rejects are stateless: one datagram, no 100 Trying first, nothing retransmitted while
+/// the (spoofed) sender never ACKs.
+#[test]
+fn early_rejects_are_sent_once() {
+    let mut h = Harness::new();
+    let req = String::from_utf8(invite("sip:bob@example.com", "z9hG4bKmf0", ""))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.recv(PHONE, req.as_bytes());
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status(&out[0]), 483);
+    let later = h.advance(Duration::from_secs(40));
+    assert!(later.is_empty(), "retransmitted: {later:?}");
+    let out = h.recv(
+        PHONE,
+        &invite(
+            "sip:bob@example.com",
+            "z9hG4bKpr0",
+            "Proxy-Require: foo\r\n",
+        ),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0]), 420);
+    assert_eq!(
+        parse(&out[0].bytes).header("Unsupported"),
+        Some(&b"foo"[..])
+    );
+    let out = h.recv(
+        PHONE,
+        in_dialog(
+            "BYE",
+            "sip:bob@10.9.0.2",
+            "x@phone",
+            "z9hG4bKft0",
+            "<sip:127.0.0.1:5060;lr>",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0]), 403);
+    assert!(h.advance(Duration::from_secs(40)).is_empty());
+    assert_eq!(h.proxy.transactions(), 0, "no state kept");
+}
