@@ -246,6 +246,24 @@ fn cases() -> Vec<(&'static str, String, Limits, Expect)> {
             Respond(400, "invalid Call-ID"),
         ),
         (
+            "Contact with < and no >",
+            with(
+                "Content-Length: 0",
+                "Contact: <sip:alice@192.0.2.1:5060\r\nContent-Length: 0",
+            ),
+            d,
+            Respond(400, "invalid Contact"),
+        ),
+        (
+            "Contact that is not a URI",
+            with(
+                "Content-Length: 0",
+                "Contact: <no uri here>\r\nContent-Length: 0",
+            ),
+            d,
+            Respond(400, "invalid Contact"),
+        ),
+        (
             "empty Call-ID",
             with("Call-ID: c1@192.0.2.1", "Call-ID:"),
             d,

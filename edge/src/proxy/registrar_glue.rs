@@ -223,13 +223,15 @@ impl Proxy {
             };
         }
         if side == Side::Access {
-            // Contact fixing on dialog-forming requests from NATed registered phones.
-            let msg =
-                if initial && is_dialog_forming(Some(method)) && self.reg.is_nated(&src.remote) {
-                    self.fix_contact(msg, src)
-                } else {
-                    msg
-                };
+            // Contact fixing on dialog-forming requests from NATed phones, registered or not
+            // (as Kamailio's fix_nated_contact): otherwise the core's in-dialog requests go to
+            // the phone's private address.
+            let nated = self.reg.is_nated(&src.remote) || anchor::peer(&msg, src.remote.ip()).nated;
+            let msg = if initial && is_dialog_forming(Some(method)) && nated {
+                self.fix_contact(msg, src)
+            } else {
+                msg
+            };
             return Some((msg, plan));
         }
         if !initial || matches!(method, Method::Register | Method::Ack | Method::Cancel) {
@@ -399,8 +401,8 @@ impl Proxy {
             .is_some_and(|c| is_dialog_forming(Some(&c.method)));
         if dialog
             && (101..300).contains(&status)
-            && self.reg.is_nated(&src.remote)
             && self.policy.side(src) == Side::Access
+            && (self.reg.is_nated(&src.remote) || anchor::peer(&msg, src.remote.ip()).nated)
         {
             return self.fix_contact(msg, src);
         }

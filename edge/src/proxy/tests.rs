@@ -141,10 +141,15 @@ fn access_invite_goes_to_core_with_via_rr_and_nat_stamp() {
         rr.starts_with("<sip:127.0.0.1:5060;lr;ftag=a1;eh=udp:10.0.0.5:5060;etk="),
         "{rr}"
     );
-    // Unchanged headers are re-emitted byte for byte.
+    // Unchanged headers are re-emitted byte for byte; the NATed phone's private Contact is
+    // fixed to its source.
+    assert_eq!(
+        m.header(HeaderName::From).unwrap(),
+        b"<sip:alice@example.com>;tag=a1"
+    );
     assert_eq!(
         m.header(HeaderName::Contact).unwrap(),
-        b"<sip:alice@10.1.1.1:5062>"
+        format!("<sip:alice@{PHONE}>").as_bytes()
     );
 }
 
@@ -900,12 +905,23 @@ fn nated_phone_contacts_are_fixed_on_dialog_forming_messages() {
         m.header(HeaderName::Contact).unwrap(),
         b"<sip:bob@192.0.2.10:40000>"
     );
-    // A phone that never registered through us is left alone (no NAT state known).
+    // A phone that never registered through us but is visibly NATed (private Via and Contact,
+    // public source) is fixed too, as Kamailio's fix_nated_contact does (issue 8).
     let out = h.recv(PHONE2, &invite("sip:alice@example.com", "z9hG4bKx3", ""));
     let m = parse(&only_to(&out, CORE)[0].bytes);
     assert_eq!(
         m.header(HeaderName::Contact).unwrap(),
-        b"<sip:alice@10.1.1.1:5062>"
+        format!("<sip:alice@{PHONE2}>").as_bytes()
+    );
+    // One that is not NATed (Via and Contact name its source) is left alone.
+    let plain = String::from_utf8(invite("sip:alice@example.com", "z9hG4bKx5", ""))
+        .unwrap()
+        .replace("10.1.1.1:5062", PHONE2);
+    let out = h.recv(PHONE2, plain.as_bytes());
+    let m = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(
+        m.header(HeaderName::Contact).unwrap(),
+        format!("<sip:alice@{PHONE2}>").as_bytes()
     );
     // Its 200 to a call from the core is fixed too.
     let cc = NameAddrUri::of(std::str::from_utf8(&contact).unwrap());

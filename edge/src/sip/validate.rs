@@ -73,6 +73,17 @@ impl Message {
             return Err(ParseError::bad("Bad Request (CSeq method mismatch)"));
         }
         self.max_forwards()?;
+        // A Contact the edge cannot parse is answered here, not forwarded: the core would
+        // store or route on what the edge could not read (RFC 4475 §3.1.2.x class).
+        for c in self.values(HeaderName::Contact) {
+            if trim(c) == b"*" {
+                continue;
+            }
+            let na = super::NameAddr::parse(c)
+                .map_err(|_| ParseError::bad("Bad Request (invalid Contact)"))?;
+            na.uri()
+                .map_err(|_| ParseError::bad("Bad Request (invalid Contact URI)"))?;
+        }
         Ok(())
     }
 
