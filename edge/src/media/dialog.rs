@@ -264,6 +264,11 @@ impl MediaDialogs {
         }
     }
 
+    /// Whether calls may be anchored at all (`media.mode` is not `never`).
+    pub fn anchoring(&self) -> bool {
+        self.cfg.mode != MediaMode::Never
+    }
+
     /// Calls whose media is anchored (or about to be).
     pub fn dialogs(&self) -> usize {
         self.calls.len()

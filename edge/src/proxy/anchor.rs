@@ -39,6 +39,20 @@ pub fn step(
     step.body
 }
 
+/// A `multipart/*` body with an `application/sdp` part (RFC 5621): media anchoring only
+/// rewrites a plain SDP body.
+pub fn sdp_in_multipart(msg: &Message) -> bool {
+    let multipart = msg.header(sip::HeaderName::ContentType).is_some_and(|ct| {
+        ct.trim_ascii_start().len() >= 10
+            && ct.trim_ascii_start()[..10].eq_ignore_ascii_case(b"multipart/")
+    });
+    multipart
+        && msg
+            .body()
+            .windows(15)
+            .any(|w| w.eq_ignore_ascii_case(b"application/sdp"))
+}
+
 /// `msg` with another body (same Content-Type; Content-Length fixed by the serializer).
 pub fn with_body(msg: &Message, body: &[u8], limits: &Limits) -> Option<Message> {
     let mut e = sip::Edit::new(msg);

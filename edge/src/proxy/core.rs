@@ -531,6 +531,23 @@ impl Proxy {
             let trying = sip::response_to(&msg, 100, "Trying", None, &[]);
             self.respond(server_tx, 100, trying, now);
         }
+        if self.media.anchoring() && anchor::sdp_in_multipart(&msg) {
+            // The relay cannot be put in front of an SDP the edge does not rewrite, and an
+            // unanchored SDP leaks private addresses and bypasses the relay: refuse it (RFC
+            // 3261 §21.4.13 415 with the type we accept).
+            let tag = self.local_tag();
+            let reason = "Unsupported Media Type (SDP inside multipart)";
+            log_reject(&msg, 415, reason);
+            let resp = sip::response_to(
+                &msg,
+                415,
+                reason,
+                Some(&tag),
+                &[("Accept", b"application/sdp")],
+            );
+            self.respond(server_tx, 415, resp, now);
+            return;
+        }
         let Some((msg, plan)) = self.reg_request(msg, &method, side, &src, server_tx, now) else {
             return;
         };

@@ -1541,3 +1541,35 @@ fn early_rejects_are_sent_once() {
     assert!(h.advance(Duration::from_secs(40)).is_empty());
     assert_eq!(h.proxy.transactions(), 0, "no state kept");
 }
+
+/// SDP inside a multipart body is never forwarded unanchored: 415 naming the type we accept.
+#[test]
+fn sdp_in_multipart_is_refused_while_anchoring() {
+    let body =
+        "--b1\r\nContent-Type: application/sdp\r\n\r\nv=0\r\no=- 1 1 IN IP4 192.168.1.10\r\n\
+s=-\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\r\n--b1--\r\n";
+    let req = |branch: &str| {
+        let head = "Content-Type: multipart/mixed;boundary=b1\r\n";
+        String::from_utf8(invite("sip:bob@example.com", branch, head))
+            .unwrap()
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+            )
+    };
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, req("z9hG4bKmp1").as_bytes());
+    assert!(only_to(&out, CORE).is_empty(), "{out:?}");
+    let r = only_to(&out, PHONE)
+        .into_iter()
+        .find(|t| status(t) == 415)
+        .expect("415");
+    assert_eq!(
+        parse(&r.bytes).header("Accept"),
+        Some(&b"application/sdp"[..])
+    );
+    // Without anchoring there is nothing to protect: forwarded.
+    let mut h = Harness::with(|c| c.media.mode = config::MediaMode::Never);
+    let out = h.recv(PHONE, req("z9hG4bKmp2").as_bytes());
+    assert_eq!(only_to(&out, CORE).len(), 1);
+}
