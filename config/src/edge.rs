@@ -303,6 +303,11 @@ pub struct ProxyConfig {
     pub default_max_forwards: u32,
     /// Most Contacts of one 3xx from the core that are followed (the rest are ignored).
     pub max_redirect_targets: usize,
+    /// Largest request sent over UDP (RFC 3261 §18.1.1: a fragmented datagram is lost with any
+    /// of its fragments). A larger one goes over TCP to the same next hop when the edge
+    /// listens on TCP, else it is answered 513. The RFC's figure for an unknown path MTU is
+    /// 1300; the default leaves room for large SDP on paths that reassemble reliably.
+    pub max_udp_request_bytes: usize,
     /// Header fields removed from every request coming from the access side before it goes
     /// on: identity the core must assert itself, never take from a phone.
     pub strip_identity_headers: Vec<String>,
@@ -321,6 +326,7 @@ impl Default for ProxyConfig {
             forking: ForkingMode::Parallel,
             default_max_forwards: 70,
             max_redirect_targets: 5,
+            max_udp_request_bytes: 4096,
             strip_identity_headers: vec![
                 "P-Asserted-Identity".into(),
                 "P-Preferred-Identity".into(),
@@ -415,6 +421,12 @@ impl Validate for EdgeConfig {
         }
         if t.timer_c_s < 1 {
             return Err(ConfigError::invalid("timers.timer_c_s", "must be >= 1"));
+        }
+        if !(1300..=65_000).contains(&self.proxy.max_udp_request_bytes) {
+            return Err(ConfigError::invalid(
+                "proxy.max_udp_request_bytes",
+                "must be between 1300 and 65000",
+            ));
         }
         if self.proxy.max_redirect_targets == 0 || self.proxy.max_redirect_targets > 100 {
             return Err(ConfigError::invalid(

@@ -1140,9 +1140,25 @@ impl Proxy {
             && ctx.request.to().ok().is_some_and(|t| t.tag().is_none())
             && is_dialog_forming(ctx.request.method());
         let br = self.branches.next(ctx.loop_hash);
-        let bytes = self
+        let mut hop = hop;
+        let mut bytes = self
             .forwarded(&ctx.request, &ctx.src, &target, hop, &br, record_route)
             .ok_or(CANNOT)?;
+        if hop.transport == Transport::Udp && bytes.len() > self.cfg.max_udp_request_bytes {
+            // RFC 3261 §18.1.1: too large for UDP — a congestion-controlled transport, with the
+            // Via saying so, or 513 when the edge has none.
+            if !self.locals.has(Transport::Tcp) {
+                return Err((513, "Message Too Large (for UDP; no TCP listener)"));
+            }
+            hop = Dest {
+                transport: Transport::Tcp,
+                addr: hop.addr,
+                flow: None,
+            };
+            bytes = self
+                .forwarded(&ctx.request, &ctx.src, &target, hop, &br, record_route)
+                .ok_or(CANNOT)?;
+        }
         let bytes = self.reg_route(id, &target, bytes);
         let method = ctx.request.method().cloned().unwrap_or(Method::Invite);
         let key = ClientKey::new(&br, tx_method(&method));

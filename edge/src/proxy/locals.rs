@@ -35,6 +35,11 @@ impl Locals {
             .map(|(_, a)| *a)
     }
 
+    /// Does the edge listen on this transport?
+    pub fn has(&self, transport: Transport) -> bool {
+        self.listen.iter().any(|(t, _)| *t == transport)
+    }
+
     /// `host:port` for Via sent-by and Record-Route, for a local listen address.
     pub fn host_port(&self, local: SocketAddr) -> String {
         match self.cached.iter().find(|(a, _)| *a == local) {

@@ -1573,3 +1573,52 @@ s=-\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\r\n--b1--\r\
     let out = h.recv(PHONE, req("z9hG4bKmp2").as_bytes());
     assert_eq!(only_to(&out, CORE).len(), 1);
 }
+
+/// A request too large for UDP (RFC 3261 §18.1.1) goes to the core over TCP, or gets 513 when
+/// the edge has no TCP listener.
+#[test]
+fn large_request_goes_over_tcp_or_gets_513() {
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(6000));
+    let mut h = Harness::new();
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKbig1", &pad));
+    assert!(only_to(&out, CORE).is_empty(), "{out:?}");
+    assert!(only_to(&out, PHONE).iter().any(|t| status(t) == 513));
+
+    let mut cfg = EdgeConfig::default();
+    cfg.routing.core = vec![CORE.to_string()];
+    cfg.routing.health_interval_s = 0;
+    let now = Instant::now();
+    let mut proxy = Proxy::new(
+        &cfg,
+        vec![
+            (Transport::Udp, EDGE.parse().unwrap()),
+            (Transport::Tcp, EDGE.parse().unwrap()),
+        ],
+        Metrics::new(),
+        None,
+        now,
+    );
+    let src = Source {
+        transport: Transport::Udp,
+        remote: PHONE.parse().unwrap(),
+        local: EDGE.parse().unwrap(),
+        flow: None,
+    };
+    proxy.on_message(
+        Bytes::from(invite("sip:bob@example.com", "z9hG4bKbig2", &pad)),
+        src,
+        now,
+    );
+    let out = proxy.take_transmits();
+    let fwd = only_to(&out, CORE);
+    assert_eq!(fwd.len(), 1, "{out:?}");
+    assert_eq!(fwd[0].dest.transport, Transport::Tcp);
+    let m = parse(&fwd[0].bytes);
+    assert!(m
+        .vias()
+        .next()
+        .unwrap()
+        .unwrap()
+        .transport
+        .eq_ignore_ascii_case("TCP"));
+}
