@@ -6,26 +6,36 @@
 //! Vias whose hash part equals the hash we would compute now is a loop (482); one whose hash
 //! differs is a spiral (the Request-URI changed) and is processed normally.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::hash::{Hash, Hasher};
 
 pub const MAGIC: &str = "z9hG4bK";
 
-/// Generates unique branch identifiers without a syscall per request.
+/// Unpredictable identifiers — branches and tags — from a CSPRNG (rand's `StdRng`, ChaCha),
+/// without a syscall per request. A guessable branch lets anyone who sees a few forge
+/// responses or CANCELs for other calls; a guessable tag, in-dialog requests. The sans-IO core
+/// takes the seed (as it takes time); the shell gives it OS randomness.
 pub struct BranchGen {
-    seed: u64,
-    counter: u64,
+    rng: StdRng,
 }
 
 impl BranchGen {
-    pub fn new(seed: u64) -> Self {
-        BranchGen { seed, counter: 0 }
+    pub fn new(seed: [u8; 32]) -> Self {
+        BranchGen {
+            rng: StdRng::from_seed(seed),
+        }
     }
 
     /// A fresh branch carrying `loop_hash`.
     pub fn next(&mut self, loop_hash: u64) -> String {
-        self.counter = self.counter.wrapping_add(1);
-        let unique = splitmix(self.seed ^ self.counter);
+        let unique: u64 = self.rng.random();
         format!("{MAGIC}{unique:x}.{loop_hash:x}")
+    }
+
+    /// A fresh To tag (responses the edge generates itself).
+    pub fn tag(&mut self) -> String {
+        format!("{:x}", self.rng.random::<u64>())
     }
 }
 
@@ -77,21 +87,16 @@ pub fn is_loop(branch: &str, loop_hash: u64) -> bool {
         .is_some_and(|(_, h)| u64::from_str_radix(h, 16) == Ok(loop_hash))
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn branches_are_unique_and_magic() {
-        let mut g = BranchGen::new(42);
+        let mut g = BranchGen::new([42; 32]);
         let a = g.next(7);
+        // The same seed gives the same sequence (tests stay deterministic).
+        assert_eq!(BranchGen::new([42; 32]).next(7), a);
         let b = g.next(7);
         assert_ne!(a, b);
         assert!(a.starts_with(MAGIC));

@@ -85,7 +85,6 @@ pub struct Proxy {
     server_ctx: IdMap<TxId, u64>,
     client_ctx: IdMap<TxId, (u64, usize)>,
     timer_c_heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    tag_seed: u64,
     out: Vec<Transmit>,
     txout: Vec<Output<Dest>>,
     metrics: Metrics,
@@ -112,7 +111,6 @@ impl Proxy {
         media_metrics: Option<MediaMetrics>,
         now: Instant,
     ) -> Self {
-        let seed = rand::random::<u64>();
         let locals = Locals::new(listen.clone(), cfg.sip.advertise.clone());
         let policy = Policy::new(&cfg.routing);
         let edge = registrar_glue::edge_toward_core(&locals, &policy, now);
@@ -130,13 +128,12 @@ impl Proxy {
             policy,
             health: Health::new(cfg.routing.health_interval_s, now),
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
-            branches: BranchGen::new(seed),
+            branches: BranchGen::new(rand::random()),
             contexts: IdMap::default(),
             next_ctx: 0,
             server_ctx: IdMap::default(),
             client_ctx: IdMap::default(),
             timer_c_heap: BinaryHeap::new(),
-            tag_seed: seed.rotate_left(17),
             out: Vec::new(),
             txout: Vec::new(),
             metrics,
@@ -381,11 +378,7 @@ impl Proxy {
     }
 
     fn local_tag(&mut self) -> String {
-        self.tag_seed = self
-            .tag_seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1);
-        format!("{:x}", self.tag_seed >> 16)
+        self.branches.tag()
     }
 
     fn send(&mut self, dest: Dest, bytes: Bytes) {
