@@ -73,6 +73,12 @@ pub struct RegistrarConfig {
     pub expires_deviation_percent: u8,
     /// Most bindings per AoR; a REGISTER adding one more is answered 403 locally.
     pub max_contacts_per_aor: usize,
+    /// Most bindings in the whole location table; a REGISTER adding one more gets 503 with
+    /// Retry-After (memory bound against REGISTER floods with ever new AoRs).
+    pub max_bindings: usize,
+    /// Most bindings registered from one source IP address (a NAT with many phones behind it
+    /// counts as one source: size it for the largest site); one more gets 403.
+    pub max_bindings_per_source: usize,
     /// Throttling modes: a REGISTER carrying Authorization/Proxy-Authorization is absorbed only
     /// when this is true (and it passes the flow/Call-ID/CSeq checks and no challenge is
     /// outstanding on its Call-ID); false sends every credentialed REGISTER to the core.
@@ -99,6 +105,8 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             expires_deviation_percent: 10,
             max_contacts_per_aor: 10,
+            max_bindings: 1_000_000,
+            max_bindings_per_source: 1_000,
             absorb_authorized_refreshes: false,
             natping_interval_s: 30,
             natping_method: NatPingMethod::Options,
@@ -164,6 +172,18 @@ impl Validate for RegistrarConfig {
             return Err(ConfigError::invalid(
                 "registrar.expires_deviation_percent",
                 "must be 0..=50",
+            ));
+        }
+        if self.max_bindings == 0 {
+            return Err(ConfigError::invalid(
+                "registrar.max_bindings",
+                "must be >= 1",
+            ));
+        }
+        if self.max_bindings_per_source == 0 {
+            return Err(ConfigError::invalid(
+                "registrar.max_bindings_per_source",
+                "must be >= 1",
             ));
         }
         if self.max_contacts_per_aor == 0 {

@@ -8,7 +8,7 @@
 
 use crate::transport::{Dest, FlowId, Source, Transport};
 use dashmap::DashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -123,6 +123,8 @@ pub struct Location {
     max_per_aor: usize,
     /// Number of bindings, kept alongside so `len` is O(1) (it feeds a gauge per REGISTER).
     count: AtomicUsize,
+    /// Bindings per source IP (`registrar.max_bindings_per_source`).
+    by_ip: DashMap<IpAddr, usize>,
 }
 
 impl Location {
@@ -132,6 +134,7 @@ impl Location {
             tokens: DashMap::new(),
             max_per_aor: max_per_aor.max(1),
             count: AtomicUsize::new(0),
+            by_ip: DashMap::new(),
         }
     }
 
@@ -169,19 +172,30 @@ impl Location {
             .iter()
             .position(|x| x.same_identity(&b.contact, b.instance.as_deref(), b.reg_id));
         let full = entry.len() >= self.max_per_aor;
+        let mut moved = None;
         let r = match pos.and_then(|i| entry.get_mut(i)) {
             Some(x) => {
+                if x.source.ip() != b.source.ip() {
+                    moved = Some((x.source.ip(), b.source.ip()));
+                }
                 *x = b;
                 Upsert::Updated
             }
             None if full => Upsert::Full,
             None => {
+                moved = Some((IpAddr::from([0, 0, 0, 0]), b.source.ip()));
                 entry.push(b);
                 self.count.fetch_add(1, Ordering::Relaxed);
                 Upsert::Inserted
             }
         };
         drop(entry);
+        if let Some((from, to)) = moved {
+            if r == Upsert::Updated {
+                self.uncount(from);
+            }
+            *self.by_ip.entry(to).or_default() += 1;
+        }
         if r != Upsert::Full {
             if let Some(t) = token {
                 self.tokens.insert(t, aor);
@@ -200,6 +214,7 @@ impl Location {
         self.count.fetch_sub(1, Ordering::Relaxed);
         self.aors.remove_if(aor, |_, v| v.is_empty());
         self.forget_token(&removed);
+        self.uncount(removed.source.ip());
         Some(removed)
     }
 
@@ -209,8 +224,24 @@ impl Location {
         self.count.fetch_sub(v.len(), Ordering::Relaxed);
         for b in &v {
             self.forget_token(b);
+            self.uncount(b.source.ip());
         }
         v
+    }
+
+    fn uncount(&self, ip: IpAddr) {
+        let gone = self.by_ip.get_mut(&ip).is_some_and(|mut n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+        if gone {
+            self.by_ip.remove_if(&ip, |_, n| *n == 0);
+        }
+    }
+
+    /// Bindings registered from source address `ip`.
+    pub fn from_source(&self, ip: IpAddr) -> usize {
+        self.by_ip.get(&ip).map_or(0, |n| *n)
     }
 
     fn forget_token(&self, b: &Binding) {
@@ -253,6 +284,7 @@ impl Location {
         self.count.fetch_sub(gone.len(), Ordering::Relaxed);
         for b in &gone {
             self.forget_token(b);
+            self.uncount(b.source.ip());
         }
         gone
     }

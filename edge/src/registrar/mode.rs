@@ -310,6 +310,25 @@ impl Registrar {
         if existing.len() + new_ids > self.cfg.max_contacts_per_aor {
             return Ok(self.reject(req, 403, "Too Many Contacts", &[]));
         }
+        // Memory bounds against REGISTER floods: the whole table, and what one source holds.
+        if new_ids > 0 && self.loc.len() + new_ids > self.cfg.max_bindings {
+            return Ok(self.reject(
+                req,
+                503,
+                "Service Unavailable (binding limit)",
+                &[("Retry-After", b"60")],
+            ));
+        }
+        if new_ids > 0
+            && self.loc.from_source(src.remote.ip()) + new_ids > self.cfg.max_bindings_per_source
+        {
+            return Ok(self.reject(
+                req,
+                403,
+                "Forbidden (too many bindings from this address)",
+                &[],
+            ));
+        }
         if policy.mode != RegistrarMode::Mirror
             && self.can_absorb(req, &p, &specs, &locals, &existing, now)
         {

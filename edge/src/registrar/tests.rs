@@ -863,3 +863,40 @@ fn token_reused_after_local_expiry() {
         assert_eq!(token(&f1), token(&f2), "{mode:?}");
     }
 }
+
+/// Memory bounds against REGISTER floods: bindings per source IP (403) and in the whole table
+/// (503 with Retry-After); refreshes and removals of existing bindings always pass.
+#[test]
+fn binding_limits_per_source_and_global() {
+    let mut h = H::with(|c| {
+        c.mode = RegistrarMode::Contact;
+        c.max_bindings_per_source = 2;
+        c.max_bindings = 3;
+    });
+    let aor_reg = |user: &str, cid: &str| {
+        let text = String::from_utf8(
+            register(cid, 1, &format!("<sip:{user}@192.168.1.5:5060>"), "")
+                .buf()
+                .to_vec(),
+        )
+        .unwrap()
+        .replace("alice@", &format!("{user}@"));
+        parse(Bytes::from(text))
+    };
+    h.register_ok(&aor_reg("u1", "l1"), PHONE_A);
+    h.register_ok(&aor_reg("u2", "l2"), PHONE_A);
+    let r = h.replied(&aor_reg("u3", "l3"), PHONE_A);
+    assert_eq!(r.status(), Some(403), "third binding from one source");
+    assert_eq!(
+        h.r.location()
+            .from_source(PHONE_A.parse::<std::net::SocketAddr>().unwrap().ip()),
+        2
+    );
+    // Another source may still register, until the table is full.
+    h.register_ok(&aor_reg("u4", "l4"), PHONE_B);
+    let r = h.replied(&aor_reg("u5", "l5"), PHONE_B);
+    assert_eq!(r.status(), Some(503));
+    assert!(r.header("Retry-After").is_some());
+    // A refresh of an existing binding is not a new one.
+    h.forwarded(&aor_reg("u1", "l1"), PHONE_A);
+}
