@@ -51,10 +51,22 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Most live transactions; beyond it new requests get 503.
     pub max_transactions: usize,
-    /// Most simultaneous TCP connections.
+    /// Most simultaneous TCP connections (inbound and outbound); more inbound ones are refused.
     pub max_tcp_connections: usize,
-    /// Idle TCP connections are closed after this many seconds.
+    /// Most simultaneous inbound TCP connections from one source IP.
+    pub max_tcp_connections_per_ip: usize,
+    /// Most simultaneous outbound TCP connections the edge opens itself.
+    pub max_tcp_outbound: usize,
+    /// TCP connections idle between messages are closed after this many seconds.
     pub tcp_idle_timeout_s: u64,
+    /// A message whose first byte arrived at t must be complete by t + this many seconds, however
+    /// slowly the rest trickles in (slowloris); else the connection is closed.
+    pub tcp_message_deadline_s: u64,
+    /// Most bytes queued for writing on one TCP connection; a peer that lets more pile up (it
+    /// does not read) is disconnected.
+    pub tcp_write_queue_bytes: usize,
+    /// A TCP write that makes no progress for this many seconds closes the connection.
+    pub tcp_write_timeout_s: u64,
 }
 
 impl Default for LimitsConfig {
@@ -64,8 +76,50 @@ impl Default for LimitsConfig {
             max_headers: 128,
             max_transactions: 200_000,
             max_tcp_connections: 10_000,
+            max_tcp_connections_per_ip: 64,
+            max_tcp_outbound: 1024,
             tcp_idle_timeout_s: 600,
+            tcp_message_deadline_s: 10,
+            tcp_write_queue_bytes: 1 << 20,
+            tcp_write_timeout_s: 10,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// The TCP guards: zero would refuse every connection or close every one at once.
+    fn validate_tcp(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("limits.max_tcp_connections", self.max_tcp_connections),
+            (
+                "limits.max_tcp_connections_per_ip",
+                self.max_tcp_connections_per_ip,
+            ),
+            ("limits.max_tcp_outbound", self.max_tcp_outbound),
+        ];
+        for (key, v) in counts {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be >= 1"));
+            }
+        }
+        let seconds = [
+            ("limits.tcp_idle_timeout_s", self.tcp_idle_timeout_s),
+            ("limits.tcp_message_deadline_s", self.tcp_message_deadline_s),
+            ("limits.tcp_write_timeout_s", self.tcp_write_timeout_s),
+        ];
+        for (key, v) in seconds {
+            if !(1..=86_400).contains(&v) {
+                return Err(ConfigError::invalid(key, "must be 1..=86400 seconds"));
+            }
+        }
+        // One message must fit, or every large response would close its connection.
+        if self.tcp_write_queue_bytes < self.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "limits.tcp_write_queue_bytes",
+                "must be >= limits.max_message_bytes",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -412,6 +466,7 @@ impl Validate for EdgeConfig {
         if l.max_headers < 8 {
             return Err(ConfigError::invalid("limits.max_headers", "must be >= 8"));
         }
+        l.validate_tcp()?;
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             return Err(ConfigError::invalid(

@@ -116,3 +116,28 @@ fn example_files_parse() {
     config::from_file::<EdgeConfig>(format!("{dir}edge.toml").as_ref()).unwrap();
     config::from_file::<RelayConfig>(format!("{dir}rtprelay.toml").as_ref()).unwrap();
 }
+
+#[test]
+fn tcp_guard_keys_have_defaults_and_zero_is_rejected_by_name() {
+    let e: EdgeConfig = config::from_str("").unwrap();
+    let l = &e.limits;
+    assert_eq!(l.max_tcp_connections_per_ip, 64);
+    assert_eq!(l.max_tcp_outbound, 1024);
+    assert_eq!(l.tcp_message_deadline_s, 10);
+    assert_eq!(l.tcp_write_queue_bytes, 1 << 20);
+    assert_eq!(l.tcp_write_timeout_s, 10);
+    for key in [
+        "max_tcp_connections",
+        "max_tcp_connections_per_ip",
+        "max_tcp_outbound",
+        "tcp_idle_timeout_s",
+        "tcp_message_deadline_s",
+        "tcp_write_timeout_s",
+        "tcp_write_queue_bytes",
+    ] {
+        let err = config::from_str::<EdgeConfig>(&format!("[limits]\n{key} = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("limits.{key}")), "{err}");
+    }
+}

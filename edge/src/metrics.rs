@@ -174,8 +174,19 @@ pub const SECURITY_EVENTS: &[&str] = &[
     "redirect_targets_capped",
     // A request dropped by the per-source rate limit (or its block time).
     "rate_limited",
-    // A TCP connection refused or closed by a TCP limit.
+    // An inbound TCP connection refused by limits.max_tcp_connections.
     "tcp_limit",
+    // An inbound TCP connection refused by limits.max_tcp_connections_per_ip.
+    "tcp_per_ip_limit",
+    // An outbound TCP connection not opened: limits.max_tcp_outbound reached.
+    "tcp_outbound_limit",
+    // A TCP connection closed: a message not complete limits.tcp_message_deadline_s after its
+    // first byte (slowloris).
+    "tcp_message_deadline",
+    // A TCP connection closed: more than limits.tcp_write_queue_bytes waiting for the peer.
+    "tcp_write_queue",
+    // A TCP connection closed: a write made no progress for limits.tcp_write_timeout_s.
+    "tcp_write_timeout",
 ];
 
 impl Default for Metrics {

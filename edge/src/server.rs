@@ -164,11 +164,12 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     );
     proxy.set_route_key(load_route_key(&cfg.proxy.route_secret_file)?);
     let store = open_store(&cfg, &mut proxy)?;
+    let flows = RefCell::new(tcp::Flows::new((&cfg.limits).into()));
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
         udp: udp_socks,
-        flows: RefCell::new(tcp::Flows::default()),
+        flows,
         proxy: RefCell::new(proxy),
         relays,
         store: RefCell::new(store),

@@ -4,6 +4,7 @@
 //! message goes) and the tokio shell (`udp.rs`, `tcp.rs`, which does the sending). A TCP
 //! connection is a *flow* (RFC 5626 §3): responses and requests toward that peer reuse it.
 
+pub mod guard;
 pub mod keepalive;
 pub mod tcp;
 pub mod udp;

@@ -1,29 +1,92 @@
 //! TCP shell: stream framing by Content-Length, CRLF ping/pong (RFC 5626 §4.4.1), and connection
 //! reuse. Every connection is a flow with a `FlowId`; responses and later requests toward the same
 //! peer address go over it (RFC 3261 §18.2.2, RFC 5923's spirit for reuse).
+//!
+//! The limits (connection caps, message deadline, write queue bound, write timeout) are decided
+//! by the sans-IO [`guard`](super::guard); this shell counts, obeys, logs and closes.
 
+use super::guard::{
+    ConnTable, Direction, ReadClock, ReadExpiry, TcpGuardEvent, TcpLimits, WriteQueue,
+};
 use super::keepalive::{self, StreamKeepalive};
 use super::{Dest, FlowId, Source, Transport};
 use crate::server::Edge;
 use crate::sip;
 use bytes::{Buf, Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-/// Open connections, by id and by peer address.
-#[derive(Default)]
-pub struct Flows {
-    next: FlowId,
-    by_id: HashMap<FlowId, (SocketAddr, mpsc::UnboundedSender<Bytes>)>,
-    by_addr: HashMap<SocketAddr, FlowId>,
+/// Why a connection ends, when something other than its reader ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    Guard(TcpGuardEvent),
+    /// The socket refused a write: the peer is gone.
+    WriteFailed,
 }
 
+/// What the flow table, the sender and the connection's tasks share about one connection.
+struct Shared {
+    queue: RefCell<WriteQueue>,
+    /// The first reason to close wins; the reader acts on it when woken.
+    closing: Cell<Option<Close>>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn close(&self, why: Close) {
+        if self.closing.get().is_none() {
+            self.closing.set(Some(why));
+        }
+        // A stored permit: the reader sees it even if it is not waiting right now.
+        self.wake.notify_one();
+    }
+}
+
+struct Flow {
+    peer: SocketAddr,
+    dir: Direction,
+    tx: mpsc::UnboundedSender<Bytes>,
+    shared: Rc<Shared>,
+}
+
+/// Open connections, by id and by peer address, and their counts against the limits.
+pub struct Flows {
+    next: FlowId,
+    by_id: HashMap<FlowId, Flow>,
+    by_addr: HashMap<SocketAddr, FlowId>,
+    conns: ConnTable,
+    limits: TcpLimits,
+}
+
+/// What became of a message offered to an open flow.
+enum Enqueue {
+    Queued,
+    /// No usable flow toward the destination.
+    NoFlow,
+    /// The flow's write queue would exceed its bound: the flow is closing, the message dropped.
+    Overflow(SocketAddr),
+}
+
+type NewFlow = (FlowId, mpsc::UnboundedReceiver<Bytes>, Rc<Shared>);
+
 impl Flows {
+    pub fn new(limits: TcpLimits) -> Self {
+        Flows {
+            next: 0,
+            by_id: HashMap::new(),
+            by_addr: HashMap::new(),
+            conns: ConnTable::default(),
+            limits,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -32,28 +95,68 @@ impl Flows {
         self.by_id.is_empty()
     }
 
-    fn add(&mut self, peer: SocketAddr) -> (FlowId, mpsc::UnboundedReceiver<Bytes>) {
+    /// Admits a connection against the limits and registers it.
+    fn add(&mut self, peer: SocketAddr, dir: Direction) -> Result<NewFlow, TcpGuardEvent> {
+        match dir {
+            Direction::Inbound(ip) => self.conns.admit_inbound(ip, &self.limits)?,
+            Direction::Outbound => self.conns.admit_outbound(&self.limits)?,
+        }
         self.next += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.by_id.insert(self.next, (peer, tx));
+        let shared = Rc::new(Shared {
+            queue: RefCell::new(WriteQueue::new()),
+            closing: Cell::new(None),
+            wake: Notify::new(),
+        });
+        let flow = Flow {
+            peer,
+            dir,
+            tx,
+            shared: shared.clone(),
+        };
+        self.by_id.insert(self.next, flow);
         self.by_addr.insert(peer, self.next);
-        (self.next, rx)
+        Ok((self.next, rx, shared))
     }
 
     fn remove(&mut self, id: FlowId) {
-        if let Some((peer, _)) = self.by_id.remove(&id) {
-            if self.by_addr.get(&peer) == Some(&id) {
-                self.by_addr.remove(&peer);
+        if let Some(flow) = self.by_id.remove(&id) {
+            self.conns.release(flow.dir);
+            if self.by_addr.get(&flow.peer) == Some(&id) {
+                self.by_addr.remove(&flow.peer);
             }
         }
     }
 
-    /// The sender for a destination: its flow if open, else any open flow to its address.
-    fn sender(&self, dest: &Dest) -> Option<&mpsc::UnboundedSender<Bytes>> {
-        dest.flow
+    /// Queues `bytes` on the destination's flow if open, else on any open flow to its address.
+    fn enqueue(&mut self, dest: &Dest, bytes: Bytes, now: Instant) -> Enqueue {
+        let usable = |f: &&Flow| f.shared.closing.get().is_none() && !f.tx.is_closed();
+        let flow = dest
+            .flow
             .and_then(|f| self.by_id.get(&f))
-            .or_else(|| self.by_addr.get(&dest.addr).and_then(|f| self.by_id.get(f)))
-            .map(|(_, tx)| tx)
+            .filter(usable)
+            .or_else(|| {
+                self.by_addr
+                    .get(&dest.addr)
+                    .and_then(|f| self.by_id.get(f))
+                    .filter(usable)
+            });
+        let Some(flow) = flow else {
+            return Enqueue::NoFlow;
+        };
+        let pushed = flow
+            .shared
+            .queue
+            .borrow_mut()
+            .push(bytes.len(), now, &self.limits);
+        if let Err(e) = pushed {
+            flow.shared.close(Close::Guard(e));
+            return Enqueue::Overflow(flow.peer);
+        }
+        if flow.tx.send(bytes).is_err() {
+            return Enqueue::NoFlow;
+        }
+        Enqueue::Queued
     }
 }
 
@@ -80,29 +183,70 @@ pub async fn accept_loop(edge: Rc<Edge>, local: SocketAddr, listener: TcpListene
                 continue;
             }
         };
-        if edge.flows.borrow().len() >= edge.cfg.limits.max_tcp_connections {
-            edge.metrics.drop("tcp_limit");
-            continue;
-        }
+        let added = edge
+            .flows
+            .borrow_mut()
+            .add(peer, Direction::Inbound(peer.ip()));
+        let (id, rx, shared) = match added {
+            Ok(v) => v,
+            Err(e) => {
+                if e == TcpGuardEvent::GlobalLimit {
+                    // Kept for dashboards that predate edge_security_events_total.
+                    edge.metrics.drop("tcp_limit");
+                }
+                edge.metrics.security(e.label());
+                tracing::info!(%peer, reason = %e, "tcp connection refused");
+                continue; // dropping the stream closes it
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let (id, rx) = edge.flows.borrow_mut().add(peer);
-        tokio::task::spawn_local(run_connection(edge.clone(), id, local, peer, stream, rx));
+        tokio::task::spawn_local(run_connection(
+            edge.clone(),
+            id,
+            local,
+            peer,
+            stream,
+            rx,
+            shared,
+        ));
     }
 }
 
-/// Send over TCP: reuse an open flow, or connect.
+/// Send over TCP: reuse an open flow, or connect (within `limits.max_tcp_outbound`).
 pub fn send(edge: &Rc<Edge>, dest: Dest, bytes: Bytes) {
-    if let Some(tx) = edge.flows.borrow().sender(&dest) {
-        if tx.send(bytes.clone()).is_ok() {
+    let now = Instant::now();
+    let queued = edge.flows.borrow_mut().enqueue(&dest, bytes.clone(), now);
+    match queued {
+        Enqueue::Queued => return,
+        Enqueue::Overflow(peer) => {
+            // Counted and logged once, when the connection closes; this message is lost.
+            tracing::debug!(%peer, "tcp write queue full, message dropped");
+            transport_error_later(edge, dest);
             return;
         }
+        Enqueue::NoFlow => {}
     }
-    let (id, rx) = edge.flows.borrow_mut().add(dest.addr);
+    let added = edge.flows.borrow_mut().add(dest.addr, Direction::Outbound);
+    let (id, rx, shared) = match added {
+        Ok(v) => v,
+        Err(e) => {
+            edge.metrics.security(e.label());
+            tracing::info!(peer = %dest.addr, reason = %e, "tcp connection not opened");
+            transport_error_later(edge, dest);
+            return;
+        }
+    };
+    // Queue the message before the connection exists; it is written once connected. One message
+    // always fits (config validation: tcp_write_queue_bytes >= max_message_bytes).
+    let _ = edge.flows.borrow_mut().enqueue(
+        &Dest {
+            flow: Some(id),
+            ..dest
+        },
+        bytes,
+        now,
+    );
     let edge = edge.clone();
-    // Queue the message before the connection exists; it is written once connected.
-    if let Some((_, tx)) = edge.flows.borrow().by_id.get(&id) {
-        let _ = tx.send(bytes);
-    }
     tokio::task::spawn_local(async move {
         let connect =
             tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(dest.addr)).await;
@@ -110,7 +254,7 @@ pub fn send(edge: &Rc<Edge>, dest: Dest, bytes: Bytes) {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(dest.addr);
-                run_connection(edge, id, local, dest.addr, stream, rx).await;
+                run_connection(edge, id, local, dest.addr, stream, rx, shared).await;
             }
             _ => {
                 tracing::debug!(peer = %dest.addr, "tcp connect failed");
@@ -121,25 +265,26 @@ pub fn send(edge: &Rc<Edge>, dest: Dest, bytes: Bytes) {
     });
 }
 
+/// Reports a transport error from its own task: `send` runs while the proxy core's decisions are
+/// being dispatched, and the core must not be re-entered from there.
+fn transport_error_later(edge: &Rc<Edge>, dest: Dest) {
+    let edge = edge.clone();
+    tokio::task::spawn_local(async move { edge.on_transport_error(dest) });
+}
+
 async fn run_connection(
     edge: Rc<Edge>,
     id: FlowId,
     local: SocketAddr,
     peer: SocketAddr,
     stream: TcpStream,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Rc<Shared>,
 ) {
     edge.metrics.tcp_connections.inc();
-    let (mut reader, mut writer) = stream.into_split();
-    let writer_task = tokio::task::spawn_local(async move {
-        while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-    });
-    let idle = Duration::from_secs(edge.cfg.limits.tcp_idle_timeout_s);
-    let max = edge.cfg.limits.max_message_bytes;
+    let limits = TcpLimits::from(&edge.cfg.limits);
+    let (mut reader, writer) = stream.into_split();
+    let writer_task = tokio::task::spawn_local(write_loop(writer, rx, shared.clone(), limits));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let src = Source {
         transport: Transport::Tcp,
@@ -147,49 +292,113 @@ async fn run_connection(
         local,
         flow: Some(id),
     };
-    'conn: loop {
-        match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
+    let mut clock = ReadClock::new(Instant::now());
+    let why: Option<Close> = loop {
+        let (deadline, expiry) = clock.deadline(&limits);
+        let read = tokio::select! {
+            biased;
+            _ = shared.wake.notified() => break shared.closing.get(),
+            r = tokio::time::timeout_at(deadline.into(), reader.read_buf(&mut buf)) => r,
+        };
+        match read {
             Ok(Ok(n)) if n > 0 => {}
-            _ => break,
-        }
-        loop {
-            match keepalive::stream_front(&buf) {
-                StreamKeepalive::Ping(n) => {
-                    buf.advance(n);
-                    edge.send(
-                        Dest::back_to_flow(peer, id),
-                        Bytes::from_static(keepalive::PONG),
-                    );
-                    continue;
-                }
-                StreamKeepalive::Skip(n) => {
-                    buf.advance(n);
-                    continue;
-                }
-                StreamKeepalive::Incomplete => break,
-                StreamKeepalive::None => {}
+            Ok(_) => break None,
+            Err(_) if expiry == ReadExpiry::MessageDeadline => {
+                break Some(Close::Guard(TcpGuardEvent::MessageDeadline))
             }
-            if buf.is_empty() {
-                break;
-            }
-            let limits = edge.limits();
-            match sip::frame_len(&buf, &limits) {
-                Ok(Some(n)) => {
-                    let msg = buf.split_to(n).freeze();
-                    edge.on_message(msg, src);
-                }
-                Ok(None) if buf.len() <= max => break,
-                // A stream that cannot be framed cannot be resynchronised: close it.
-                _ => {
-                    edge.metrics.parse_error("framing");
-                    break 'conn;
-                }
+            Err(_) => {
+                tracing::debug!(%peer, "tcp connection idle, closed");
+                break None;
             }
         }
+        match drain(&edge, &mut buf, src, id) {
+            Ok(completed) => clock.on_read(Instant::now(), completed, !buf.is_empty()),
+            Err(()) => break None,
+        }
+    };
+    match why {
+        Some(Close::Guard(e)) => {
+            edge.metrics.security(e.label());
+            tracing::info!(%peer, reason = %e, "tcp connection closed");
+        }
+        Some(Close::WriteFailed) => tracing::debug!(%peer, "tcp write failed, connection closed"),
+        None => {}
     }
     writer_task.abort();
     edge.flows.borrow_mut().remove(id);
     edge.metrics.tcp_connections.dec();
+}
+
+/// Hands every complete message (and keepalive) at the front of `buf` to the edge. `Ok(true)`
+/// when something was taken off; `Err` when the stream cannot be framed.
+fn drain(edge: &Rc<Edge>, buf: &mut BytesMut, src: Source, id: FlowId) -> Result<bool, ()> {
+    let max = edge.cfg.limits.max_message_bytes;
+    let mut completed = false;
+    loop {
+        match keepalive::stream_front(buf) {
+            StreamKeepalive::Ping(n) => {
+                buf.advance(n);
+                completed = true;
+                edge.send(
+                    Dest::back_to_flow(src.remote, id),
+                    Bytes::from_static(keepalive::PONG),
+                );
+                continue;
+            }
+            StreamKeepalive::Skip(n) => {
+                buf.advance(n);
+                completed = true;
+                continue;
+            }
+            StreamKeepalive::Incomplete => return Ok(completed),
+            StreamKeepalive::None => {}
+        }
+        if buf.is_empty() {
+            return Ok(completed);
+        }
+        let limits = edge.limits();
+        match sip::frame_len(buf, &limits) {
+            Ok(Some(n)) => {
+                let msg = buf.split_to(n).freeze();
+                completed = true;
+                edge.on_message(msg, src);
+            }
+            Ok(None) if buf.len() <= max => return Ok(completed),
+            // A stream that cannot be framed cannot be resynchronised: close it.
+            _ => {
+                edge.metrics.parse_error("framing");
+                return Err(());
+            }
+        }
+    }
+}
+
+/// Writes queued messages in order; a write that makes no progress within the write timeout, or
+/// fails, closes the connection.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Rc<Shared>,
+    limits: TcpLimits,
+) {
+    while let Some(bytes) = rx.recv().await {
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let deadline = shared
+                .queue
+                .borrow()
+                .write_deadline(&limits)
+                .unwrap_or_else(|| Instant::now() + limits.write_timeout);
+            match tokio::time::timeout_at(deadline.into(), writer.write(rest)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    rest = &rest[n..];
+                    shared.queue.borrow_mut().written(n, Instant::now());
+                }
+                Ok(_) => return shared.close(Close::WriteFailed),
+                Err(_) => return shared.close(Close::Guard(TcpGuardEvent::WriteTimeout)),
+            }
+        }
+    }
 }
 
 impl Dest {
