@@ -51,6 +51,9 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Most live transactions; beyond it new requests get 503.
     pub max_transactions: usize,
+    /// Most live server transactions of one access-side source IP (a NAT site is one
+    /// source); beyond it its new requests get a stateless 503.
+    pub max_transactions_per_source: usize,
     /// Most simultaneous TCP connections (inbound and outbound); more inbound ones are refused.
     pub max_tcp_connections: usize,
     /// Most simultaneous inbound TCP connections from one source IP.
@@ -75,6 +78,7 @@ impl Default for LimitsConfig {
             max_message_bytes: 65_535,
             max_headers: 128,
             max_transactions: 200_000,
+            max_transactions_per_source: 10_000,
             max_tcp_connections: 10_000,
             max_tcp_connections_per_ip: 64,
             max_tcp_outbound: 1024,
@@ -461,6 +465,12 @@ impl Validate for EdgeConfig {
             return Err(ConfigError::invalid(
                 "limits.max_message_bytes",
                 "must be between 512 and 1048576",
+            ));
+        }
+        if l.max_transactions_per_source == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_transactions_per_source",
+                "must be >= 1",
             ));
         }
         if l.max_headers < 8 {

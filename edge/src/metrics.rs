@@ -187,6 +187,8 @@ pub const SECURITY_EVENTS: &[&str] = &[
     "tcp_write_queue",
     // A TCP connection closed: a write made no progress for limits.tcp_write_timeout_s.
     "tcp_write_timeout",
+    // A request refused because its source holds limits.max_transactions_per_source.
+    "source_transaction_limit",
 ];
 
 impl Default for Metrics {

@@ -101,6 +101,10 @@ pub struct Proxy {
     reg: registrar_glue::RegGlue,
     /// Key of the Record-Route integrity token ([`route_token`]).
     route_key: RouteKey,
+    /// Live server transactions per access-side source IP, and the source of each.
+    per_source: std::collections::HashMap<IpAddr, usize>,
+    server_source: IdMap<TxId, IpAddr>,
+    max_per_source: usize,
 }
 
 impl Proxy {
@@ -144,6 +148,9 @@ impl Proxy {
             parked: IdMap::default(),
             responder: None,
             route_key: RouteKey::new(rand::random()),
+            per_source: Default::default(),
+            server_source: IdMap::default(),
+            max_per_source: cfg.limits.max_transactions_per_source,
         }
     }
 
@@ -481,6 +488,19 @@ impl Proxy {
         }
         let loop_hash = loop_hash(&msg);
         let side = self.policy.side(&src);
+        let ip = src.remote.ip();
+        if side == Side::Access
+            && self.per_source.get(&ip).copied().unwrap_or(0) >= self.max_per_source
+        {
+            self.metrics.security("source_transaction_limit");
+            self.reply_stateless(
+                &msg,
+                &src,
+                503,
+                "Service Unavailable (too many transactions from this address)",
+            );
+            return;
+        }
         let for_us = self.is_for_us(&msg) && method == Method::Options;
         if !for_us {
             if let Some((code, reason)) = self.check(&msg, loop_hash) {
@@ -516,6 +536,10 @@ impl Proxy {
         else {
             return;
         };
+        if side == Side::Access {
+            *self.per_source.entry(ip).or_default() += 1;
+            self.server_source.insert(server_tx, ip);
+        }
         if for_us {
             self.respond_local(server_tx, &msg, 200, "OK", now);
             return;
@@ -1445,6 +1469,14 @@ impl Proxy {
                     Output::Terminated(tx) => {
                         if let Some(id) = self.server_ctx.get(&tx).copied() {
                             self.reap(id);
+                        }
+                        if let Some(ip) = self.server_source.remove(&tx) {
+                            if let Some(n) = self.per_source.get_mut(&ip) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    self.per_source.remove(&ip);
+                                }
+                            }
                         }
                         self.client_ctx.remove(&tx);
                         self.health.done(tx);

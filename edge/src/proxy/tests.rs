@@ -1622,3 +1622,38 @@ fn large_request_goes_over_tcp_or_gets_513() {
         .transport
         .eq_ignore_ascii_case("TCP"));
 }
+
+/// One access-side source holds at most `limits.max_transactions_per_source` server
+/// transactions; beyond it a stateless 503, and it recovers as its transactions end. The core
+/// side is not limited.
+#[test]
+fn server_transactions_per_source_are_capped() {
+    let mut h = Harness::with(|c| c.limits.max_transactions_per_source = 2);
+    for i in 0..2 {
+        let out = h.recv(
+            PHONE,
+            &invite("sip:bob@example.com", &format!("z9hG4bKps{i}"), ""),
+        );
+        assert_eq!(only_to(&out, CORE).len(), 1);
+    }
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKps2", ""));
+    assert!(only_to(&out, CORE).is_empty());
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1, "stateless: no 100 Trying");
+    assert_eq!(status(up[0]), 503);
+    // Another source is not affected, nor is the core.
+    let out = h.recv(PHONE2, &invite("sip:bob@example.com", "z9hG4bKps3", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    // Once the phone's calls end (Timer C cancels them, the transactions complete), it may
+    // call again.
+    h.advance(Duration::from_secs(240));
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKps4", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1, "{out:?}");
+    assert_eq!(
+        h.metrics
+            .security
+            .with_label_values(&["source_transaction_limit"])
+            .get(),
+        1
+    );
+}
