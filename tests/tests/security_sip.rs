@@ -1198,3 +1198,59 @@ fn torture_nated_unregistered_contact_fixed() {
         "{test}: PASS private Contact {private} → {contact} at the core; public Contact kept"
     );
 }
+
+// ---- ACK of a stateless reject ----
+
+/// The ACK a phone sends for a stateless early reject of its INVITE (RFC 3261 §17.1.1.3; the To
+/// tag is the edge's own) belongs to the edge: it must not be forwarded to the core.
+#[test]
+fn ack_of_stateless_reject_is_absorbed() {
+    let test = "ack_of_stateless_reject_is_absorbed";
+    let Some((mut lab, core, _attacker)) = Lab::start(test, false, &[]) else {
+        return;
+    };
+    let sip = lab.sip();
+    let phone = Peer::bind(ACCESS_IP, 0);
+    let contact = format!("Contact: <sip:alice@{}>", phone.addr);
+    let cases: Vec<(&str, String)> = vec![
+        ("483 Max-Forwards 0", {
+            let cid = uid("ack483");
+            phone_invite(&phone, &cid, &[]).replacen("Max-Forwards: 70", "Max-Forwards: 0", 1)
+        }),
+        ("420 Proxy-Require", {
+            let cid = uid("ack420");
+            phone_invite(&phone, &cid, &["Proxy-Require: x-evil".to_string()])
+        }),
+        ("400 unclosed Contact", {
+            let cid = uid("ack400");
+            phone_invite(&phone, &cid, &[]).replacen(&contact, "Contact: <sip:x@1.2.3.4", 1)
+        }),
+    ];
+    let mut leaked = Vec::new();
+    for (what, inv) in &cases {
+        let m = Msg {
+            text: inv.clone(),
+            from: phone.addr,
+        };
+        let cid = m.call_id().to_string();
+        phone.send(inv, sip);
+        let fin = lab.expect_final(&phone, &cid, "INVITE", what);
+        phone.send(&ack_non2xx(inv, &fin), sip);
+        if let Some(got) = core.recv_where(Duration::from_secs(1), |m| m.call_id() == cid) {
+            leaked.push(format!(
+                "{what} (answered {}): the phone's ACK reached the core as\n{}",
+                fin.first_line(),
+                got.text
+            ));
+        }
+    }
+    if !leaked.is_empty() {
+        lab.fail(format!(
+            "{} of {} ACKs of stateless rejects forwarded to the core:\n{}",
+            leaked.len(),
+            cases.len(),
+            leaked.join("\n")
+        ));
+    }
+    eprintln!("{test}: PASS ACKs of 483/420/400 absorbed");
+}
