@@ -11,6 +11,7 @@
 //! [`process::ChildGuard`] (kills its child by PID on drop), [`workdir::WorkDir`] (a per-test
 //! scratch directory kept on failure).
 
+pub mod attacker;
 pub mod edge;
 pub mod http;
 pub mod kamailio;
