@@ -18,13 +18,16 @@ pub const MAGIC: &str = "z9hG4bK";
 /// takes the seed (as it takes time); the shell gives it OS randomness.
 pub struct BranchGen {
     rng: StdRng,
+    /// Every local tag starts with it: an ACK for a stateless local reject (no transaction
+    /// left to absorb it) is recognised by its To tag and dropped, not forwarded.
+    tag_prefix: String,
 }
 
 impl BranchGen {
     pub fn new(seed: [u8; 32]) -> Self {
-        BranchGen {
-            rng: StdRng::from_seed(seed),
-        }
+        let mut rng = StdRng::from_seed(seed);
+        let tag_prefix = format!("e{:08x}", rng.random::<u32>());
+        BranchGen { rng, tag_prefix }
     }
 
     /// A fresh branch carrying `loop_hash`.
@@ -35,7 +38,12 @@ impl BranchGen {
 
     /// A fresh To tag (responses the edge generates itself).
     pub fn tag(&mut self) -> String {
-        format!("{:x}", self.rng.random::<u64>())
+        format!("{}{:016x}", self.tag_prefix, self.rng.random::<u64>())
+    }
+
+    /// Was `tag` made by [`Self::tag`]?
+    pub fn is_local_tag(&self, tag: &str) -> bool {
+        tag.len() == self.tag_prefix.len() + 16 && tag.starts_with(&self.tag_prefix)
     }
 }
 

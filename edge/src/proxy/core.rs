@@ -435,6 +435,17 @@ impl Proxy {
         self.txout = outs;
         match (matched, &method) {
             (RequestMatch::Absorbed(_), _) => {}
+            // The ACK of a reject the edge sent statelessly (its To tag is ours): it ends here,
+            // as the transaction it would have matched would have absorbed it (§17.2.1).
+            (_, Method::Ack)
+                if msg
+                    .to()
+                    .ok()
+                    .and_then(|t| t.tag())
+                    .is_some_and(|t| self.branches.is_local_tag(t)) =>
+            {
+                self.metrics.drop("ack_of_local_reject");
+            }
             (_, Method::Ack) => self.forward_stateless(msg, src, now),
             (RequestMatch::AckToTu(_), _) => {}
             (RequestMatch::NoMatch, Method::Cancel) => self.on_cancel(msg, key, src, now),

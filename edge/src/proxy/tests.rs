@@ -1657,3 +1657,26 @@ fn server_transactions_per_source_are_capped() {
         1
     );
 }
+
+/// The ACK of a stateless reject carries the edge's own To tag: absorbed, never forwarded.
+#[test]
+fn ack_of_a_stateless_reject_ends_at_the_edge() {
+    let mut h = Harness::new();
+    let req = String::from_utf8(invite("sip:bob@example.com", "z9hG4bKak0", ""))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.recv(PHONE, req.as_bytes());
+    let r = parse(&out[0].bytes);
+    let to = String::from_utf8(r.header(HeaderName::To).unwrap().to_vec()).unwrap();
+    let ack = req
+        .replacen("INVITE sip:bob@example.com", "ACK sip:bob@example.com", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("To: <sip:bob@example.com>", &format!("To: {to}"))
+        .replace("Max-Forwards: 0", "Max-Forwards: 70");
+    let out = h.recv(PHONE, ack.as_bytes());
+    assert!(out.is_empty(), "{out:?}");
+    // Another To tag (a real dialog's ACK) still goes on.
+    let other = ack.replace(&to, "<sip:bob@example.com>;tag=b1");
+    let out = h.recv(PHONE, other.as_bytes());
+    assert_eq!(only_to(&out, CORE).len(), 1);
+}
