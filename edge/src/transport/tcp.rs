@@ -84,6 +84,10 @@ pub async fn accept_loop(edge: Rc<Edge>, local: SocketAddr, listener: TcpListene
             edge.metrics.drop("tcp_limit");
             continue;
         }
+        if edge.is_blocked(peer) {
+            edge.metrics.security("rate_limited");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let (id, rx) = edge.flows.borrow_mut().add(peer);
         tokio::task::spawn_local(run_connection(edge.clone(), id, local, peer, stream, rx));
@@ -156,6 +160,9 @@ async fn run_connection(
             match keepalive::stream_front(&buf) {
                 StreamKeepalive::Ping(n) => {
                     buf.advance(n);
+                    if !edge.admit(&src) {
+                        continue;
+                    }
                     edge.send(
                         Dest::back_to_flow(peer, id),
                         Bytes::from_static(keepalive::PONG),
@@ -176,7 +183,9 @@ async fn run_connection(
             match sip::frame_len(&buf, &limits) {
                 Ok(Some(n)) => {
                     let msg = buf.split_to(n).freeze();
-                    edge.on_message(msg, src);
+                    if edge.admit(&src) {
+                        edge.on_message(msg, src);
+                    }
                 }
                 Ok(None) if buf.len() <= max => break,
                 // A stream that cannot be framed cannot be resynchronised: close it.
