@@ -70,6 +70,39 @@ pub struct LimitsConfig {
     pub tcp_write_queue_bytes: usize,
     /// A TCP write that makes no progress for this many seconds closes the connection.
     pub tcp_write_timeout_s: u64,
+    /// Per-source packet rate limit on the access side (packets/s per source IP: requests,
+    /// responses and keepalives alike); 0 turns the limit off.
+    pub source_rate: u32,
+    /// Packets a source may send at once above `source_rate` (token bucket size).
+    pub source_burst: u32,
+    /// A source over its limit is dropped silently for this many seconds; 0 drops only the
+    /// packets over the limit.
+    pub source_block_s: u64,
+    /// Most sources tracked at once (memory bound under a spoofed-source flood); idle sources
+    /// are evicted, and sources beyond it share one bucket.
+    pub max_tracked_sources: usize,
+    /// Per-network limits replacing `source_rate`/`source_burst`, first match wins: e.g. a
+    /// customer PBX trunk on the access side with a contracted call rate.
+    pub source_overrides: Vec<SourceOverride>,
+}
+
+/// One `limits.source_overrides` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOverride {
+    /// Source network (`ip/prefix`).
+    pub network: IpNet,
+    /// Packets/s per source IP in `network`; 0: not limited.
+    pub rate: u32,
+    /// Bucket size; defaults to twice `rate`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl SourceOverride {
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.rate.saturating_mul(2))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -86,6 +119,11 @@ impl Default for LimitsConfig {
             tcp_message_deadline_s: 10,
             tcp_write_queue_bytes: 1 << 20,
             tcp_write_timeout_s: 10,
+            source_rate: 50,
+            source_burst: 100,
+            source_block_s: 60,
+            max_tracked_sources: 100_000,
+            source_overrides: Vec::new(),
         }
     }
 }
@@ -477,6 +515,32 @@ impl Validate for EdgeConfig {
             return Err(ConfigError::invalid("limits.max_headers", "must be >= 8"));
         }
         l.validate_tcp()?;
+        if l.source_rate > 0 && l.source_burst == 0 {
+            return Err(ConfigError::invalid(
+                "limits.source_burst",
+                "must be >= 1 when limits.source_rate is set",
+            ));
+        }
+        if l.source_block_s > 86_400 {
+            return Err(ConfigError::invalid(
+                "limits.source_block_s",
+                "must be 0 (drop only) to 86400",
+            ));
+        }
+        if !(1..=10_000_000).contains(&l.max_tracked_sources) {
+            return Err(ConfigError::invalid(
+                "limits.max_tracked_sources",
+                "must be 1..=10000000",
+            ));
+        }
+        for o in &l.source_overrides {
+            if o.rate > 0 && o.burst() == 0 {
+                return Err(ConfigError::invalid(
+                    "limits.source_overrides",
+                    format!("{}: burst must be >= 1", o.network),
+                ));
+            }
+        }
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             return Err(ConfigError::invalid(

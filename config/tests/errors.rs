@@ -141,3 +141,47 @@ fn tcp_guard_keys_have_defaults_and_zero_is_rejected_by_name() {
         assert!(err.contains(&format!("limits.{key}")), "{err}");
     }
 }
+
+#[test]
+fn source_rate_limits_parse_and_bad_ones_name_the_key() {
+    let d: EdgeConfig = config::from_str("").unwrap();
+    assert_eq!(
+        (
+            d.limits.source_rate,
+            d.limits.source_burst,
+            d.limits.source_block_s,
+            d.limits.max_tracked_sources
+        ),
+        (50, 100, 60, 100_000)
+    );
+    let c: EdgeConfig = config::from_str(
+        "[limits]\nsource_rate = 20\nsource_overrides = [{ network = \"192.0.2.0/24\", rate = 1000 }, { network = \"10.0.0.1/32\", rate = 0, burst = 5 }]\n",
+    )
+    .unwrap();
+    assert_eq!(c.limits.source_overrides.len(), 2);
+    assert_eq!(c.limits.source_overrides[0].burst(), 2000);
+    for (text, key) in [
+        ("[limits]\nsource_burst = 0\n", "limits.source_burst"),
+        (
+            "[limits]\nsource_block_s = 100000\n",
+            "limits.source_block_s",
+        ),
+        (
+            "[limits]\nmax_tracked_sources = 0\n",
+            "limits.max_tracked_sources",
+        ),
+        (
+            "[limits]\nsource_overrides = [{ network = \"10.0.0.0/8\", rate = 5, burst = 0 }]\n",
+            "limits.source_overrides",
+        ),
+    ] {
+        let err = config::from_str::<EdgeConfig>(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+    // Off: no burst needed.
+    assert!(
+        config::from_str::<EdgeConfig>("[limits]\nsource_rate = 0\nsource_burst = 0\n").is_ok()
+    );
+}

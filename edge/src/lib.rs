@@ -7,6 +7,7 @@
 pub mod media;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registrar;
 pub mod resolve;
 pub mod sdp;

@@ -54,6 +54,17 @@ struct Args {
     /// Mid-registrar mode: mirror | contact | aor (replaces registrar.mode).
     #[arg(long = "registrar-mode")]
     registrar_mode: Option<String>,
+    /// Per-source packet rate limit of the access side, packets/s; 0 = off (replaces
+    /// limits.source_rate).
+    #[arg(long = "source-rate")]
+    source_rate: Option<u32>,
+    /// Packets a source may send at once above the rate (replaces limits.source_burst).
+    #[arg(long = "source-burst")]
+    source_burst: Option<u32>,
+    /// Seconds a source over its rate limit is dropped; 0 = drop only the excess (replaces
+    /// limits.source_block_s).
+    #[arg(long = "source-block")]
+    source_block: Option<u64>,
     /// Location log path (replaces registrar.store_path).
     #[arg(long)]
     store: Option<PathBuf>,
@@ -128,6 +139,15 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
                 ))
             }
         };
+    }
+    if let Some(r) = args.source_rate {
+        cfg.limits.source_rate = r;
+    }
+    if let Some(b) = args.source_burst {
+        cfg.limits.source_burst = b;
+    }
+    if let Some(b) = args.source_block {
+        cfg.limits.source_block_s = b;
     }
     if let Some(p) = &args.store {
         cfg.registrar.store_path = p.clone();

@@ -26,6 +26,11 @@ pub struct Metrics {
     /// `edge_security_events_total{event}`: what the trust boundary refused or rewrote, one
     /// label per rule (see [`SECURITY_EVENTS`]); every label exists from the start.
     pub security: IntCounterVec,
+    /// Access-side sources currently blocked by the per-source rate limit.
+    pub blocked_sources: IntGauge,
+    /// Sources currently tracked by the per-source rate limit (bounded by
+    /// `limits.max_tracked_sources`).
+    pub rate_tracked_sources: IntGauge,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -106,6 +111,14 @@ impl Metrics {
             response_children,
             transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
             tcp_connections: gauge("edge_tcp_connections", "Open SIP TCP connections"),
+            blocked_sources: gauge(
+                "edge_blocked_sources",
+                "Access-side sources currently blocked by the per-source rate limit",
+            ),
+            rate_tracked_sources: gauge(
+                "edge_rate_tracked_sources",
+                "Sources tracked by the per-source rate limit",
+            ),
             retransmissions: counter(
                 "edge_sip_retransmissions_total",
                 "Requests and responses retransmitted by the edge's transactions",

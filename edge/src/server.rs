@@ -6,8 +6,10 @@
 
 use crate::media::{ClientConfig, MediaMetrics, RelayHandle};
 use crate::metrics::Metrics;
+use crate::proxy::policy::{Policy, Side};
 use crate::proxy::route_token::RouteKey;
 use crate::proxy::Proxy;
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registrar::persist::{Clock, Store};
 use crate::sip::Limits;
 use crate::transport::{tcp, udp, Dest, Source, Transport};
@@ -28,6 +30,11 @@ pub struct Edge {
     relays: RelayHandle,
     /// The mid-registrar's location log (append after each event, fsync every second).
     store: RefCell<Store>,
+    /// The per-source rate limit of the access side, checked before parsing.
+    limiter: RefCell<RateLimiter>,
+    /// The shell's copy of the routing policy, to tell access from core side before parsing
+    /// (kept in step with the proxy's on each DNS resolution of a core entry).
+    sides: RefCell<Policy>,
 }
 
 impl Edge {
@@ -36,6 +43,56 @@ impl Edge {
             max_message_bytes: self.cfg.limits.max_message_bytes,
             max_headers: self.cfg.limits.max_headers,
         }
+    }
+
+    /// Every packet from `src` (datagram, stream frame, keepalive) passes here first, before any
+    /// parsing: false means drop it silently (an access-side source over its rate limit).
+    /// Costs a hash lookup; core-side sources are never limited.
+    pub fn admit(&self, src: &Source) -> bool {
+        let mut limiter = self.limiter.borrow_mut();
+        if !limiter.is_active() || self.sides.borrow().side(src) == Side::Core {
+            return true;
+        }
+        match limiter.check(src.remote.ip(), Instant::now()) {
+            Verdict::Pass => true,
+            Verdict::Drop => {
+                self.metrics.security("rate_limited");
+                false
+            }
+            Verdict::Block => {
+                self.metrics.security("rate_limited");
+                self.metrics.blocked_sources.set(limiter.blocked() as i64);
+                tracing::info!(
+                    source = %src.remote.ip(),
+                    block_s = self.cfg.limits.source_block_s,
+                    "source over its rate limit: blocked"
+                );
+                false
+            }
+        }
+    }
+
+    /// True while an access-side source is blocked by the rate limit.
+    pub fn is_blocked(&self, remote: SocketAddr) -> bool {
+        self.limiter
+            .borrow()
+            .is_blocked(remote.ip(), Instant::now())
+    }
+
+    /// Once a second: end the rate-limit blocks that are over (one log line each) and evict
+    /// idle sources.
+    fn sweep_rate_limits(&self) {
+        let mut limiter = self.limiter.borrow_mut();
+        if !limiter.is_active() {
+            return;
+        }
+        for r in limiter.sweep(Instant::now()) {
+            tracing::info!(source = %r.ip, dropped = r.dropped, "rate-limit block ended: source released");
+        }
+        self.metrics.blocked_sources.set(limiter.blocked() as i64);
+        self.metrics
+            .rate_tracked_sources
+            .set(limiter.tracked() as i64);
     }
 
     /// A message arrived: run the proxy core, then send what it decided.
@@ -165,6 +222,8 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     proxy.set_route_key(load_route_key(&cfg.proxy.route_secret_file)?);
     let store = open_store(&cfg, &mut proxy)?;
     let flows = RefCell::new(tcp::Flows::new((&cfg.limits).into()));
+    let limiter = RateLimiter::new(&cfg.limits, Instant::now());
+    let sides = Policy::new(&cfg.routing);
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
@@ -173,6 +232,8 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         proxy: RefCell::new(proxy),
         relays,
         store: RefCell::new(store),
+        limiter: RefCell::new(limiter),
+        sides: RefCell::new(sides),
     });
     start_resolvers(&edge);
     tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
@@ -199,6 +260,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         if last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();
             edge.persist();
+            edge.sweep_rate_limits();
         }
     }
 }
@@ -230,6 +292,10 @@ fn start_resolvers(edge: &Rc<Edge>) {
                         edge.proxy
                             .borrow_mut()
                             .set_core_resolved(slot, l.targets.clone());
+                        // Only the addresses matter for telling sides apart, not their order.
+                        edge.sides
+                            .borrow_mut()
+                            .set_resolved(slot, l.targets.clone(), |_| 0);
                     }
                     Err(e) => {
                         tracing::warn!(name = %domain.name, error = %e, "core resolution failed")

@@ -2,7 +2,8 @@
 //! OPTIONS sent from the access side.
 //!
 //! CLI used (the edge's contract): `--listen-udp ADDR`, `--listen-tcp ADDR`, `--core
-//! [udp:|tcp:]IP:PORT`, `--admin ADDR`, `--health-interval 0` (unless given), plus any extra
+//! [udp:|tcp:]IP:PORT`, `--admin ADDR`, `--health-interval 0` (unless given), `--source-rate 0`
+//! (unless given, or a `--config` file is), plus any extra
 //! flags a test passes (`--recurse-3xx false`, `--forking sequential`, ...).
 
 use crate::http;
@@ -76,6 +77,15 @@ impl Edge {
         // unless a test asks.
         if !args.extra.iter().any(|a| a == "--health-interval") {
             cmd.args(["--health-interval", "0"]);
+        }
+        // Load tests send hundreds of calls/s from one access-side IP: the per-source rate
+        // limit is off unless a test asks (a flag, or a config file of its own).
+        if !args
+            .extra
+            .iter()
+            .any(|a| a == "--source-rate" || a == "--config")
+        {
+            cmd.args(["--source-rate", "0"]);
         }
         cmd.args(&args.extra);
         // `E2E_EDGE_LOG=debug` (any tracing filter) to see the edge's decisions in its log.

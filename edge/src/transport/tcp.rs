@@ -183,6 +183,11 @@ pub async fn accept_loop(edge: Rc<Edge>, local: SocketAddr, listener: TcpListene
                 continue;
             }
         };
+        if edge.is_blocked(peer) {
+            // A rate-limited source gets no connection slot either.
+            edge.metrics.security("rate_limited");
+            continue;
+        }
         let added = edge
             .flows
             .borrow_mut()
@@ -339,10 +344,13 @@ fn drain(edge: &Rc<Edge>, buf: &mut BytesMut, src: Source, id: FlowId) -> Result
             StreamKeepalive::Ping(n) => {
                 buf.advance(n);
                 completed = true;
-                edge.send(
-                    Dest::back_to_flow(src.remote, id),
-                    Bytes::from_static(keepalive::PONG),
-                );
+                // A ping counts against the source's rate like any packet.
+                if edge.admit(&src) {
+                    edge.send(
+                        Dest::back_to_flow(src.remote, id),
+                        Bytes::from_static(keepalive::PONG),
+                    );
+                }
                 continue;
             }
             StreamKeepalive::Skip(n) => {
@@ -361,7 +369,9 @@ fn drain(edge: &Rc<Edge>, buf: &mut BytesMut, src: Source, id: FlowId) -> Result
             Ok(Some(n)) => {
                 let msg = buf.split_to(n).freeze();
                 completed = true;
-                edge.on_message(msg, src);
+                if edge.admit(&src) {
+                    edge.on_message(msg, src);
+                }
             }
             Ok(None) if buf.len() <= max => return Ok(completed),
             // A stream that cannot be framed cannot be resynchronised: close it.

@@ -34,6 +34,16 @@ pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
             }
         };
         let data = &buf[..n];
+        let src = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+            flow: None,
+        };
+        // Before anything else: keepalives are packets too.
+        if !edge.admit(&src) {
+            continue;
+        }
         if keepalive::is_datagram_keepalive(data) {
             continue;
         }
@@ -48,12 +58,6 @@ pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
             }
             continue;
         }
-        let src = Source {
-            transport: Transport::Udp,
-            remote,
-            local,
-            flow: None,
-        };
         edge.on_message(Bytes::copy_from_slice(data), src);
     }
 }
