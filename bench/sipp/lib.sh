@@ -85,7 +85,13 @@ start_edge() {
   # MEDIA_MODE=always RELAY=ip:port anchors media on a relay; default: SIP only.
   local media=(--media-mode "${MEDIA_MODE:-never}")
   [ -n "${RELAY:-}" ] && media+=(--relay "$RELAY")
-  "$EDGE_BIN" --listen-udp "$1" "${tcp[@]}" --core "$2" --admin "$3" "${media[@]}" >"$5" 2>&1 &
+  # The load generator is one source sending far above a phone's rate: a trunk, not a phone.
+  # The per-source rate limit is off unless SOURCE_RATE says otherwise (EDGE_ARGS: more flags).
+  local limits=(--source-rate "${SOURCE_RATE:-0}")
+  # shellcheck disable=SC2206
+  local extra=(${EDGE_ARGS:-})
+  "$EDGE_BIN" --listen-udp "$1" "${tcp[@]}" --core "$2" --admin "$3" "${media[@]}" \
+    "${limits[@]}" "${extra[@]}" >"$5" 2>&1 &
   EDGE_PID=$!
   STARTED_PIDS+=("$EDGE_PID")
   wait_http "$3" /health 15 || { tail -20 "$5" >&2; die "edge did not answer /health on $3"; }
