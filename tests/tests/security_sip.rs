@@ -1254,3 +1254,82 @@ fn ack_of_stateless_reject_is_absorbed() {
     }
     eprintln!("{test}: PASS ACKs of 483/420/400 absorbed");
 }
+
+/// What one access-side address may hold: server transactions
+/// (`limits.max_transactions_per_source`: beyond it a stateless 503, the core sees nothing)
+/// and bindings (`registrar.max_bindings_per_source`: beyond it 403). Other addresses are not
+/// affected.
+#[test]
+fn per_source_limits_on_transactions_and_bindings() {
+    let test = "per_source_limits_on_transactions_and_bindings";
+    let cfg_dir = WorkDir::new("per_source_cfg");
+    let cfg = cfg_dir.path().join("edge.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nmax_transactions_per_source = 5\n[registrar]\nmax_bindings_per_source = 3\n",
+    )
+    .expect("write edge.toml");
+    let cfg_arg = cfg.display().to_string();
+    let Some((mut lab, core, _attacker)) = Lab::start(test, false, &["--config", &cfg_arg]) else {
+        return;
+    };
+    let sip = lab.sip();
+    // Transactions: five INVITEs the core never answers hold five server transactions (an
+    // address of its own: the harness's readiness OPTIONS holds one on ACCESS_IP).
+    let phone = Peer::bind("127.0.0.8".parse().expect("ip"), 0);
+    for i in 0..5 {
+        let cid = uid(&format!("tx{i}"));
+        phone.send(&phone_invite(&phone, &cid, &[]), sip);
+        lab.expect_req(&core, "INVITE", &cid, 1, "core");
+    }
+    let over = uid("tx-over");
+    phone.send(&phone_invite(&phone, &over, &[]), sip);
+    let answers: Vec<Msg> = phone
+        .drain(Duration::from_millis(800))
+        .into_iter()
+        .filter(|m| m.call_id() == over)
+        .collect();
+    if answers.len() != 1 || answers[0].status() != Some(503) {
+        let got: Vec<String> = answers.iter().map(|m| m.first_line().to_string()).collect();
+        lab.fail(format!(
+            "6th INVITE from one source: want one stateless 503, got {got:?}"
+        ));
+    }
+    lab.expect_none_of(&core, &over, QUIET, "core");
+    // Another address is not limited.
+    let other = Peer::bind("127.0.0.6".parse().expect("ip"), 0);
+    let cid = uid("tx-other");
+    other.send(&phone_invite(&other, &cid, &[]), sip);
+    lab.expect_req(&core, "INVITE", &cid, 1, "core");
+    assert_eq!(lab.sec("source_transaction_limit"), 1.0);
+
+    // Bindings: three AoRs from one address register; the fourth gets 403 from the edge.
+    let site = Peer::bind("127.0.0.7".parse().expect("ip"), 0);
+    for i in 0..4 {
+        let cid = uid(&format!("reg{i}"));
+        let user = format!("user{i}");
+        let reg = register(
+            &site,
+            &cid,
+            1,
+            &format!("<sip:{user}@{}>", site.addr),
+            300,
+            &[],
+        )
+        .replace("alice@", &format!("{user}@"));
+        site.send(&reg, sip);
+        if i < 3 {
+            let fwd = lab.expect_req(&core, "REGISTER", &cid, 1, "core");
+            core.send(&register_ok(&fwd, 300), fwd.from);
+            let ok = lab.expect_final(&site, &cid, "REGISTER", "site");
+            assert_eq!(ok.status(), Some(200), "{}", ok.text);
+        } else {
+            let r = lab.expect_final(&site, &cid, "REGISTER", "site");
+            assert_eq!(r.status(), Some(403), "{}", r.text);
+            lab.expect_none_of(&core, &cid, QUIET, "core");
+        }
+    }
+    eprintln!(
+        "{test}: 6th INVITE from one source answered 503 statelessly; 4th AoR from one source 403"
+    );
+}
