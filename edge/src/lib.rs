@@ -6,6 +6,7 @@
 
 pub mod media;
 pub mod metrics;
+pub mod nat;
 pub mod proxy;
 pub mod ratelimit;
 pub mod registrar;

@@ -5,11 +5,9 @@
 
 use super::context::Action;
 use crate::media::{BodyAction, MediaDialogs, Peer, RelayRequest};
-use crate::sip::{self, Limits, Message, Uri};
+use crate::sip::{self, Limits, Message};
 use crate::transport::Source;
 use bytes::Bytes;
-use std::net::IpAddr;
-use std::ops::Not;
 use std::time::Instant;
 
 /// A message waiting for the relay's answer.
@@ -69,57 +67,5 @@ pub fn bytes_with_body(bytes: &Bytes, body: &[u8], limits: &Limits) -> Bytes {
             e.finish()
         }
         Err(_) => bytes.clone(),
-    }
-}
-
-/// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
-/// sent-by is not where the packet came from (requests), or the Contact names a private
-/// address that is not the source.
-pub fn peer(msg: &Message, src: IpAddr) -> Peer {
-    let via_differs = msg.is_request()
-        && msg.top_via().ok().is_some_and(|v| {
-            v.host
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip == src)
-                .not()
-        });
-    let private_contact = msg
-        .values(sip::HeaderName::Contact)
-        .next()
-        .and_then(|v| sip::NameAddr::parse(v).ok())
-        .and_then(|na| {
-            let raw = na.uri_raw;
-            let uri = Uri::parse(raw).ok()?;
-            let ip = match uri.host {
-                sip::Host::V4(a) => IpAddr::V4(a),
-                sip::Host::V6(a) => IpAddr::V6(a),
-                sip::Host::Domain(_) => return None,
-            };
-            // One definition of "private" for the whole edge (registrar and media agree).
-            Some(ip != src && crate::registrar::nat::is_private(ip))
-        })
-        .unwrap_or(false);
-    Peer {
-        source: src,
-        nated: via_differs || private_contact,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(s: &str) -> Message {
-        sip::parse(Bytes::copy_from_slice(s.as_bytes()), &Limits::default()).unwrap()
-    }
-
-    #[test]
-    fn nat_detection() {
-        let req = "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.2:5060;branch=z9hG4bK1\r\n\
-From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
-Contact: <sip:a@192.168.1.2:5060>\r\nContent-Length: 0\r\n\r\n";
-        assert!(peer(&msg(req), "198.51.100.7".parse().unwrap()).nated);
-        assert!(!peer(&msg(req), "192.168.1.2".parse().unwrap()).nated);
     }
 }

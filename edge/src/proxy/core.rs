@@ -19,7 +19,6 @@ use super::context::{Action, Candidate, ResponseContext};
 use super::health::{self, Health};
 use super::locals::Locals;
 use super::policy::{Policy, Side};
-use super::received;
 use super::route;
 use super::route_token::{self, RouteKey};
 use crate::media::{
@@ -27,6 +26,7 @@ use crate::media::{
     RelayRequest,
 };
 use crate::metrics::Metrics;
+use crate::nat::{self, received};
 use crate::sip::{self, HeaderName, Host, Limits, Message, Method, NameAddr, Uri};
 use crate::transaction::{
     self as tx, ClientKey, IdMap, Output, RequestMatch, ResponseMatch, ServerKey, TransactionTable,
@@ -560,7 +560,7 @@ impl Proxy {
                 loop_hash,
             },
         );
-        let sender = anchor::peer(&self.contexts[&id].request, src.remote.ip());
+        let sender = nat::sender(&self.contexts[&id].request, src.remote.ip());
         let action = anchor::step(
             &mut self.media,
             &self.contexts[&id].request,
@@ -595,7 +595,7 @@ impl Proxy {
         {
             self.respond_local(cancel_tx, &msg, 200, "OK", now);
         }
-        let sender = anchor::peer(&msg, src.remote.ip());
+        let sender = nat::sender(&msg, src.remote.ip());
         // The relay session of a cancelled call is freed (D); a CANCEL has no body to rewrite.
         let _ = anchor::step(
             &mut self.media,

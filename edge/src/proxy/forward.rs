@@ -7,7 +7,7 @@ impl Proxy {
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
     /// matches nothing (§16.10).
     pub(super) fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
-        let sender = anchor::peer(&msg, src.remote.ip());
+        let sender = nat::sender(&msg, src.remote.ip());
         match anchor::step(
             &mut self.media,
             &msg,

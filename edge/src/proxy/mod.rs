@@ -8,7 +8,6 @@ mod core;
 pub mod health;
 pub mod locals;
 pub mod policy;
-pub mod received;
 pub mod route;
 pub mod route_token;
 pub mod srv;

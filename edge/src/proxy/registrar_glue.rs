@@ -14,10 +14,11 @@
 //! - The shell persists [`Change`]s from [`Proxy::take_registrar_changes`].
 
 use super::*;
+use crate::nat;
 use crate::registrar::keepalive::{Keepalive, PingId};
 use crate::registrar::lookup::Target;
 use crate::registrar::{
-    nat, Binding, Change, CoreUpdate, PendingId, RegisterAction, Registrar, RegistrarMetrics,
+    Binding, Change, CoreUpdate, PendingId, RegisterAction, Registrar, RegistrarMetrics,
     ResponseAction,
 };
 use config::NatPingMethod;
@@ -226,7 +227,7 @@ impl Proxy {
             // Contact fixing on dialog-forming requests from NATed phones, registered or not
             // (as Kamailio's fix_nated_contact): otherwise the core's in-dialog requests go to
             // the phone's private address.
-            let nated = self.reg.is_nated(&src.remote) || anchor::peer(&msg, src.remote.ip()).nated;
+            let nated = self.reg.is_nated(&src.remote) || nat::sender(&msg, src.remote.ip()).nated;
             let msg = if initial && is_dialog_forming(Some(method)) && nated {
                 self.fix_contact(msg, src)
             } else {
@@ -402,7 +403,7 @@ impl Proxy {
         if dialog
             && (101..300).contains(&status)
             && self.policy.side(src) == Side::Access
-            && (self.reg.is_nated(&src.remote) || anchor::peer(&msg, src.remote.ip()).nated)
+            && (self.reg.is_nated(&src.remote) || nat::sender(&msg, src.remote.ip()).nated)
         {
             return self.fix_contact(msg, src);
         }

@@ -76,7 +76,6 @@ pub mod location;
 pub mod lookup;
 pub mod metrics;
 pub mod mode;
-pub mod nat;
 pub mod persist;
 
 pub use core_update::CoreUpdate;

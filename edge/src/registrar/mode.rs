@@ -27,7 +27,7 @@ use super::contact::{
 use super::core_update::CoreUpdate;
 use super::location::{token_of, Binding, Location, Upsert};
 use super::metrics::RegistrarMetrics;
-use super::nat;
+use crate::nat;
 use crate::sip::{response_to, Edit, HeaderName, Message, NameAddr, Uri};
 use crate::transport::Source;
 use bytes::Bytes;

@@ -1,10 +1,15 @@
-//! NAT detection for REGISTERs and dialog-forming messages (the checks OpenSIPS'
-//! `nat_uac_test` popularised): a Contact with a private or shared address, a Via sent-by
-//! that differs from the packet's source, and RFC 3581 `rport`. Pure functions.
+//! NAT traversal in one place, used by the registrar, the proxy and media anchoring:
+//! detection for REGISTERs and dialog-forming messages (the checks OpenSIPS' `nat_uac_test`
+//! popularised: a Contact with a private or shared address, a Via sent-by that differs from
+//! the packet's source, RFC 3581 `rport`), Contact fixing, and `received`/`rport` stamping
+//! ([`received`]). Pure functions.
+
+pub mod received;
 
 use crate::sip::{Edit, HeaderName, Host, Message, NameAddr, Uri};
 use crate::transport::{Source, Transport};
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Not;
 
 /// Addresses that cannot be reached from outside their site: RFC 1918, RFC 6598 shared
 /// (100.64/10, carrier-grade NAT), link-local (RFC 3927, fe80::/10), IPv6 ULA (RFC 4193),
@@ -136,6 +141,16 @@ mod tests {
     use crate::sip::{parse, Limits};
     use bytes::Bytes;
 
+    #[test]
+    fn sender_nat_test() {
+        let req = "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.2:5060;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:a@192.168.1.2:5060>\r\nContent-Length: 0\r\n\r\n";
+        let m = parse(Bytes::from_static(req.as_bytes()), &Limits::default()).unwrap();
+        assert!(sender(&m, "198.51.100.7".parse().unwrap()).nated);
+        assert!(!sender(&m, "192.168.1.2".parse().unwrap()).nated);
+    }
+
     fn src(remote: &str) -> Source {
         Source {
             transport: Transport::Udp,
@@ -227,5 +242,39 @@ mod tests {
             fixed_contact_uri(b"sip:10.0.0.1", &src("[2001:db8::1]:5060")).as_deref(),
             Some("sip:[2001:db8::1]:5060")
         );
+    }
+}
+
+/// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
+/// sent-by is not where the packet came from (requests), or the Contact names a private
+/// address that is not the source.
+pub fn sender(msg: &Message, src: IpAddr) -> crate::media::Peer {
+    let via_differs = msg.is_request()
+        && msg.top_via().ok().is_some_and(|v| {
+            v.host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip == src)
+                .not()
+        });
+    let private_contact = msg
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(|v| NameAddr::parse(v).ok())
+        .and_then(|na| {
+            let raw = na.uri_raw;
+            let uri = Uri::parse(raw).ok()?;
+            let ip = match uri.host {
+                Host::V4(a) => IpAddr::V4(a),
+                Host::V6(a) => IpAddr::V6(a),
+                Host::Domain(_) => return None,
+            };
+            // One definition of "private" for the whole edge (registrar and media agree).
+            Some(ip != src && is_private(ip))
+        })
+        .unwrap_or(false);
+    crate::media::Peer {
+        source: src,
+        nated: via_differs || private_contact,
     }
 }
