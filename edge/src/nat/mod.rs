@@ -135,6 +135,40 @@ pub fn fix_contact(msg: &Message, src: &Source, edit: &mut Edit<'_>) -> bool {
     true
 }
 
+/// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
+/// sent-by is not where the packet came from (requests), or the Contact names a private
+/// address that is not the source.
+pub fn sender(msg: &Message, src: IpAddr) -> crate::media::Peer {
+    let via_differs = msg.is_request()
+        && msg.top_via().ok().is_some_and(|v| {
+            v.host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip == src)
+                .not()
+        });
+    let private_contact = msg
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(|v| NameAddr::parse(v).ok())
+        .and_then(|na| {
+            let raw = na.uri_raw;
+            let uri = Uri::parse(raw).ok()?;
+            let ip = match uri.host {
+                Host::V4(a) => IpAddr::V4(a),
+                Host::V6(a) => IpAddr::V6(a),
+                Host::Domain(_) => return None,
+            };
+            // One definition of "private" for the whole edge (registrar and media agree).
+            Some(ip != src && is_private(ip))
+        })
+        .unwrap_or(false);
+    crate::media::Peer {
+        source: src,
+        nated: via_differs || private_contact,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,39 +276,5 @@ Contact: <sip:a@192.168.1.2:5060>\r\nContent-Length: 0\r\n\r\n";
             fixed_contact_uri(b"sip:10.0.0.1", &src("[2001:db8::1]:5060")).as_deref(),
             Some("sip:[2001:db8::1]:5060")
         );
-    }
-}
-
-/// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
-/// sent-by is not where the packet came from (requests), or the Contact names a private
-/// address that is not the source.
-pub fn sender(msg: &Message, src: IpAddr) -> crate::media::Peer {
-    let via_differs = msg.is_request()
-        && msg.top_via().ok().is_some_and(|v| {
-            v.host
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip == src)
-                .not()
-        });
-    let private_contact = msg
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(|v| NameAddr::parse(v).ok())
-        .and_then(|na| {
-            let raw = na.uri_raw;
-            let uri = Uri::parse(raw).ok()?;
-            let ip = match uri.host {
-                Host::V4(a) => IpAddr::V4(a),
-                Host::V6(a) => IpAddr::V6(a),
-                Host::Domain(_) => return None,
-            };
-            // One definition of "private" for the whole edge (registrar and media agree).
-            Some(ip != src && is_private(ip))
-        })
-        .unwrap_or(false);
-    crate::media::Peer {
-        source: src,
-        nated: via_differs || private_contact,
     }
 }
