@@ -51,8 +51,8 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Most live transactions; beyond it new requests get 503.
     pub max_transactions: usize,
-    /// Most live server transactions of one access-side source IP (a NAT site is one
-    /// source); beyond it its new requests get a stateless 503.
+    /// Most server transactions of one access-side source IP still waiting for their final
+    /// response (a NAT site is one source); beyond it its new requests get a stateless 503.
     pub max_transactions_per_source: usize,
     /// Most simultaneous TCP connections (inbound and outbound); more inbound ones are refused.
     pub max_tcp_connections: usize,

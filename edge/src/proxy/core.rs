@@ -635,6 +635,9 @@ impl Proxy {
     }
 
     fn respond(&mut self, tx: TxId, code: u16, bytes: Bytes, now: Instant) {
+        if code >= 200 {
+            self.release_source(tx);
+        }
         let mut outs = std::mem::take(&mut self.txout);
         if self
             .txs
@@ -646,6 +649,22 @@ impl Proxy {
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;
+    }
+
+    /// Server transaction `tx` no longer counts against its source's
+    /// `limits.max_transactions_per_source`: it has its final response (what it still holds
+    /// while waiting out RFC 3261/6026 timers is bounded by the source's request rate), or it
+    /// is gone.
+    fn release_source(&mut self, tx: TxId) {
+        let Some(ip) = self.server_source.remove(&tx) else {
+            return;
+        };
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
     }
 
     // ---- transaction layer outputs ----
@@ -675,14 +694,7 @@ impl Proxy {
                         if let Some(id) = self.server_ctx.get(&tx).copied() {
                             self.reap(id);
                         }
-                        if let Some(ip) = self.server_source.remove(&tx) {
-                            if let Some(n) = self.per_source.get_mut(&ip) {
-                                *n -= 1;
-                                if *n == 0 {
-                                    self.per_source.remove(&ip);
-                                }
-                            }
-                        }
+                        self.release_source(tx);
                         self.client_ctx.remove(&tx);
                         self.health.done(tx);
                     }
