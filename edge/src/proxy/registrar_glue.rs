@@ -227,8 +227,9 @@ impl Proxy {
             // Contact fixing on dialog-forming requests from NATed phones, registered or not
             // (as Kamailio's fix_nated_contact): otherwise the core's in-dialog requests go to
             // the phone's private address.
-            let nated = self.reg.is_nated(&src.remote) || nat::sender(&msg, src.remote.ip()).nated;
-            let msg = if initial && is_dialog_forming(Some(method)) && nated {
+            let nated =
+                || self.reg.is_nated(&src.remote) || nat::sender(&msg, src.remote.ip()).nated;
+            let msg = if initial && is_dialog_forming(Some(method)) && nated() {
                 self.fix_contact(msg, src)
             } else {
                 msg
