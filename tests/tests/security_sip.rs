@@ -96,6 +96,27 @@ impl Lab {
         }
     }
 
+    /// `answerer` declines the INVITE `got` (486) and `caller` ACKs the final response it
+    /// gets for `inv`: ends a test call that served its purpose.
+    #[allow(clippy::too_many_arguments)]
+    fn busy(
+        &mut self,
+        answerer: &Peer,
+        got: &Msg,
+        tag: &str,
+        caller: &Peer,
+        inv: &str,
+        cid: &str,
+        who: &str,
+    ) {
+        answerer.send(
+            &response_to(got, 486, "Busy Here", Some(tag), &[], ""),
+            got.from,
+        );
+        let fin = self.expect_final(caller, cid, "INVITE", who);
+        caller.send(&ack_non2xx(inv, &fin), self.sip());
+    }
+
     /// Nothing at all reaches `peer` during `window`.
     fn expect_silence(&mut self, peer: &Peer, window: Duration, who: &str) {
         let got = peer.drain(window);
@@ -249,12 +270,7 @@ fn preloaded_route_on_invite_is_removed() {
         lab.fail(format!("the core got a Route:\n{}", got.text));
     }
     lab.expect_silence(&a, QUIET, "attacker");
-    core.send(
-        &response_to(&got, 486, "Busy Here", Some("c1"), &[], ""),
-        got.from,
-    );
-    let fin = lab.expect_final(&phone, &cid, "INVITE", "phone");
-    phone.send(&ack_non2xx(&inv, &fin), lab.sip());
+    lab.busy(&core, &got, "c1", &phone, &inv, &cid, "phone");
     let after = lab.sec("preloaded_route_removed");
     assert_eq!(
         after - before,
@@ -273,12 +289,7 @@ fn preloaded_route_on_invite_is_removed() {
         "{test}: edge's own Route not consumed:\n{}",
         got2.text
     );
-    core.send(
-        &response_to(&got2, 486, "Busy Here", Some("c2"), &[], ""),
-        got2.from,
-    );
-    let fin2 = lab.expect_final(&phone, &cid2, "INVITE", "phone (legit)");
-    phone.send(&ack_non2xx(&inv2, &fin2), sip);
+    lab.busy(&core, &got2, "c2", &phone, &inv2, &cid2, "phone (legit)");
     assert_eq!(
         lab.sec("preloaded_route_removed"),
         after,
@@ -580,12 +591,7 @@ fn early_rejects_are_stateless() {
         Some("0"),
         "{test}: Max-Forwards not decremented"
     );
-    core.send(
-        &response_to(&got, 486, "Busy Here", Some("c"), &[], ""),
-        got.from,
-    );
-    let fin = lab.expect_final(&ok, &cid, "INVITE", "phone (Max-Forwards 1)");
-    ok.send(&ack_non2xx(&inv, &fin), sip);
+    lab.busy(&core, &got, "c", &ok, &inv, &cid, "phone (Max-Forwards 1)");
     eprintln!("{test}: PASS 483 and 420 sent once each (no 100, no retransmission in 8 s); Max-Forwards 1 forwarded");
 }
 
@@ -629,12 +635,7 @@ fn identity_headers_stripped_from_access_only() {
             got.text
         ));
     }
-    core.send(
-        &response_to(&got, 486, "Busy Here", Some("c"), &[], ""),
-        got.from,
-    );
-    let fin = lab.expect_final(&phone, &cid, "INVITE", "phone");
-    phone.send(&ack_non2xx(&inv, &fin), sip);
+    lab.busy(&core, &got, "c", &phone, &inv, &cid, "phone");
     let removed = lab.sec("identity_header_removed") - before;
     assert_eq!(
         removed, 3.0,
@@ -663,12 +664,7 @@ fn identity_headers_stripped_from_access_only() {
             at_phone.text
         ));
     }
-    phone.send(
-        &response_to(&at_phone, 486, "Busy Here", Some("p"), &[], ""),
-        at_phone.from,
-    );
-    let fin2 = lab.expect_final(&core, &cid2, "INVITE", "core");
-    core.send(&ack_non2xx(&inv2, &fin2), sip);
+    lab.busy(&phone, &at_phone, "p", &core, &inv2, &cid2, "core");
     assert_eq!(
         lab.sec("identity_header_removed") - before,
         3.0,
@@ -964,12 +960,7 @@ fn torture_unclosed_contact_gets_400() {
     );
     phone.send(&good, sip);
     let got = lab.expect_req(&core, "INVITE", &cid2, 1, "core (closed Contact)");
-    core.send(
-        &response_to(&got, 486, "Busy Here", Some("c"), &[], ""),
-        got.from,
-    );
-    let fin2 = lab.expect_final(&phone, &cid2, "INVITE", "phone");
-    phone.send(&ack_non2xx(&good, &fin2), sip);
+    lab.busy(&core, &got, "c", &phone, &good, &cid2, "phone");
     eprintln!("{test}: PASS '<' without '>' → 400, closed Contact forwarded");
 }
 
@@ -1167,12 +1158,15 @@ fn torture_nated_unregistered_contact_fixed() {
             phone.addr
         ));
     }
-    core.send(
-        &response_to(&got, 486, "Busy Here", Some("c"), &[], ""),
-        got.from,
+    lab.busy(
+        &core,
+        &got,
+        "c",
+        &phone,
+        &inv,
+        &cid,
+        "phone (NATed, answered via rport)",
     );
-    let fin = lab.expect_final(&phone, &cid, "INVITE", "phone (NATed, answered via rport)");
-    phone.send(&ack_non2xx(&inv, &fin), sip);
     // Legit: a phone announcing its real address keeps its Contact.
     let cid2 = uid("nat-ok");
     let inv2 = phone_invite(&phone, &cid2, &[]);
@@ -1188,12 +1182,7 @@ fn torture_nated_unregistered_contact_fixed() {
         format!("sip:alice@{}", phone.addr),
         "{test}: public Contact changed"
     );
-    core.send(
-        &response_to(&got2, 486, "Busy Here", Some("c"), &[], ""),
-        got2.from,
-    );
-    let fin2 = lab.expect_final(&phone, &cid2, "INVITE", "phone");
-    phone.send(&ack_non2xx(&inv2, &fin2), sip);
+    lab.busy(&core, &got2, "c", &phone, &inv2, &cid2, "phone");
     eprintln!(
         "{test}: PASS private Contact {private} → {contact} at the core; public Contact kept"
     );
