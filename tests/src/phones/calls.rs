@@ -153,7 +153,7 @@ pub fn hold_resume(
     if let Some(n) = relayed_after {
         let one_way = 50.0 * TALK.as_secs_f64();
         eprintln!(
-            "AUDIO {label}: after resume the relay forwarded {n:.0} packets in {:.1} s              (one direction ≈ {one_way:.0}, both ≈ {:.0})",
+            "AUDIO {label}: after resume the relay forwarded {n:.0} packets in {:.1} s (one direction ≈ {one_way:.0}, both ≈ {:.0})",
             TALK.as_secs_f64(),
             2.0 * one_way
         );
