@@ -127,10 +127,13 @@ fn security_events(edge: &Edge, event: &str) -> f64 {
     metrics::sum(&samples, "edge_security_events_total", &[("event", event)]).unwrap_or(0.0)
 }
 
-/// Starts a TCP edge with `[limits]` lines from a config file.
+/// Starts a TCP edge with `[limits]` lines from a config file. The per-source rate limit is
+/// off: these tests are about the TCP guards, and their peers send far faster than a phone
+/// (the rate limit would stop them first; `security_flood.rs` tests it).
 fn start_tcp_edge(bin: &Path, dir: &WorkDir, limits: &str) -> Edge {
     let file = dir.path().join("edge.toml");
-    std::fs::write(&file, format!("[limits]\n{limits}\n")).expect("write edge.toml");
+    std::fs::write(&file, format!("[limits]\nsource_rate = 0\n{limits}\n"))
+        .expect("write edge.toml");
     let args = EdgeArgs {
         tcp: true,
         ..EdgeArgs::default()
