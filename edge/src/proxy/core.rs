@@ -469,13 +469,17 @@ impl Proxy {
                 );
                 return;
             }
-            let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
-            if side == Side::Access && in_dialog {
-                let ruri = msg.request_uri().unwrap_or_default();
-                let routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
-                if let Some(Err(())) = self.token_hop(&msg, ruri, &routes) {
-                    self.metrics.security("route_token_invalid");
-                    self.reply_stateless(&msg, &src, 403, "Forbidden (invalid route)");
+        }
+        // An access-side in-dialog request is routed now, before any state: a forged route
+        // (403) is answered statelessly, and the decision (token verified once) is kept for
+        // forwarding below — the registrar step changes nothing for such a request.
+        let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
+        let mut early_route = None;
+        if !for_us && side == Side::Access && in_dialog {
+            match self.route(&msg, side, now) {
+                Ok(r) => early_route = Some(r),
+                Err((code, reason)) => {
+                    self.reply_stateless(&msg, &src, code, reason);
                     return;
                 }
             }
@@ -519,7 +523,7 @@ impl Proxy {
             return;
         };
         let (targets, first_hop, first_hop_core) = if plan.hops.is_empty() {
-            match self.route(&msg, side, now) {
+            match early_route.map_or_else(|| self.route(&msg, side, now), Ok) {
                 Ok(r) => (vec![r.target], Some(r.hop), r.core),
                 Err((code, reason)) => {
                     self.respond_local(server_tx, &msg, code, reason, now);
@@ -560,14 +564,12 @@ impl Proxy {
                 loop_hash,
             },
         );
-        let sender = nat::sender(&self.contexts[&id].request, src.remote.ip());
-        let action = anchor::step(
+        let action = media_step(
             &mut self.media,
-            &self.contexts[&id].request,
-            sender,
-            false,
-            now,
             &mut self.relay_out,
+            &self.contexts[&id].request,
+            &src,
+            now,
         );
         match action {
             BodyAction::Unchanged => self.apply(id, acts, now),
@@ -595,16 +597,8 @@ impl Proxy {
         {
             self.respond_local(cancel_tx, &msg, 200, "OK", now);
         }
-        let sender = nat::sender(&msg, src.remote.ip());
         // The relay session of a cancelled call is freed (D); a CANCEL has no body to rewrite.
-        let _ = anchor::step(
-            &mut self.media,
-            &msg,
-            sender,
-            false,
-            now,
-            &mut self.relay_out,
-        );
+        let _ = media_step(&mut self.media, &mut self.relay_out, &msg, &src, now);
         let Some(&id) = self.server_ctx.get(&invite_tx) else {
             return;
         };
@@ -715,6 +709,26 @@ fn server_key(msg: &Message, method: &Method) -> Option<ServerKey> {
         &sent_by,
         tx_method(method),
     ))
+}
+
+/// Media anchoring's view of a request from `src` (its sender's NAT test included); relay
+/// commands are queued in `out` for the shell. Takes the fields, not the proxy, so a request
+/// kept in a context can be passed without a copy.
+fn media_step(
+    media: &mut MediaDialogs,
+    out: &mut Vec<RelayRequest>,
+    msg: &Message,
+    src: &Source,
+    now: Instant,
+) -> BodyAction {
+    anchor::step(
+        media,
+        msg,
+        nat::sender(msg, src.remote.ip()),
+        false,
+        now,
+        out,
+    )
 }
 
 fn locals_hp(a: &SocketAddr, cfg: &EdgeConfig) -> String {

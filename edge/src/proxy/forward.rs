@@ -7,15 +7,7 @@ impl Proxy {
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
     /// matches nothing (§16.10).
     pub(super) fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
-        let sender = nat::sender(&msg, src.remote.ip());
-        match anchor::step(
-            &mut self.media,
-            &msg,
-            sender,
-            false,
-            now,
-            &mut self.relay_out,
-        ) {
+        match media_step(&mut self.media, &mut self.relay_out, &msg, &src, now) {
             BodyAction::Unchanged => self.forward_stateless_now(msg, src, now),
             BodyAction::Replace(body) => {
                 let msg = anchor::with_body(&msg, &body, &self.limits).unwrap_or(msg);
