@@ -38,6 +38,11 @@ pub struct ControlConfig {
     pub allow: Vec<IpNet>,
     /// How long a reply stays in the retransmission cache (s).
     pub reply_cache_s: u64,
+    /// Streams one call (Call-ID) may hold; one more is refused with `E83`. 0: no limit.
+    pub max_streams_per_call: usize,
+    /// Calls one control client (source IP) may hold; a new call beyond is refused with
+    /// `E84`. 0: only the relay-wide limit (a quarter of the media ports).
+    pub max_sessions_per_client: usize,
 }
 
 impl Default for ControlConfig {
@@ -47,6 +52,8 @@ impl Default for ControlConfig {
             unix: None,
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             reply_cache_s: 30,
+            max_streams_per_call: 16,
+            max_sessions_per_client: 0,
         }
     }
 }

@@ -20,6 +20,7 @@ async fn relay() -> (SocketAddr, Arc<FakeCalls>) {
         unix: None,
         allow: vec!["127.0.0.0/8".parse().unwrap()],
         reply_cache_s: 30,
+        ..ControlConfig::default()
     };
     let session = SessionConfig {
         internal: [127, 0, 0, 1].into(),
@@ -28,6 +29,7 @@ async fn relay() -> (SocketAddr, Arc<FakeCalls>) {
         timeout: Duration::from_secs(60),
         max_sessions: 100,
         media_ports: (30000, 30127),
+        quotas: Default::default(),
     };
     let backend = FakeBackend::new(30000, 64);
     let calls = backend.calls();

@@ -226,8 +226,9 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
             .map_err(|e| format!("admin.listen {}: {e}", cfg.admin.listen))?;
         tracing::info!(admin = %cfg.admin.listen, "admin listener ready");
         tokio::spawn(rtprelay::admin::serve(admin, registry));
-        let session = rtprelay::control::SessionConfig::from_media(
+        let session = rtprelay::control::SessionConfig::from_config(
             &cfg.media,
+            &cfg.control,
             server::default_max_sessions(&cfg.media),
         );
         let ctl = server::Server::bind(&cfg.control, session, Box::new(media), control_metrics)

@@ -16,7 +16,8 @@
 //! - `rtprelay_streams_active{shard}` (gauge), `rtprelay_streams_created_total{shard}`,
 //!   `rtprelay_streams_removed_total{shard}`, `rtprelay_timeouts_total{shard}`
 //! - `rtprelay_latches_total{shard,kind}` (`first`, `relatch`)
-//! - `rtprelay_stun_requests_total{shard,result}` (`answered`, `ignored`)
+//! - `rtprelay_stun_requests_total{shard,result}` (`answered`, `ignored`: not a
+//!   binding request, `refused`: not from the port's party)
 //! - `rtprelay_multishot_rearms_total{shard}`, `rtprelay_datapath_loop_iterations_total{shard}`,
 //!   `rtprelay_datapath_commands_total{shard}`
 //! - `rtprelay_datapath_info{shard,datapath}` = 1
@@ -207,6 +208,7 @@ impl ShardCollector {
             advance(&self.latches, &[&shard, "relatch"], s.relatches);
             advance(&self.stun, &[&shard, "answered"], s.stun_answered);
             advance(&self.stun, &[&shard, "ignored"], s.stun_ignored);
+            advance(&self.stun, &[&shard, "refused"], s.stun_refused);
             advance(&self.rearms, &l, s.multishot_rearms);
             advance(&self.loops, &l, s.loop_iterations);
             advance(&self.commands, &l, s.commands);

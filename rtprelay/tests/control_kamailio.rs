@@ -147,6 +147,7 @@ async fn kamailio_call(unix: bool) {
         unix: unix.then(|| dir.join("ctl.sock").to_string_lossy().into_owned()),
         allow: vec!["127.0.0.0/8".parse().unwrap()],
         reply_cache_s: 30,
+        ..ControlConfig::default()
     };
     let backend = FakeBackend::new(30000, 64);
     let calls = backend.calls();
@@ -158,6 +159,7 @@ async fn kamailio_call(unix: bool) {
         timeout: Duration::from_secs(60),
         max_sessions: 100,
         media_ports: (30000, 30127),
+        quotas: Default::default(),
     };
     let server = Server::bind(&cfg, session, Box::new(backend), metrics.clone())
         .await

@@ -23,6 +23,7 @@ fn session_cfg() -> SessionConfig {
         timeout: Duration::from_secs(60),
         max_sessions: 100,
         media_ports: (30000, 30127),
+        quotas: Default::default(),
     }
 }
 
@@ -39,6 +40,7 @@ async fn start(allow: Vec<IpNet>, unix: Option<PathBuf>) -> Running {
         unix: unix.map(|p| p.to_string_lossy().into_owned()),
         allow,
         reply_cache_s: 30,
+        ..ControlConfig::default()
     };
     let backend = FakeBackend::new(30000, 64);
     let calls = backend.calls();

@@ -206,13 +206,20 @@ fn stun_is_answered(kind: DatapathKind, port_min: u16) {
     let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
         return;
     };
-    let (pa, pb) = (party(), party());
+    let (pa, pb, prober) = (party(), party(), party_on("127.0.0.2"));
     let (a, b) = m
-        .create(3, spec(None), spec(Some(pb.local_addr().expect("b"))))
+        .create(
+            3,
+            spec(Some(pa.local_addr().expect("a"))),
+            spec(Some(pb.local_addr().expect("b"))),
+        )
         .expect("create");
     // Binding request, no attributes (RFC 8489 §5).
     let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
     req.extend_from_slice(&[9u8; 12]);
+    // Another IP than A's: no answer, the port does not show it is live (issue 9).
+    prober.send_to(&req, relay(a)).expect("stun");
+    assert!(nothing_arrives(&prober), "STUN answered to a stranger");
     pa.send_to(&req, relay(a)).expect("stun");
     let mut buf = [0u8; 512];
     let (n, from) = pa.recv_from(&mut buf).expect("stun answer");

@@ -6,7 +6,7 @@
 
 use super::cache::ReplyCache;
 use super::proto::{framing, Command, Reply};
-use super::session::SessionManager;
+use super::session::{Client, SessionManager};
 use crate::backend::MediaBackend;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -82,7 +82,7 @@ impl Endpoint {
                 },
             );
         }
-        let (reply, outcome) = self.execute(body, backend, now);
+        let (reply, outcome) = self.execute(Client::Ip(src.ip()), body, backend, now);
         let mut out = Vec::with_capacity(64);
         framing::write_udp_reply(cookie, &reply, &mut out);
         self.cache.insert(src, cookie, out.clone(), now);
@@ -96,7 +96,7 @@ impl Endpoint {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> (Vec<u8>, Outcome) {
-        let (reply, outcome) = self.execute(line, backend, now);
+        let (reply, outcome) = self.execute(Client::Local, line, backend, now);
         let mut out = Vec::with_capacity(64);
         framing::write_stream_reply(&reply, &mut out);
         (out, outcome)
@@ -111,13 +111,14 @@ impl Endpoint {
 
     fn execute(
         &mut self,
+        client: Client,
         body: &[u8],
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> (Reply, Outcome) {
         match Command::parse(body) {
             Ok(cmd) => {
-                let reply = self.sessions.handle(&cmd, backend, now);
+                let reply = self.sessions.handle_from(client, &cmd, backend, now);
                 let result = if reply.error().is_some() {
                     OutcomeKind::Error
                 } else {
@@ -160,6 +161,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             max_sessions: 10,
             media_ports: (30000, 30099),
+            quotas: Default::default(),
         };
         Endpoint::new(
             SessionManager::new(cfg),

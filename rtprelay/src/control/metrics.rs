@@ -22,6 +22,9 @@ pub struct ControlMetrics {
     /// `rtprelay_control_loops_refused_total`: `U`/`L` refused (`E35`) because they named
     /// one of the relay's own media sockets.
     pub loops_refused: IntCounter,
+    /// `rtprelay_control_quota_refused_total{quota}`: `U` refused by a quota (`stream`: the
+    /// per-call stream quota, `E83`; `client`: the per-client session quota, `E84`).
+    pub quota_refused: IntCounterVec,
 }
 
 impl ControlMetrics {
@@ -52,8 +55,16 @@ impl ControlMetrics {
                 "rtprelay_control_loops_refused_total",
                 "U/L commands refused because their address was one of the relay's own media sockets",
             )?,
+            quota_refused: IntCounterVec::new(
+                Opts::new(
+                    "rtprelay_control_quota_refused_total",
+                    "U commands refused by the per-call stream or per-client session quota",
+                ),
+                &["quota"],
+            )?,
         };
         registry.register(Box::new(m.loops_refused.clone()))?;
+        registry.register(Box::new(m.quota_refused.clone()))?;
         registry.register(Box::new(m.commands.clone()))?;
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
@@ -80,6 +91,14 @@ impl ControlMetrics {
         let loops = sessions.totals().loops_refused;
         self.loops_refused
             .inc_by(loops.saturating_sub(self.loops_refused.get()));
+        let t = sessions.totals();
+        for (quota, total) in [
+            ("stream", t.stream_quota_refused),
+            ("client", t.client_quota_refused),
+        ] {
+            let c = self.quota_refused.with_label_values(&[quota]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
     }
 
     /// Publish the session manager's current sizes.

@@ -29,7 +29,7 @@ pub use endpoint::{Endpoint, Outcome, OutcomeKind};
 pub use info::{GLOBAL_STATS, INFO_MAX_STREAMS};
 pub use metrics::ControlMetrics;
 pub use query::QUERY_STATS;
-pub use session::{SessionConfig, SessionManager, Totals};
+pub use session::{Client, Quotas, SessionConfig, SessionManager, Totals};
 
 #[cfg(test)]
 mod session_tests;

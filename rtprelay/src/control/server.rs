@@ -48,7 +48,7 @@ pub async fn run(
     backend: Box<dyn MediaBackend>,
     metrics: ControlMetrics,
 ) -> io::Result<()> {
-    let session = SessionConfig::from_media(&media_cfg, default_max_sessions(&media_cfg));
+    let session = SessionConfig::from_config(&media_cfg, &cfg, default_max_sessions(&media_cfg));
     Server::bind(&cfg, session, backend, metrics)
         .await?
         .serve()

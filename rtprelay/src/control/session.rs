@@ -41,10 +41,53 @@ pub struct SessionConfig {
     /// The media port range (inclusive): with the addresses above, the relay's own sockets,
     /// which a `U`/`L` must never name as a party's address (a media loop).
     pub media_ports: (u16, u16),
+    /// Per-call and per-client limits (issue 9: one INVITE or one client must not take the
+    /// whole relay).
+    pub quotas: Quotas,
+}
+
+/// Limits below the relay-wide `max_sessions`; 0 means no limit of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Streams (`;n` media lines, all branches) one Call-ID may hold; one more answers `E83`.
+    pub max_streams_per_call: usize,
+    /// Calls one control client (source IP; all unix-socket clients count as one) may hold;
+    /// a `U` for a new call beyond it answers `E84`.
+    pub max_sessions_per_client: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        let c = config::ControlConfig::default();
+        Quotas {
+            max_streams_per_call: c.max_streams_per_call,
+            max_sessions_per_client: c.max_sessions_per_client,
+        }
+    }
+}
+
+impl Quotas {
+    pub fn from_control(c: &config::ControlConfig) -> Self {
+        Quotas {
+            max_streams_per_call: c.max_streams_per_call,
+            max_sessions_per_client: c.max_sessions_per_client,
+        }
+    }
+}
+
+/// Who sent a command: the UDP source IP, or a local (unix socket) client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    Ip(IpAddr),
+    Local,
 }
 
 impl SessionConfig {
-    pub fn from_media(media: &config::MediaConfig, max_sessions: usize) -> Self {
+    pub fn from_config(
+        media: &config::MediaConfig,
+        control: &config::ControlConfig,
+        max_sessions: usize,
+    ) -> Self {
         SessionConfig {
             internal: media.listen,
             advertise: media.advertise,
@@ -52,6 +95,7 @@ impl SessionConfig {
             timeout: Duration::from_secs(media.timeout_s),
             max_sessions,
             media_ports: (media.port_min, media.port_max),
+            quotas: Quotas::from_control(control),
         }
     }
 
@@ -151,6 +195,10 @@ pub struct Totals {
     pub ended_packets_dropped: u64,
     /// `U`/`L` refused because they named one of the relay's own sockets (`E35`).
     pub loops_refused: u64,
+    /// `U` refused by the per-call stream quota (`E83`).
+    pub stream_quota_refused: u64,
+    /// `U` refused by the per-client session quota (`E84`).
+    pub client_quota_refused: u64,
 }
 
 /// Why a stream ended (logged with its final counters).
@@ -172,6 +220,11 @@ pub struct SessionManager {
     pub(super) by_leg: HashMap<LegId, String>,
     pub(super) stream_count: usize,
     pub(super) totals: Totals,
+    /// The client that created each call, and how many calls each client holds.
+    pub(super) owner: HashMap<String, Client>,
+    pub(super) per_client: HashMap<Client, usize>,
+    /// The client of the command being handled.
+    pub(super) client: Client,
 }
 
 impl SessionManager {
@@ -182,11 +235,27 @@ impl SessionManager {
             by_leg: HashMap::new(),
             stream_count: 0,
             totals: Totals::default(),
+            owner: HashMap::new(),
+            per_client: HashMap::new(),
+            client: Client::Local,
         }
     }
 
-    /// Execute one command. Never panics on any parsed command; failures are `E<n>` replies.
+    /// Execute one command from a local client (see [`SessionManager::handle_from`]).
     pub fn handle(&mut self, cmd: &Command, backend: &mut dyn MediaBackend, now: Instant) -> Reply {
+        self.handle_from(Client::Local, cmd, backend, now)
+    }
+
+    /// Execute one command from `client`. Never panics on any parsed command; failures are
+    /// `E<n>` replies.
+    pub fn handle_from(
+        &mut self,
+        client: Client,
+        cmd: &Command,
+        backend: &mut dyn MediaBackend,
+        now: Instant,
+    ) -> Reply {
+        self.client = client;
         match cmd {
             Command::Version | Command::VersionFeature(_) => self.version(cmd),
             Command::Update(u) => self.offer(u, backend, now),
@@ -278,6 +347,7 @@ impl SessionManager {
         let st = streams.swap_remove(idx);
         if streams.is_empty() {
             self.calls.remove(call_id);
+            self.disown(call_id);
         }
         self.by_leg.remove(&st.legs[0]);
         self.stream_count = self.stream_count.saturating_sub(1);
@@ -303,6 +373,58 @@ impl SessionManager {
             dropped = ca.dropped + cb.dropped,
             "stream ended"
         );
+    }
+
+    /// Calls held per client (for the per-client quota).
+    pub fn calls_of(&self, client: Client) -> usize {
+        self.per_client.get(&client).copied().unwrap_or(0)
+    }
+
+    /// A `U` that would add a stream to `call_id` (a new call if it has none): refused when it
+    /// is over the per-call stream quota or the client's session quota.
+    pub(super) fn over_quota(&mut self, call_id: &str) -> Option<Reply> {
+        let q = self.cfg.quotas;
+        match self.calls.get(call_id) {
+            Some(streams) => {
+                if q.max_streams_per_call > 0 && streams.len() >= q.max_streams_per_call {
+                    self.totals.stream_quota_refused += 1;
+                    tracing::info!(
+                        call_id,
+                        limit = q.max_streams_per_call,
+                        "per-call stream quota reached"
+                    );
+                    return Some(ErrorCode::STREAM_QUOTA.into());
+                }
+            }
+            None => {
+                let held = self.calls_of(self.client);
+                if q.max_sessions_per_client > 0 && held >= q.max_sessions_per_client {
+                    self.totals.client_quota_refused += 1;
+                    tracing::info!(call_id, client = ?self.client, limit = q.max_sessions_per_client, "per-client session quota reached");
+                    return Some(ErrorCode::CLIENT_QUOTA.into());
+                }
+            }
+        }
+        None
+    }
+
+    /// A new call of the current client.
+    pub(super) fn own(&mut self, call_id: &str) {
+        if !self.owner.contains_key(call_id) {
+            self.owner.insert(call_id.to_owned(), self.client);
+            *self.per_client.entry(self.client).or_default() += 1;
+        }
+    }
+
+    fn disown(&mut self, call_id: &str) {
+        if let Some(c) = self.owner.remove(call_id) {
+            if let Some(n) = self.per_client.get_mut(&c) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_client.remove(&c);
+                }
+            }
+        }
     }
 
     /// Whole seconds until the media plane would time the stream out (never negative).

@@ -2,7 +2,7 @@
 
 use super::fake::{FakeBackend, FakeCalls};
 use super::proto::{Command, Reply};
-use super::{SessionConfig, SessionManager};
+use super::{Client, Quotas, SessionConfig, SessionManager};
 use crate::backend::{BackendError, LegCounters, LegId};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ fn cfg() -> SessionConfig {
         timeout: Duration::from_secs(60),
         max_sessions: 100,
         media_ports: (30000, 30099),
+        quotas: Default::default(),
     }
 }
 
@@ -446,6 +447,7 @@ fn info_lists_at_most_the_limit() {
         SessionConfig {
             max_sessions: 1000,
             media_ports: (30000, 30099),
+            quotas: Default::default(),
             ..cfg()
         },
         2 * (super::INFO_MAX_STREAMS + 5),
@@ -493,6 +495,7 @@ fn session_limit() {
         SessionConfig {
             max_sessions: 2,
             media_ports: (30000, 30099),
+            quotas: Default::default(),
             ..cfg()
         },
         64,
@@ -594,6 +597,7 @@ mod random {
                 prop_assert_eq!(t.m.streams() * 2, t.b.live_legs(), "after {}", o);
                 prop_assert!(t.m.sessions() <= t.m.streams());
                 prop_assert!(t.m.sessions() <= 2);
+                prop_assert_eq!(t.m.calls_of(Client::Local), t.m.sessions(), "after {}", o);
             }
             if x {
                 t.run("X");
@@ -621,4 +625,56 @@ fn offer_or_answer_naming_our_own_socket_is_refused() {
     let a_port = t.port("L c1 127.0.0.1 5004 alice;1 bob;1");
     assert_ne!(a_port, b_port);
     assert_eq!(t.m.totals().loops_refused, 2);
+}
+
+#[test]
+fn per_call_stream_quota_answers_e83_and_keeps_the_call() {
+    let quotas = Quotas {
+        max_streams_per_call: 3,
+        max_sessions_per_client: 0,
+    };
+    let mut t = T::with(SessionConfig { quotas, ..cfg() }, 64);
+    for n in 1..=3 {
+        t.port(&format!("U big 192.0.2.1 {} alice;{n}", 4000 + 2 * n));
+    }
+    assert_eq!(t.text("U big 192.0.2.1 5000 alice;4"), "E83");
+    assert_eq!(t.text("U big 192.0.2.1 5002 alice;200"), "E83");
+    assert_eq!(t.m.streams(), 3);
+    assert_eq!(t.m.totals().stream_quota_refused, 2);
+    // Existing streams are still updated (re-INVITE), and other calls are not affected.
+    t.port("U big 192.0.2.1 4100 alice;1");
+    t.port("U other 192.0.2.1 4000 bob;1");
+    assert_eq!(t.m.streams(), 4);
+}
+
+#[test]
+fn per_client_session_quota_answers_e84_per_client() {
+    let quotas = Quotas {
+        max_streams_per_call: 0,
+        max_sessions_per_client: 2,
+    };
+    let mut t = T::with(SessionConfig { quotas, ..cfg() }, 64);
+    let greedy = Client::Ip("192.0.2.66".parse().expect("ip"));
+    let other = Client::Ip("192.0.2.77".parse().expect("ip"));
+    let run = |t: &mut T, client, s: &str| {
+        let cmd = Command::parse(s.as_bytes()).expect("parse");
+        let now = t.now;
+        let mut out = Vec::new();
+        t.m.handle_from(client, &cmd, &mut t.b, now)
+            .encode(&mut out);
+        String::from_utf8(out).expect("utf8")
+    };
+    assert!(!run(&mut t, greedy, "U g1 192.0.2.1 4000 a;1").starts_with('E'));
+    assert!(!run(&mut t, greedy, "U g2 192.0.2.1 4000 a;1").starts_with('E'));
+    assert_eq!(run(&mut t, greedy, "U g3 192.0.2.1 4000 a;1"), "E84");
+    // A second stream of a call it holds is not a new session.
+    assert!(!run(&mut t, greedy, "U g1 192.0.2.1 4002 a;2").starts_with('E'));
+    // Another client is not affected.
+    assert!(!run(&mut t, other, "U o1 192.0.2.1 4000 a;1").starts_with('E'));
+    assert_eq!(t.m.calls_of(greedy), 2);
+    // A deleted call frees its place.
+    assert!(!run(&mut t, greedy, "D g2 a").starts_with('E'));
+    assert_eq!(t.m.calls_of(greedy), 1);
+    assert!(!run(&mut t, greedy, "U g3 192.0.2.1 4000 a;1").starts_with('E'));
+    assert_eq!(t.m.totals().client_quota_refused, 1);
 }

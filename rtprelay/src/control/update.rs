@@ -205,6 +205,9 @@ impl SessionManager {
             tracing::warn!(call_id = %u.call.id, limit = self.cfg.max_sessions, "session limit reached");
             return ErrorCode::OVERLOAD.into();
         }
+        if let Some(refused) = self.over_quota(&u.call.id) {
+            return refused;
+        }
         let a = LegSpec {
             remote: remote_of(u.addr, u.port),
             symmetric: !u.modifiers.asymmetric,
@@ -239,6 +242,7 @@ impl SessionManager {
             .entry(u.call.id.clone())
             .or_default()
             .push(stream);
+        self.own(&u.call.id);
         self.by_leg.insert(leg_a, u.call.id.clone());
         self.stream_count += 1;
         self.totals.streams_created += 1;

@@ -138,6 +138,8 @@ impl ShardParams {
             self.pairs,
             self.policy,
             self.timeout,
+            // The port choice must not be predictable from outside (issue 9).
+            rand::random(),
         )
     }
 }

@@ -80,6 +80,8 @@ shard_stats! {
     send_errors,
     stun_answered,
     stun_ignored,
+    /// STUN from other than the party of the port: not answered (issue 9).
+    stun_refused,
     /// Multishot receives that ended and were re-armed.
     multishot_rearms,
     latches,
@@ -118,6 +120,7 @@ impl SharedStats {
         s(&self.send_errors, io.send_errors);
         s(&self.stun_answered, io.stun_answered);
         s(&self.stun_ignored, io.stun_ignored);
+        s(&self.stun_refused, t.stun_refused);
         s(&self.multishot_rearms, io.multishot_rearms);
         s(&self.latches, t.latches);
         s(&self.relatches, t.relatches);

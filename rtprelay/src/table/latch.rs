@@ -115,6 +115,12 @@ pub fn usable(remote: Option<SocketAddr>) -> Option<SocketAddr> {
     remote.filter(|r| !r.ip().is_unspecified() && r.port() != 0)
 }
 
+/// A signalled address that says where the party really is: usable and not private. Media is
+/// sent to it before latching and, in strict mode, only its IP may latch.
+pub fn trusted(remote: Option<SocketAddr>) -> Option<SocketAddr> {
+    usable(remote).filter(|s| !is_private(s.ip()))
+}
+
 impl Latch {
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
@@ -122,6 +128,25 @@ impl Latch {
 
     pub fn reset(&mut self) {
         *self = Latch::default();
+    }
+
+    /// Is `src` the party of this latch, without changing anything? The latched address once
+    /// latched; before, a source on the signalled IP when that is public (strict policy; the
+    /// loose one expects anyone until latched). Used for STUN, which is answered only to the
+    /// party: nobody else learns that the port is live.
+    pub fn expects(
+        &self,
+        policy: &LatchPolicy,
+        signalled: Option<SocketAddr>,
+        src: SocketAddr,
+    ) -> bool {
+        match self.addr {
+            Some(latched) => latched == src,
+            None => match trusted(signalled) {
+                Some(s) => s.ip() == src.ip(),
+                None => !policy.strict,
+            },
+        }
     }
 
     /// Decide on a packet from `src` with SSRC `ssrc` (None: not RTP/RTCP), updating the latch.
@@ -134,7 +159,7 @@ impl Latch {
         ssrc: Option<u32>,
         now: Instant,
     ) -> Verdict {
-        let public_signalled = usable(signalled).filter(|s| !is_private(s.ip()));
+        let public_signalled = trusted(signalled);
         if !symmetric {
             return match public_signalled {
                 Some(s) if policy.strict && s.ip() != src.ip() => Verdict::Foreign,

@@ -1,7 +1,7 @@
 //! One leg: the relay's port pair facing one party, its signalled spec, its latches (RTP and
 //! RTCP latch separately, RFC 3550 §11: RTCP may come from its own NAT mapping) and counters.
 
-use super::latch::{usable, Latch};
+use super::latch::{trusted, Latch};
 use crate::backend::{LegCounters, LegSpec};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -66,14 +66,16 @@ impl Leg {
     }
 
     /// Where media for this leg's party goes on `component`: the latched source (symmetric
-    /// RTP) or the signalled address (RTCP: signalled port + 1, RFC 3550 §11).
+    /// RTP) or the signalled address (RTCP: signalled port + 1, RFC 3550 §11). A private
+    /// signalled address gets nothing before latching: it names a host behind some NAT, and
+    /// whoever holds that address on the relay's side of the network is not the party.
     pub fn destination(&self, component: Component) -> Option<SocketAddr> {
         if self.spec.symmetric {
             if let Some(a) = self.latch[component.index()].addr() {
                 return Some(a);
             }
         }
-        let remote = usable(self.spec.remote)?;
+        let remote = trusted(self.spec.remote)?;
         match component {
             Component::Rtp => Some(remote),
             Component::Rtcp => Some(SocketAddr::new(remote.ip(), remote.port().checked_add(1)?)),

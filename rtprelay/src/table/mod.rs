@@ -65,6 +65,9 @@ pub struct TableStats {
     pub dropped_no_session: u64,
     pub dropped_foreign_source: u64,
     pub dropped_no_peer: u64,
+    /// STUN requests from other than the party: not answered (also in
+    /// `dropped_foreign_source`).
+    pub stun_refused: u64,
     pub latches: u64,
     pub relatches: u64,
     pub streams_created: u64,
@@ -94,8 +97,9 @@ impl Table {
         pairs: u32,
         policy: LatchPolicy,
         timeout: Duration,
+        seed: u64,
     ) -> Table {
-        let alloc = PortAllocator::new(base_port, pairs);
+        let alloc = PortAllocator::new(base_port, pairs, seed);
         let legs = vec![None; alloc.pairs() as usize];
         Table {
             shard,
@@ -319,7 +323,14 @@ impl Table {
             return Action::Drop(DropReason::NoSession);
         };
         if kind == packet::Kind::Stun {
-            return Action::Stun;
+            // Answered only for the party: a STUN answer from any port tells a prober the port
+            // is live and what address it was seen from (issue 9).
+            if leg.latch[component.index()].expects(&policy, leg.spec.remote, src) {
+                return Action::Stun;
+            }
+            self.stats.stun_refused += 1;
+            self.stats.dropped_foreign_source += 1;
+            return Action::Drop(DropReason::ForeignSource);
         }
         let verdict = leg.latch[component.index()].check(
             &policy,

@@ -50,7 +50,7 @@ fn table(pairs: u32, strict: bool) -> Table {
     } else {
         LatchPolicy::loose()
     };
-    Table::new(3, 30_000, pairs, policy, Duration::from_secs(30))
+    Table::new(3, 30_000, pairs, policy, Duration::from_secs(30), 0x7e57)
 }
 
 #[test]
@@ -66,7 +66,11 @@ fn create_forward_both_ways_and_count() {
             &mut s,
         )
         .expect("create");
-    assert_eq!((a.shard, a.port, b.port), (3, 30_000, 30_002));
+    assert_eq!((a.shard, b.shard), (3, 3));
+    assert!(a.port != b.port && a.port % 2 == 0 && b.port % 2 == 0);
+    assert!([a.port, b.port]
+        .iter()
+        .all(|p| (30_000..30_008).contains(p)));
     let sa_ = t.slot(a).expect("a");
     let sb_ = t.slot(b).expect("b");
     let p = rtp(1);
@@ -285,24 +289,48 @@ fn update_with_new_remote_resets_latch() {
 }
 
 #[test]
-fn stun_is_not_forwarded_and_no_session_is_counted() {
+fn stun_is_answered_only_for_the_party_and_no_session_is_counted() {
     let t0 = Instant::now();
     let mut s = FakeSockets::default();
     let mut t = table(4, true);
-    let (a, _) = t
-        .create(spec(None), spec(None), t0, &mut s)
+    let (a, b) = t
+        .create(spec(None), spec(Some("203.0.113.2:5000")), t0, &mut s)
         .expect("create");
-    let sa_ = t.slot(a).expect("a");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
     let mut stun = vec![0u8; 20];
     stun[1] = 1;
     stun[4..8].copy_from_slice(&packet::STUN_MAGIC.to_be_bytes());
+    // A's address is unknown: nobody is answered before A latches, so a prober cannot tell
+    // a live port from a dead one.
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &stun, t0),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    assert_eq!(t.counters(a, t0).expect("a").latched, None);
+    t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0);
     assert_eq!(
         t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:1"), &stun, t0),
         Action::Stun
     );
-    assert_eq!(t.counters(a, t0).expect("a").latched, None);
     assert_eq!(
-        t.on_packet(3, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0),
+        t.on_packet(sa_, Component::Rtp, sa("198.51.100.3:2"), &stun, t0),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    // B signalled a public address: its IP is expected before latching, no other.
+    assert_eq!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.2:7777"), &stun, t0),
+        Action::Stun
+    );
+    assert_eq!(
+        t.on_packet(sb_, Component::Rtp, sa("203.0.113.9:5000"), &stun, t0),
+        Action::Drop(DropReason::ForeignSource)
+    );
+    assert_eq!(t.stats.stun_refused, 3);
+    let unused = (0..4)
+        .find(|&slot| !t.is_active(slot))
+        .expect("a free slot");
+    assert_eq!(
+        t.on_packet(unused, Component::Rtp, sa("198.51.100.3:1"), &rtp(1), t0),
         Action::Drop(DropReason::NoSession)
     );
     assert_eq!(
@@ -310,6 +338,36 @@ fn stun_is_not_forwarded_and_no_session_is_counted() {
         Action::Drop(DropReason::NoSession)
     );
     assert_eq!(t.stats.dropped_no_session, 2);
+}
+
+#[test]
+fn nothing_is_sent_to_a_private_address_before_latching() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    let (a, b) = t
+        .create(
+            spec(Some("203.0.113.1:4000")),
+            spec(Some("192.168.1.10:5000")),
+            t0,
+            &mut s,
+        )
+        .expect("create");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &rtp(1), t0),
+        Action::Drop(DropReason::NoPeer)
+    );
+    // B latches (first source: its real address is unknown), then gets A's media there.
+    t.on_packet(sb_, Component::Rtp, sa("198.51.100.20:40000"), &rtp(2), t0);
+    assert_eq!(
+        t.on_packet(sa_, Component::Rtp, sa("203.0.113.1:4000"), &rtp(1), t0),
+        Action::Forward {
+            slot: sb_,
+            component: Component::Rtp,
+            dst: sa("198.51.100.20:40000")
+        }
+    );
 }
 
 #[test]
@@ -346,7 +404,9 @@ fn taken_ports_are_skipped() {
     let (a, b) = t
         .create(spec(None), spec(None), t0, &mut s)
         .expect("create");
-    assert_eq!((a.port, b.port), (30_002, 30_004));
+    for p in [a.port, b.port] {
+        assert!([30_002, 30_004, 30_006].contains(&p), "{p}");
+    }
     // Every port taken: a bind error, not a panic or a loop.
     let mut s2 = FakeSockets::default();
     s2.taken.extend([30_000, 30_002, 30_004, 30_006]);

@@ -51,6 +51,10 @@ impl ErrorCode {
     pub const NO_PORTS: ErrorCode = ErrorCode(81);
     /// A media socket could not be bound.
     pub const BIND_FAILED: ErrorCode = ErrorCode(82);
+    /// The call already holds `control.max_streams_per_call` streams.
+    pub const STREAM_QUOTA: ErrorCode = ErrorCode(83);
+    /// The client already holds `control.max_sessions_per_client` calls.
+    pub const CLIENT_QUOTA: ErrorCode = ErrorCode(84);
     /// Session limit reached or media plane not answering.
     pub const OVERLOAD: ErrorCode = ErrorCode(98);
 }
