@@ -23,10 +23,13 @@ pub enum MediaMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RelayFailure {
-    /// Forward the SDP unchanged (the call may still work without anchoring).
-    #[default]
+    /// Forward the SDP unchanged: a NATed phone's private SDP then reaches the other party,
+    /// which means silent or one-way audio; only for networks where phones are reachable.
     Forward,
-    /// Reject the request (500 to an offer in a request); responses are forwarded unchanged.
+    /// Fail the call: a request with an offer gets 503 Service Unavailable (counted in
+    /// `edge_media_refused_total{reason="relay_failure"}`, logged once per relay outage);
+    /// responses are forwarded unchanged.
+    #[default]
     Reject,
 }
 
@@ -54,6 +57,9 @@ pub struct EdgeMediaConfig {
     /// Keep ICE candidates (and ice-ufrag/pwd/options) in relayed SDP instead of removing them.
     pub keep_ice: bool,
     pub on_relay_failure: RelayFailure,
+    /// Most media streams (relayable m= lines) one SDP may have; more: 488 Not Acceptable
+    /// Here, and nothing is opened on a relay.
+    pub max_streams_per_sdp: usize,
     /// Retransmit a relay command after this long without a reply (ms).
     pub retransmit_ms: u64,
     /// Sends of one command (first + retransmissions) before the relay counts as failed.
@@ -77,7 +83,8 @@ impl Default for EdgeMediaConfig {
                 weight: 1,
             }],
             keep_ice: false,
-            on_relay_failure: RelayFailure::Forward,
+            on_relay_failure: RelayFailure::Reject,
+            max_streams_per_sdp: 8,
             retransmit_ms: 500,
             command_tries: 3,
             health_interval_ms: 5_000,
@@ -110,6 +117,12 @@ impl Validate for EdgeMediaConfig {
                 "must be >= 100",
             ));
         }
+        if self.max_streams_per_sdp == 0 {
+            return Err(ConfigError::invalid(
+                "media.max_streams_per_sdp",
+                "must be >= 1",
+            ));
+        }
         if self.max_call_duration_s == 0 || self.early_timeout_s == 0 {
             return Err(ConfigError::invalid(
                 "media.max_call_duration_s",
@@ -132,7 +145,8 @@ mod tests {
             r#"mode = "nat"
 relays = [{ addr = "127.0.0.1:22222", weight = 3 }, { addr = "127.0.0.2:22222" }]
 keep_ice = true
-on_relay_failure = "reject"
+on_relay_failure = "forward"
+max_streams_per_sdp = 4
 "#,
         )
         .unwrap();
@@ -141,7 +155,9 @@ on_relay_failure = "reject"
         assert_eq!(c.relays[0].weight, 3);
         assert_eq!(c.relays[1].weight, 1);
         assert!(c.keep_ice);
-        assert_eq!(c.on_relay_failure, RelayFailure::Reject);
+        assert_eq!(d.on_relay_failure, RelayFailure::Reject);
+        assert_eq!((d.max_streams_per_sdp, c.max_streams_per_sdp), (8, 4));
+        assert_eq!(c.on_relay_failure, RelayFailure::Forward);
     }
 
     #[test]

@@ -197,6 +197,7 @@ fn dialogs() -> MediaDialogs {
             max_duration: Duration::from_secs(3600),
             early_timeout: Duration::from_secs(200),
             relay_ips: vec!["127.0.0.1".parse().unwrap()],
+            max_streams: 8,
         },
         None,
     )

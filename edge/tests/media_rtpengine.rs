@@ -140,6 +140,7 @@ async fn dialogs_against_rtpengine() {
             max_duration: Duration::from_secs(3600),
             early_timeout: Duration::from_secs(200),
             relay_ips: vec![addr.ip()],
+            max_streams: 8,
         },
         None,
     );

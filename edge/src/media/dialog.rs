@@ -60,6 +60,8 @@ pub struct DialogConfig {
     /// Per relay: the address to announce when its `U`/`L` answer carries none (rtpproxy
     /// may answer the port alone): the relay's control IP.
     pub relay_ips: Vec<IpAddr>,
+    /// Most relayable streams (m= lines) one SDP may have (`media.max_streams_per_sdp`).
+    pub max_streams: usize,
 }
 
 impl DialogConfig {
@@ -73,6 +75,7 @@ impl DialogConfig {
             max_duration: Duration::from_secs(cfg.max_call_duration_s),
             early_timeout: Duration::from_secs(cfg.early_timeout_s),
             relay_ips: cfg.relays.iter().map(|r| r.addr.ip()).collect(),
+            max_streams: cfg.max_streams_per_sdp,
         }
     }
 }
@@ -127,6 +130,9 @@ pub enum BodyAction {
     Replace(Vec<u8>),
     /// Hold the message until the [`Completion`] of this op.
     Hold(OpId),
+    /// Not anchorable as it stands: a request gets this final response, a response or ACK is
+    /// forwarded unchanged (its offer was already limited).
+    Refuse { status: u16, reason: &'static str },
 }
 
 /// The answer to [`MediaDialogs::on_message`].
@@ -265,6 +271,13 @@ impl MediaDialogs {
     }
 
     /// Whether calls may be anchored at all (`media.mode` is not `never`).
+    /// Count a message refused for a media reason (`edge_media_refused_total{reason}`).
+    pub fn count_refused(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.refused.with_label_values(&[reason]).inc();
+        }
+    }
+
     pub fn anchoring(&self) -> bool {
         self.cfg.mode != MediaMode::Never
     }
@@ -379,7 +392,7 @@ impl MediaDialogs {
                 );
                 Step::unchanged(Vec::new())
             }
-            (Some(body), Some(sender)) => self.sdp(&k, body, sender, &ev.kind, now),
+            (Some(body), Some(sender)) => self.sdp(&k, body, sender, ev, now),
             _ => Step::unchanged(Vec::new()),
         }
     }
@@ -637,9 +650,37 @@ impl MediaDialogs {
         }
     }
 
+    /// An SDP with more streams than `media.max_streams_per_sdp`: nothing is sent to the relay
+    /// (a few such INVITEs would otherwise hold the whole port range). A new call is forgotten
+    /// at once; the message is refused (`488`) when it is a request.
+    fn too_many_streams(&mut self, k: &str, ev: &SipEvent<'_>, streams: usize) -> Step {
+        tracing::info!(
+            call_id = ev.call_id,
+            streams,
+            limit = self.cfg.max_streams,
+            "SDP with too many media streams: not anchored"
+        );
+        if self
+            .calls
+            .get(k)
+            .is_some_and(|c| c.relay.is_none() && c.ops.is_empty())
+        {
+            self.calls.remove(k);
+            self.gauges();
+        }
+        Step {
+            body: BodyAction::Refuse {
+                status: 488,
+                reason: "Not Acceptable Here (too many media streams)",
+            },
+            send: Vec::new(),
+        }
+    }
+
     /// An SDP from party `sender` in an anchored call: offer → U, answer → L.
-    fn sdp(&mut self, k: &str, body: &[u8], sender: &str, kind: &SipKind, now: Instant) -> Step {
+    fn sdp(&mut self, k: &str, body: &[u8], sender: &str, ev: &SipEvent<'_>, now: Instant) -> Step {
         let _ = now;
+        let kind = &ev.kind;
         let sdp = match Sdp::parse(body) {
             Ok(s) => s,
             Err(e) => {
@@ -647,6 +688,10 @@ impl MediaDialogs {
                 return Step::unchanged(Vec::new());
             }
         };
+        let streams = sdp.media().iter().filter(|s| s.relayable()).count();
+        if streams > self.cfg.max_streams {
+            return self.too_many_streams(k, ev, streams);
+        }
         let Some(call) = self.calls.get_mut(k) else {
             return Step::unchanged(Vec::new());
         };
@@ -686,7 +731,8 @@ impl MediaDialogs {
         }
         let mut commands = Vec::new();
         for s in sdp.media().iter().filter(|s| s.relayable()) {
-            let addr = s.connection.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let signalled = s.connection.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let addr = policy::media_address(signalled, &ev.sender);
             let n = u32::try_from(s.index + 1).unwrap_or(u32::MAX);
             let call_id = CallId::new(call.call_id.clone());
             let command = match &answer {

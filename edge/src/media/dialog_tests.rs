@@ -14,6 +14,7 @@ fn cfg(mode: MediaMode) -> DialogConfig {
         max_duration: Duration::from_secs(3600),
         early_timeout: Duration::from_secs(200),
         relay_ips: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        max_streams: 8,
     }
 }
 
@@ -150,6 +151,7 @@ impl World {
             sender: Peer {
                 source: "198.51.100.9".parse().unwrap(),
                 nated,
+                access: false,
             },
             target_nated: false,
         };
@@ -755,6 +757,7 @@ fn call_ids_and_tags_that_would_break_a_command_are_left_alone() {
             sender: Peer {
                 source: "198.51.100.9".parse().unwrap(),
                 nated: false,
+                access: false,
             },
             target_nated: false,
         };
@@ -834,7 +837,7 @@ mod random {
                             to_tag: to,
                             kind,
                             sdp: with.then_some(&body[..]),
-                            sender: Peer { source: "198.51.100.9".parse().unwrap(), nated: false },
+                            sender: Peer { source: "198.51.100.9".parse().unwrap(), nated: false, access: false },
                             target_nated: false,
                         };
                         flight.extend(w.d.on_message(&ev, w.now).send);
@@ -906,6 +909,7 @@ fn cost_per_call() {
                 sender: Peer {
                     source: "198.51.100.9".parse().unwrap(),
                     nated: false,
+                    access: false,
                 },
                 target_nated: false,
             };
@@ -979,4 +983,82 @@ fn call_crossing_the_edge_twice_is_anchored_once() {
     // Once the call is gone its relay ports are forgotten: a later SDP naming them (a new
     // call that got the same ports) is anchored as usual.
     assert!(w.d.anchored.is_empty());
+}
+
+/// Issue 9: a phone's private SDP address is replaced by its signalling source in the relay
+/// command (the relay then latches only that IP); the core's SDP is taken as it is.
+#[test]
+fn access_phones_give_the_relay_their_source_ip() {
+    let mut w = World::new(MediaMode::Always);
+    let phone = |nated| Peer {
+        source: "198.51.100.9".parse().unwrap(),
+        nated,
+        access: true,
+    };
+    let ev = SipEvent {
+        call_id: CALL,
+        from_tag: CALLER,
+        to_tag: None,
+        kind: req(Method::Invite),
+        sdp: Some(&sdp("192.168.1.10", &[4000])),
+        sender: phone(false),
+        target_nated: false,
+    };
+    let step = w.d.on_message(&ev, w.now);
+    w.pump(step.send);
+    // The core answers from a private media gateway: kept.
+    w.relayed(
+        resp(200, Method::Invite),
+        Some(CALLEE),
+        CALLER,
+        &sdp("10.20.0.7", &[5000]),
+    );
+    assert_eq!(
+        commands(&w),
+        [
+            format!("0:U {CALL} 198.51.100.9 4000 {CALLER};1"),
+            format!("0:L {CALL} 10.20.0.7 5000 {CALLER};1 {CALLEE};1"),
+        ]
+    );
+}
+
+/// Issue 9: an SDP with more streams than `max_streams` opens nothing on the relay and the
+/// request is refused with 488; the call is not remembered; a normal call still works.
+#[test]
+fn too_many_streams_are_refused_before_any_relay_command() {
+    let mut w = World::new(MediaMode::Always);
+    let ports: Vec<u16> = (0..200).map(|i| 4000 + 2 * i).collect();
+    let step = w.msg(
+        req(Method::Invite),
+        None,
+        CALLER,
+        Some(&sdp("10.0.0.5", &ports)),
+    );
+    assert_eq!(
+        step.body,
+        BodyAction::Refuse {
+            status: 488,
+            reason: "Not Acceptable Here (too many media streams)"
+        }
+    );
+    assert!(step.send.is_empty());
+    assert_eq!((w.d.dialogs(), w.d.sessions()), (0, 0));
+    // Exactly at the limit is fine.
+    let offer = w.relayed(
+        req(Method::Invite),
+        None,
+        CALLER,
+        &sdp("10.0.0.5", &ports[..8]),
+    );
+    assert!(offer.contains("c=IN IP4 203.0.113.1\r\n"));
+    assert_eq!(w.d.sessions(), 8);
+    // A re-INVITE of the call that grows it past the limit is refused too; the call stays.
+    let step = w.msg(
+        req(Method::Invite),
+        Some(CALLEE),
+        CALLER,
+        Some(&sdp("10.0.0.5", &ports[..9])),
+    );
+    assert!(matches!(step.body, BodyAction::Refuse { status: 488, .. }));
+    assert_eq!(w.d.dialogs(), 1);
 }

@@ -63,6 +63,7 @@ mod tests {
         Peer {
             source: "192.0.2.1".parse().unwrap(),
             nated: true,
+            access: true,
         }
     }
 

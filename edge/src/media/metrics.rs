@@ -23,6 +23,10 @@ pub struct MediaMetrics {
     pub failures: IntCounterVec,
     /// `edge_relays_up`: relays currently considered up.
     pub relays_up: IntGauge,
+    /// `edge_media_refused_total{reason}`: messages refused for media reasons:
+    /// `too_many_streams` (488, `media.max_streams_per_sdp`), `relay_failure` (503 while no
+    /// relay answers, `media.on_relay_failure = "reject"`).
+    pub refused: IntCounterVec,
 }
 
 impl MediaMetrics {
@@ -34,6 +38,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.command_seconds.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.relays_up.clone()))?;
+        registry.register(Box::new(m.refused.clone()))?;
         Ok(m)
     }
 
@@ -58,6 +63,13 @@ impl MediaMetrics {
                 &["reason"],
             )?,
             relays_up: IntGauge::new("edge_relays_up", "Relays currently considered up")?,
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "edge_media_refused_total",
+                    "SIP messages refused for media reasons",
+                ),
+                &["reason"],
+            )?,
         })
     }
 }

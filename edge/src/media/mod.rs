@@ -20,7 +20,7 @@
 //!
 //! for each INVITE/ACK/BYE/CANCEL/UPDATE/PRACK request the proxy forwards, and each
 //! response to INVITE/UPDATE/PRACK it forwards upstream (final ones: the chosen best one):
-//!     ev   = media::sip_event(&msg, Peer { source, nated }, target_nated)   (None: skip)
+//!     ev   = media::sip_event(&msg, Peer { source, nated, access }, target_nated)   (None: skip)
 //!     step = dialogs.on_message(&ev, now)
 //!     for r in step.send: spawn { result = relays.command(r.command, r.target).await;
 //!                                 feed (r.id, result) back to the proxy task }

@@ -19,6 +19,25 @@ pub struct Peer {
     /// The NAT test said this peer is behind NAT (RFC 3581 received/rport differ from Via,
     /// private address in Contact or SDP, ...).
     pub nated: bool,
+    /// An access-side peer (a phone): its SDP addresses are not trusted as they stand.
+    pub access: bool,
+}
+
+/// The address to give the relay for a stream whose SDP says `sdp` (the c= address), sent by
+/// `sender`. For a NATed phone, or any phone whose SDP names a private, loopback or unspecified
+/// address, it is the signalling's source IP (rtpproxy without its `r` flag; rtpengine's
+/// `SIP-source-address`): the relay then latches strictly to that IP, and a stranger who sprays
+/// the relay's ports gets nothing (RTP bleed, issue 9). From the core the SDP is taken as it is:
+/// the carrier's own network may well use private addresses.
+pub fn media_address(sdp: IpAddr, sender: &Peer) -> IpAddr {
+    if sender.access && (sender.nated || crate::nat::is_private(sdp)) {
+        match sender.source {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+            v4 => v4,
+        }
+    } else {
+        sdp
+    }
 }
 
 /// What to do with one call (decided at its initial INVITE) or one SDP (mode `never`).
@@ -60,7 +79,38 @@ mod tests {
         Peer {
             source: "198.51.100.9".parse().unwrap(),
             nated,
+            access: true,
         }
+    }
+
+    #[test]
+    fn media_address_is_the_source_for_phones_that_cannot_be_trusted() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let core = Peer {
+            access: false,
+            ..peer(true)
+        };
+        let table = [
+            // (SDP address, sender, relay address)
+            ("192.168.1.10", peer(true), "198.51.100.9"),
+            ("192.168.1.10", peer(false), "198.51.100.9"),
+            ("0.0.0.0", peer(false), "198.51.100.9"),
+            ("203.0.113.7", peer(true), "198.51.100.9"),
+            ("203.0.113.7", peer(false), "203.0.113.7"),
+            ("10.1.2.3", core, "10.1.2.3"),
+        ];
+        for (sdp, sender, want) in table {
+            assert_eq!(
+                media_address(ip(sdp), &sender),
+                ip(want),
+                "{sdp} {sender:?}"
+            );
+        }
+        let v6 = Peer {
+            source: ip("::ffff:198.51.100.9"),
+            ..peer(true)
+        };
+        assert_eq!(media_address(ip("10.0.0.1"), &v6), ip("198.51.100.9"));
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn fix_contact(msg: &Message, src: &Source, edit: &mut Edit<'_>) -> bool {
 
 /// NAT test for the sender of `msg` (RFC 3581 and nathelper's usual checks): the top Via's
 /// sent-by is not where the packet came from (requests), or the Contact names a private
-/// address that is not the source.
+/// address that is not the source. `access` is left false: the caller knows the side.
 pub fn sender(msg: &Message, src: IpAddr) -> crate::media::Peer {
     let via_differs = msg.is_request()
         && msg.top_via().ok().is_some_and(|v| {
@@ -166,6 +166,7 @@ pub fn sender(msg: &Message, src: IpAddr) -> crate::media::Peer {
     crate::media::Peer {
         source: src,
         nated: via_differs || private_contact,
+        access: false,
     }
 }
 

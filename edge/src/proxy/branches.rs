@@ -96,6 +96,7 @@ impl Proxy {
         let sender = self.responder.unwrap_or(Peer {
             source: ctx.src.remote.ip(),
             nated: false,
+            access: false,
         });
         match anchor::step(
             &mut self.media,
@@ -105,7 +106,8 @@ impl Proxy {
             now,
             &mut self.relay_out,
         ) {
-            BodyAction::Unchanged => Some(act),
+            // A response cannot be refused; its streams answer an offer already limited.
+            BodyAction::Unchanged | BodyAction::Refuse { .. } => Some(act),
             BodyAction::Replace(body) => Some(match act {
                 Action::Forward(b) => {
                     Action::Forward(anchor::bytes_with_body(&b, &body, &self.limits))

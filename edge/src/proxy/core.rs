@@ -112,6 +112,8 @@ pub struct Proxy {
     /// messages parked until the relay answers.
     media: MediaDialogs,
     reject_on_relay_failure: bool,
+    /// The last relay command failed (an outage is logged once, at its start and end).
+    relay_outage: bool,
     relay_out: Vec<RelayRequest>,
     parked: IdMap<u64, Parked>,
     /// The sender of the response being processed (for media policy).
@@ -163,6 +165,7 @@ impl Proxy {
             absorbed_seen: 0,
             media: MediaDialogs::new(DialogConfig::from_config(&cfg.media), media_metrics),
             reject_on_relay_failure: cfg.media.on_relay_failure == config::RelayFailure::Reject,
+            relay_outage: false,
             relay_out: Vec::new(),
             parked: IdMap::default(),
             responder: None,
@@ -221,9 +224,28 @@ impl Proxy {
     /// Continue a parked message with the relay's outcome.
     fn resume(&mut self, p: Parked, outcome: Outcome, now: Instant) {
         let body = match outcome {
-            Outcome::Rewrite(body) => Some(body),
+            Outcome::Rewrite(body) => {
+                if std::mem::take(&mut self.relay_outage) {
+                    tracing::info!("media relay answers again");
+                }
+                Some(body)
+            }
             Outcome::Failed(e) => {
-                tracing::warn!(error = %e, "media relay failed");
+                // Once per outage at warn; every failed call is counted in the metrics.
+                if std::mem::replace(&mut self.relay_outage, true) {
+                    tracing::debug!(error = %e, "media relay failed");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        reject = self.reject_on_relay_failure,
+                        "media relay failed: new calls are {} until it answers again",
+                        if self.reject_on_relay_failure {
+                            "refused with 503"
+                        } else {
+                            "forwarded unanchored"
+                        }
+                    );
+                }
                 None
             }
         };
@@ -239,16 +261,9 @@ impl Proxy {
                         }
                     }
                     None if self.reject_on_relay_failure => {
-                        let (tx, req) = (c.server_tx, c.request.clone());
-                        self.contexts.remove(&ctx);
-                        self.server_ctx.remove(&tx);
-                        self.respond_local(
-                            tx,
-                            &req,
-                            500,
-                            "Server Internal Error (media relay)",
-                            now,
-                        );
+                        let reason = "Service Unavailable (media relay)";
+                        self.media.count_refused("relay_failure");
+                        self.refuse_ctx(ctx, 503, reason, now);
                         return;
                     }
                     None => {}
@@ -278,6 +293,16 @@ impl Proxy {
                 self.forward_stateless_now(msg, src, now);
             }
         }
+    }
+
+    /// End context `ctx` before any branch started: answer its request with `status` here.
+    fn refuse_ctx(&mut self, ctx: u64, status: u16, reason: &str, now: Instant) {
+        let Some(c) = self.contexts.remove(&ctx) else {
+            return;
+        };
+        self.reg_forget(ctx);
+        self.server_ctx.remove(&c.server_tx);
+        self.respond_local(c.server_tx, &c.request, status, reason, now);
     }
 
     /// Live transactions (for the gauge and the limit).
@@ -564,14 +589,22 @@ impl Proxy {
                 loop_hash,
             },
         );
+        // Media policy `nat`: a call toward a binding that registered through a NAT is
+        // anchored too, not only one from a NATed caller (issue 9).
+        let target_nated = self.reg_hops_nated(id);
         let action = media_step(
             &mut self.media,
             &mut self.relay_out,
             &self.contexts[&id].request,
-            &src,
+            (&src, side),
+            target_nated,
             now,
         );
         match action {
+            BodyAction::Refuse { status, reason } => {
+                self.media.count_refused("too_many_streams");
+                self.refuse_ctx(id, status, reason, now);
+            }
             BodyAction::Unchanged => self.apply(id, acts, now),
             BodyAction::Replace(body) => self.resume(
                 Parked::Request { ctx: id, acts },
@@ -598,7 +631,15 @@ impl Proxy {
             self.respond_local(cancel_tx, &msg, 200, "OK", now);
         }
         // The relay session of a cancelled call is freed (D); a CANCEL has no body to rewrite.
-        let _ = media_step(&mut self.media, &mut self.relay_out, &msg, &src, now);
+        let side = self.policy.side(&src);
+        let _ = media_step(
+            &mut self.media,
+            &mut self.relay_out,
+            &msg,
+            (&src, side),
+            false,
+            now,
+        );
         let Some(&id) = self.server_ctx.get(&invite_tx) else {
             return;
         };
@@ -711,24 +752,22 @@ fn server_key(msg: &Message, method: &Method) -> Option<ServerKey> {
     ))
 }
 
-/// Media anchoring's view of a request from `src` (its sender's NAT test included); relay
-/// commands are queued in `out` for the shell. Takes the fields, not the proxy, so a request
-/// kept in a context can be passed without a copy.
-fn media_step(
+/// Media anchoring's view of a request from `src` on `side` (its sender's NAT test included);
+/// relay commands are queued in `out` for the shell. Takes the fields, not the proxy, so a
+/// request kept in a context can be passed without a copy.
+pub(super) fn media_step(
     media: &mut MediaDialogs,
     out: &mut Vec<RelayRequest>,
     msg: &Message,
-    src: &Source,
+    (src, side): (&Source, Side),
+    target_nated: bool,
     now: Instant,
 ) -> BodyAction {
-    anchor::step(
-        media,
-        msg,
-        nat::sender(msg, src.remote.ip()),
-        false,
-        now,
-        out,
-    )
+    let sender = Peer {
+        access: side == Side::Access,
+        ..nat::sender(msg, src.remote.ip())
+    };
+    anchor::step(media, msg, sender, target_nated, now, out)
 }
 
 fn locals_hp(a: &SocketAddr, cfg: &EdgeConfig) -> String {

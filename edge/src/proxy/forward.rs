@@ -7,8 +7,20 @@ impl Proxy {
     /// Forward without a transaction: ACK for 2xx (§16.11 rules, RFC 6026), and a CANCEL that
     /// matches nothing (§16.10).
     pub(super) fn forward_stateless(&mut self, msg: Message, src: Source, now: Instant) {
-        match media_step(&mut self.media, &mut self.relay_out, &msg, &src, now) {
-            BodyAction::Unchanged => self.forward_stateless_now(msg, src, now),
+        let side = self.policy.side(&src);
+        match media_step(
+            &mut self.media,
+            &mut self.relay_out,
+            &msg,
+            (&src, side),
+            false,
+            now,
+        ) {
+            // An ACK or stray CANCEL cannot be answered: its SDP answers an offer that was
+            // already limited, so it goes on as it is.
+            BodyAction::Unchanged | BodyAction::Refuse { .. } => {
+                self.forward_stateless_now(msg, src, now)
+            }
             BodyAction::Replace(body) => {
                 let msg = anchor::with_body(&msg, &body, &self.limits).unwrap_or(msg);
                 self.forward_stateless_now(msg, src, now);

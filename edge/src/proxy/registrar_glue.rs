@@ -57,6 +57,8 @@ pub(super) struct TargetHop {
     pub(super) uri: Bytes,
     dest: Dest,
     route: Vec<String>,
+    /// The binding registered through a NAT (media policy `nat` anchors calls toward it).
+    pub(super) nated: bool,
 }
 
 /// What the registrar decided about a new request.
@@ -265,6 +267,7 @@ impl Proxy {
                 uri: Bytes::from(t.request_uri),
                 dest: t.dest,
                 route: t.route,
+                nated: t.binding.nated,
             })
             .collect();
         tracing::debug!(
@@ -342,6 +345,14 @@ impl Proxy {
         if !plan.hops.is_empty() {
             self.reg.hops.insert(id, plan.hops);
         }
+    }
+
+    /// Whether any lookup target of context `id` registered through a NAT.
+    pub(super) fn reg_hops_nated(&self, id: u64) -> bool {
+        self.reg
+            .hops
+            .get(&id)
+            .is_some_and(|v| v.iter().any(|h| h.nated))
     }
 
     /// The flow of a lookup target, as its branch's hop.

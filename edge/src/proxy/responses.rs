@@ -5,7 +5,10 @@ use super::*;
 
 impl Proxy {
     pub(super) fn on_response(&mut self, msg: Message, src: Source, now: Instant) {
-        self.responder = Some(nat::sender(&msg, src.remote.ip()));
+        self.responder = Some(Peer {
+            access: self.policy.side(&src) == Side::Access,
+            ..nat::sender(&msg, src.remote.ip())
+        });
         let status = msg.status().unwrap_or(0);
         self.metrics.response(status, "in");
         let (Ok(via), Ok(cseq)) = (msg.top_via(), msg.cseq()) else {

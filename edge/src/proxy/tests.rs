@@ -1680,3 +1680,6 @@ fn ack_of_a_stateless_reject_ends_at_the_edge() {
     let out = h.recv(PHONE, other.as_bytes());
     assert_eq!(only_to(&out, CORE).len(), 1);
 }
+
+#[path = "media_tests.rs"]
+mod media;

@@ -44,6 +44,7 @@ pub async fn message(
         sender: Peer {
             source: "127.0.0.1".parse().unwrap(),
             nated: false,
+            access: false,
         },
         target_nated: false,
     };
