@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 use config::MediaMode;
 use edge::media::{
     ClientConfig, DialogConfig, MediaDialogs, Outcome, RelayHandle, SipKind, Target,
@@ -58,7 +60,7 @@ fn start_rtpengine() -> Option<(Daemon, SocketAddr)> {
     match child {
         Ok(c) => Some((Daemon(c), SocketAddr::from(([127, 0, 0, 1], control)))),
         Err(e) => {
-            eprintln!("SKIP: cannot start rtpengine ({e})");
+            skip::skip("media_rtpengine", format!("cannot start rtpengine ({e})"));
             None
         }
     }

@@ -5,6 +5,8 @@
 //! socket (one command per connection, no newline).
 //! Skips (passes with a message) when `kamailio` or `sipp` is not installed.
 
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 use config::ControlConfig;
 use prometheus::Registry;
 use rtprelay::control::fake::{FakeBackend, FakeCalls};
@@ -135,7 +137,10 @@ async fn kamailio_call(unix: bool) {
         || !installed("sipp")
         || !Path::new(MODULES).join("rtpproxy.so").exists()
     {
-        eprintln!("skipped: kamailio (with rtpproxy.so) or sipp not installed");
+        skip::skip(
+            "kamailio_call",
+            "kamailio (with rtpproxy.so) or sipp not installed (packages kamailio, sip-tester)",
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("rtprelay-kam-{}-{unix}", std::process::id()));

@@ -3,6 +3,8 @@
 //! verify much); run with
 //! `cargo test --release -p rtprelay --test datapath_blast -- --ignored --nocapture`.
 
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 use config::{DatapathKind, MediaConfig};
 use rtprelay::backend::{LegSpec, MediaBackend};
 use rtprelay::media;
@@ -201,7 +203,7 @@ fn relay_run(
     let mut m = match media::start(&cfg) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("SKIP {name}: {e}");
+            skip::skip(name, e);
             return None;
         }
     };

@@ -2,6 +2,8 @@
 //! (checked by counting this process's open descriptors; one test per file so nothing else
 //! opens descriptors meanwhile).
 
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 use config::{DatapathKind, MediaConfig};
 use rtprelay::backend::{LegSpec, MediaBackend};
 use rtprelay::media;
@@ -35,7 +37,10 @@ fn start_stop_releases_descriptors_and_ports() {
             let mut m = match media::start(&cfg) {
                 Ok(m) => m,
                 Err(media::StartError::IoUring(e)) => {
-                    eprintln!("SKIP io_uring: {e}");
+                    skip::skip(
+                        "start_stop_releases_descriptors_and_ports",
+                        format!("io_uring: {e}"),
+                    );
                     break;
                 }
                 Err(e) => panic!("start: {e}"),

@@ -1,6 +1,8 @@
 //! End-to-end tests of the media plane on loopback, run against BOTH datapaths (the io_uring
 //! ones skip with a message when io_uring cannot be set up here).
 
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 use config::{DatapathKind, MediaConfig};
 use rtprelay::backend::{BackendError, LegId, LegSpec, MediaBackend};
 use rtprelay::datapath::Kind;
@@ -37,7 +39,10 @@ fn start(c: &MediaConfig) -> Option<Media> {
             Some(m)
         }
         Err(StartError::IoUring(e)) => {
-            eprintln!("SKIP: io_uring datapath cannot be set up here: {e}");
+            skip::skip(
+                "datapath_relay",
+                format!("the io_uring datapath cannot be set up here: {e}"),
+            );
             None
         }
         Err(e) => panic!("media start failed: {e}"),
@@ -436,7 +441,7 @@ fn idle_shard_does_not_spin(kind: DatapathKind, port_min: u16) {
 /// Legs bound on ::1 relay IPv6 (sockaddr_in6 through both shells).
 fn ipv6_legs(kind: DatapathKind, port_min: u16) {
     let Ok(pa) = UdpSocket::bind("[::1]:0") else {
-        eprintln!("SKIP: no ::1 here");
+        skip::skip("datapath_relay ipv6_legs", "no ::1 on this machine");
         return;
     };
     let pb = UdpSocket::bind("[::1]:0").expect("::1 b");

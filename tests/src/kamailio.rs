@@ -22,7 +22,10 @@ pub fn kamailio_dir() -> PathBuf {
 /// The edge test tools, or `None` after saying why the test is skipped.
 pub fn tools_or_skip(test: &str) -> Option<EdgeTools> {
     if !Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        crate::skip::skip(
+            test,
+            format!("{KAMAILIO} not found (install the kamailio package)"),
+        );
         return None;
     }
     edge_tools_or_skip(test)

@@ -24,6 +24,7 @@ pub mod relay;
 pub mod rtpengine;
 pub mod sip_probe;
 pub mod sipp;
+pub mod skip;
 pub mod tools;
 pub mod workdir;
 

@@ -272,7 +272,7 @@ impl Relay {
 pub fn relay_or_skip(test: &str) -> Option<PathBuf> {
     let found = crate::tools::workspace_bin("rtprelay");
     if found.is_none() {
-        eprintln!("SKIP {test}: rtprelay binary not found next to the test executable (run `cargo build -p rtprelay` first)");
+        crate::skip::skip(test, "rtprelay binary not found next to the test executable (run `cargo build -p rtprelay` first)");
     }
     found
 }

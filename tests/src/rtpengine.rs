@@ -15,7 +15,10 @@ pub const RTPENGINE: &str = "/usr/bin/rtpengine";
 pub fn available(test: &str) -> bool {
     let found = Path::new(RTPENGINE).is_file();
     if !found {
-        eprintln!("SKIP {test}: {RTPENGINE} not installed (Debian package rtpengine-daemon)");
+        crate::skip::skip(
+            test,
+            format!("{RTPENGINE} not installed (Debian package rtpengine-daemon)"),
+        );
     }
     found
 }

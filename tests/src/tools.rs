@@ -1,7 +1,8 @@
 //! Locating the programs the tests run: SIPp on the PATH, the workspace's own binaries in the
 //! cargo target directory of the running test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// SIPp, from `$E2E_SIPP`, `/usr/bin/sipp` or the PATH.
 pub fn sipp() -> Option<PathBuf> {
@@ -25,7 +26,42 @@ pub fn workspace_bin(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let profile_dir = exe.parent()?.parent()?;
     let candidate = profile_dir.join(name);
-    candidate.is_file().then_some(candidate)
+    if !candidate.is_file() {
+        return None;
+    }
+    assert_fresh(&candidate);
+    Some(candidate)
+}
+
+/// The end-to-end tests must run the binaries of the tree under test, never an old build left in
+/// `target/`: a binary older than any source file cargo built it from (its dep-info file,
+/// `target/<profile>/<name>.d`, lists them) fails the test, with the command that fixes it.
+fn assert_fresh(bin: &Path) {
+    let Some(built) = modified(bin) else {
+        return;
+    };
+    let Ok(dep_info) = std::fs::read_to_string(bin.with_extension("d")) else {
+        return;
+    };
+    // `target: src1 src2 ...`; spaces inside paths are escaped as `\ `.
+    let deps = dep_info.split_once(": ").map_or("", |(_, d)| d);
+    let newer = deps
+        .replace("\\ ", "\u{0}")
+        .split_whitespace()
+        .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
+        .find(|p| modified(p).is_some_and(|t| t > built));
+    if let Some(p) = newer {
+        panic!(
+            "{} is older than {}: run `cargo build --workspace --bins` (the end-to-end tests \
+             never run a stale binary)",
+            bin.display(),
+            p.display()
+        );
+    }
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 /// Where the SIPp scenarios live: `<workspace>/bench/sipp/<file>`.
@@ -52,11 +88,11 @@ pub struct EdgeTools {
 
 pub fn edge_tools_or_skip(test: &str) -> Option<EdgeTools> {
     let Some(sipp) = sipp() else {
-        eprintln!("SKIP {test}: sipp not found (install the sip-tester package)");
+        crate::skip::skip(test, "sipp not found (install the sip-tester package)");
         return None;
     };
     let Some(edge) = workspace_bin("edge") else {
-        eprintln!("SKIP {test}: edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
+        crate::skip::skip(test, "edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
         return None;
     };
     Some(EdgeTools { sipp, edge })
@@ -66,7 +102,7 @@ pub fn edge_tools_or_skip(test: &str) -> Option<EdgeTools> {
 pub fn edge_or_skip(test: &str) -> Option<PathBuf> {
     let found = workspace_bin("edge");
     if found.is_none() {
-        eprintln!("SKIP {test}: edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
+        crate::skip::skip(test, "edge binary not found next to the test executable (run `cargo build --workspace --bins` first)");
     }
     found
 }
@@ -74,7 +110,7 @@ pub fn edge_or_skip(test: &str) -> Option<PathBuf> {
 pub fn sipp_or_skip(test: &str) -> Option<PathBuf> {
     let found = sipp();
     if found.is_none() {
-        eprintln!("SKIP {test}: sipp not found (install the sip-tester package)");
+        crate::skip::skip(test, "sipp not found (install the sip-tester package)");
     }
     found
 }

@@ -18,7 +18,10 @@ const DOMAIN: &str = "example.test";
 
 fn tools(test: &str) -> bool {
     if !std::path::Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        e2e::skip::skip(
+            test,
+            format!("{KAMAILIO} not found (install the kamailio package)"),
+        );
         return false;
     }
     baresip::available(test)

@@ -62,7 +62,10 @@ struct Tools {
 fn tools_or_skip(test: &str, with_edge: bool) -> Option<Tools> {
     let linphonec = linphonec_or_skip(test)?;
     if !Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        e2e::skip::skip(
+            test,
+            format!("{KAMAILIO} not found (install the kamailio package)"),
+        );
         return None;
     }
     let (edge, relay) = if with_edge {

@@ -56,7 +56,10 @@ struct Tools {
 
 fn tools_or_skip(test: &str) -> Option<Tools> {
     if !std::path::Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        e2e::skip::skip(
+            test,
+            format!("{KAMAILIO} not found (install the kamailio package)"),
+        );
         return None;
     }
     if !baresip::available(test) {
@@ -353,7 +356,7 @@ fn natted_phone_reached_after_conntrack_timeout() {
     let test = "natted_phone_reached_after_conntrack_timeout";
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root for network namespaces and iptables");
+        e2e::skip::skip(test, "needs root for network namespaces and iptables");
         return;
     }
     let Some(tools) = tools_or_skip(test) else {

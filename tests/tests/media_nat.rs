@@ -22,7 +22,7 @@ const CORE_IP: &str = "198.18.0.2";
 fn audio_reaches_a_natted_phone_through_the_relay() {
     let test = "audio_reaches_a_natted_phone_through_the_relay";
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root for network namespaces and iptables");
+        e2e::skip::skip(test, "needs root for network namespaces and iptables");
         return;
     }
     let (Some(edge), Some(sipp), Some(relay)) = (

@@ -91,7 +91,10 @@ struct Observed {
 
 fn nat_call(test: &str, variant: char, natping_interval_s: u32) -> Option<(Observed, WorkDir)> {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root for network namespaces, iptables and sysctl");
+        e2e::skip::skip(
+            test,
+            "needs root for network namespaces, iptables and sysctl",
+        );
         return None;
     }
     let tools = edge_tools_or_skip(test)?;

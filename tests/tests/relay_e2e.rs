@@ -83,9 +83,12 @@ fn start(test: &str, dir: &WorkDir, datapath: &str) -> Option<Relay> {
     match Relay::start(&bin, dir, &["--datapath", datapath, "--log-level", "debug"]) {
         Ok(r) => Some(r),
         Err(f) if datapath == "io_uring" && f.log.contains("io_uring datapath unavailable") => {
-            eprintln!(
-                "SKIP {test}: the relay reports that io_uring could not be set up:\n{}",
-                f.log
+            e2e::skip::skip(
+                test,
+                format!(
+                    "the relay reports that io_uring could not be set up:\n{}",
+                    f.log
+                ),
             );
             None
         }

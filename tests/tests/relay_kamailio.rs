@@ -147,7 +147,10 @@ fn start_kamailio(
 
 fn tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
     if !Path::new(KAMAILIO).is_file() {
-        eprintln!("SKIP {test}: {KAMAILIO} not found (install the kamailio package)");
+        e2e::skip::skip(
+            test,
+            format!("{KAMAILIO} not found (install the kamailio package)"),
+        );
         return None;
     }
     let relay = relay_or_skip(test)?;

@@ -19,7 +19,10 @@ const SECONDS: u32 = 2;
 fn rtpload_or_skip(test: &str) -> Option<PathBuf> {
     let found = workspace_bin("rtpload");
     if found.is_none() {
-        eprintln!("SKIP {test}: rtpload not found next to the test executable (run `cargo build -p bench` first)");
+        e2e::skip::skip(
+            test,
+            "rtpload not found next to the test executable (run `cargo build -p bench` first)",
+        );
     }
     found
 }
@@ -80,7 +83,7 @@ fn through_rtprelay(datapath: &str) {
     let relay = match Relay::start(&relay_bin, &dir, &["--datapath", datapath]) {
         Ok(r) => r,
         Err(f) if datapath == "io_uring" && f.log.contains("io_uring datapath unavailable") => {
-            eprintln!("SKIP {test}: io_uring could not be set up:\n{}", f.log);
+            e2e::skip::skip(&test, format!("io_uring could not be set up:\n{}", f.log));
             return;
         }
         Err(f) => panic!("rtprelay did not start: {}\n{}", f.message, f.log),
@@ -122,7 +125,7 @@ fn relay_load_rtpengine() {
     let _serial = e2e::heavy_lock();
     let rtpengine = Path::new("/usr/bin/rtpengine");
     if !rtpengine.is_file() {
-        eprintln!("SKIP {test}: /usr/bin/rtpengine not installed");
+        e2e::skip::skip(test, "/usr/bin/rtpengine not installed");
         return;
     }
     let dir = WorkDir::new(test);

@@ -114,7 +114,7 @@ fn flood_from_eight_sources_while_200_calls_per_second_complete() {
         return;
     };
     let Some(flood_bin) = workspace_bin("sipflood") else {
-        eprintln!("SKIP {test}: sipflood not found next to the test executable (run `cargo build -p bench --bin sipflood` first)");
+        e2e::skip::skip(test, "sipflood not found next to the test executable (run `cargo build -p bench --bin sipflood` first)");
         return;
     };
     let _serial = heavy_lock();

@@ -43,13 +43,16 @@ const MODULES: &str = "/usr/lib/baresip/modules";
 /// is skipped.
 pub fn available(test: &str) -> bool {
     if !Path::new(BARESIP).is_file() {
-        eprintln!("SKIP {test}: {BARESIP} not found (install the baresip-core package)");
+        crate::skip::skip(
+            test,
+            format!("{BARESIP} not found (install the baresip-core package)"),
+        );
         return false;
     }
     for m in ["ctrl_tcp", "aufile", "aubridge", "sndfile", "g711", "menu"] {
         let p = Path::new(MODULES).join(format!("{m}.so"));
         if !p.is_file() {
-            eprintln!("SKIP {test}: {} not found (baresip-core)", p.display());
+            crate::skip::skip(test, format!("{} not found (baresip-core)", p.display()));
             return false;
         }
     }

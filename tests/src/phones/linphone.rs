@@ -57,9 +57,12 @@ pub fn linphonec_or_skip(test: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!(
-            "SKIP {test}: {} not found (install the linphone-cli package)",
-            path.display()
+        crate::skip::skip(
+            test,
+            format!(
+                "{} not found (install the linphone-cli package)",
+                path.display()
+            ),
         );
         None
     }
