@@ -15,6 +15,12 @@
 //!
 //! Address `0.0.0.0`/`::` or port 0 (hold, or unknown) leaves the leg's remote unset: the
 //! media plane then waits for the party's first packet to latch (unless `a`).
+//!
+//! The address is what strict latching trusts: a public one lets only its IP latch, a private
+//! one lets the first source latch and gets nothing sent before that. A proxy should therefore
+//! pass a NATed phone's signalling source IP here, not its private SDP address (rules in
+//! `rtprelay/README.md`, "Media-plane rules"). A `U` that adds a stream beyond the call's quota
+//! answers `E83`, a new call beyond the client's quota `E84`.
 
 use super::proto::{ErrorCode, Interface, Modifiers, Reply, Update};
 use super::session::{backend_error, shard_hint, EndReason, SessionManager, Side, Stream};
