@@ -479,8 +479,62 @@ impl Default for LogConfig {
     }
 }
 
+/// Level words `log.level` accepts (case-insensitive); `warning` and `err` are the syslog and
+/// Kamailio spellings of `warn` and `error`.
+pub const LOG_LEVELS: &str = "off, error (err), warn (warning), info, debug, trace";
+
+impl LogConfig {
+    /// The tracing filter for `level`: comma-separated `LEVEL` or `target=LEVEL` directives, with
+    /// the level words normalised. Anything else is an error naming the accepted words (a typo
+    /// must not silently turn logging off, which is what the filter parser does with an unknown
+    /// word: it takes it for a target name).
+    pub fn filter(&self) -> Result<String, ConfigError> {
+        let bad = |what: &str| {
+            ConfigError::invalid(
+                "log.level",
+                format!("`{what}` is not a level; use one of {LOG_LEVELS}, or target=LEVEL"),
+            )
+        };
+        let mut out = Vec::new();
+        for directive in self.level.split(',').map(str::trim) {
+            if directive.is_empty() {
+                continue;
+            }
+            let (target, word) = match directive.rsplit_once('=') {
+                Some((t, w)) if !t.trim().is_empty() => (Some(t.trim()), w.trim()),
+                Some(_) => return Err(bad(directive)),
+                None => (None, directive),
+            };
+            let level = match word.to_ascii_lowercase().as_str() {
+                "off" => "off",
+                "error" | "err" => "error",
+                "warn" | "warning" => "warn",
+                "info" => "info",
+                "debug" => "debug",
+                "trace" => "trace",
+                _ => return Err(bad(word)),
+            };
+            if target.is_some_and(|t| {
+                !t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b))
+            }) {
+                return Err(bad(directive));
+            }
+            out.push(match target {
+                Some(t) => format!("{t}={level}"),
+                None => level.to_string(),
+            });
+        }
+        if out.is_empty() {
+            return Err(bad(&self.level));
+        }
+        Ok(out.join(","))
+    }
+}
+
 impl Validate for EdgeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.log.filter()?;
         self.media.validate()?;
         self.registrar.validate()?;
         if self.sip.listen_udp.is_empty() && self.sip.listen_tcp.is_empty() {
@@ -587,4 +641,34 @@ impl Validate for EdgeConfig {
 /// Shared with rtprelay's config.
 pub(crate) fn admin_default(port: u16) -> AdminConfig {
     AdminConfig::with_port(port)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    fn filter(level: &str) -> Result<String, ConfigError> {
+        LogConfig {
+            level: level.into(),
+            ..LogConfig::default()
+        }
+        .filter()
+    }
+
+    #[test]
+    fn log_levels_are_normalised_or_refused_by_name() {
+        assert_eq!(filter("warning").unwrap(), "warn");
+        assert_eq!(filter("ERR").unwrap(), "error");
+        assert_eq!(
+            filter("info, edge::proxy=Debug").unwrap(),
+            "info,edge::proxy=debug"
+        );
+        for bad in ["warnings", "", "verbose", "edge=loud", "=info", "a b=info"] {
+            let e = filter(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("log.level") && e.contains("warning"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -115,6 +115,7 @@ impl Default for MediaConfig {
 
 impl Validate for RelayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.log.filter()?;
         let m = &self.media;
         if m.port_min < 1024 || m.port_max <= m.port_min {
             return Err(ConfigError::invalid(

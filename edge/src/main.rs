@@ -165,7 +165,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    init_logging(&cfg.log);
+    if let Err(e) = rtprelay::logging::init(&cfg.log) {
+        eprintln!("edge: {e}");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,18 +178,5 @@ fn main() {
     if let Err(e) = local.block_on(&rt, edge::server::run(cfg, metrics)) {
         eprintln!("edge: {e}");
         std::process::exit(1);
-    }
-}
-
-fn init_logging(log: &config::LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
     }
 }

@@ -250,19 +250,72 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         admin = %edge.cfg.admin.listen,
         "edge started"
     );
+    let mut notifier = rtprelay::sd_notify::Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.ready(&format!(
+            "SIP on {:?} {:?}, {} binding(s) loaded",
+            edge.cfg.sip.listen_udp,
+            edge.cfg.sip.listen_tcp,
+            edge.proxy.borrow().registrar().location().len()
+        ));
+    }
+    let mut stop = signals()?;
     // Timers: a 10 ms tick is far finer than T1 (500 ms) and costs ~100 wake-ups/s.
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sync = Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            sig = stop.recv() => {
+                let Some(sig) = sig else { continue };
+                if sig == "SIGHUP" {
+                    tracing::warn!("SIGHUP: configuration reload is not implemented yet; restart the edge to apply a changed file");
+                    continue;
+                }
+                tracing::info!(signal = sig, "stopping: location store flushed, exiting");
+                if let Some(n) = &notifier {
+                    n.stopping("stopping");
+                }
+                edge.persist();
+                return Ok(());
+            }
+        }
         edge.on_tick();
+        // The watchdog is fed from this loop: if it stops turning, systemd restarts the edge.
+        if let Some(n) = notifier.as_mut() {
+            n.watchdog_tick(Instant::now(), true);
+        }
+        rtprelay::sd_notify::test_stall_point();
         if last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();
             edge.persist();
             edge.sweep_rate_limits();
         }
     }
+}
+
+/// SIGTERM, SIGINT and SIGHUP as a stream of names (handlers installed now, so a signal during
+/// startup is not lost; SIGHUP no longer kills the process).
+fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<&'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+    ] {
+        let mut s = signal(kind)?;
+        let tx = tx.clone();
+        tokio::task::spawn_local(async move {
+            while s.recv().await.is_some() {
+                if tx.send(name).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(rx)
 }
 
 /// One task per domain-name core entry: resolve (RFC 3263), hand the targets to the proxy

@@ -156,20 +156,6 @@ fn one_line(e: &ConfigError) -> String {
     }
 }
 
-fn init_logging(cfg: &RelayConfig) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
-        .map_err(|e| format!("invalid value for `log.level`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cfg.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let cfg = match effective_config(&cli) {
@@ -179,7 +165,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&cfg) {
+    if let Err(e) = rtprelay::logging::init(&cfg.log) {
         eprintln!("rtprelay: config error: {e}");
         return ExitCode::from(2);
     }
@@ -204,6 +190,9 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
         "media plane running"
     );
     let stats = media.stats_handle();
+    let shard_stats = media.stats_handle();
+    let shards = media.shard_count();
+    let datapath = media.datapath_kind().as_str();
     let registry = Registry::new();
     let control_metrics =
         ControlMetrics::register(&registry).map_err(|e| format!("metrics: {e}"))?;
@@ -240,18 +229,56 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
                 )
             })?;
         tracing::info!(udp = ?ctl.udp_addr(), unix = ?cfg.control.unix, "control listening");
-        tokio::select! {
+        let mut notifier = rtprelay::sd_notify::Notifier::from_env();
+        if let Some(n) = &notifier {
+            n.ready(&format!(
+                "control {}, {shards} {datapath} shard(s), ports {}-{}",
+                ctl.udp_addr()
+                    .map_or_else(|| "unix".to_string(), |a| a.to_string()),
+                cfg.media.port_min,
+                cfg.media.port_max
+            ));
+        }
+        let result = tokio::select! {
             r = ctl.serve() => r.map_err(|e| format!("control server: {e}")),
+            _ = watchdog(notifier.as_mut(), shard_stats) => Ok(()),
             _ = shutdown => {
                 tracing::info!("shutting down");
                 Ok(())
             }
+        };
+        if let Some(n) = &notifier {
+            n.stopping("shutting down");
         }
+        result
     });
     // Dropping the runtime drops the control server and with it the media plane, whose Drop
     // stops and joins the shard threads.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// `WATCHDOG=1` only while every shard's loop keeps turning (each turns at least every 100 ms
+/// tick when idle) and this control runtime answers: a stuck shard gets the relay restarted.
+/// Never returns.
+async fn watchdog(
+    notifier: Option<&mut rtprelay::sd_notify::Notifier>,
+    stats: rtprelay::media::StatsHandle,
+) {
+    let Some(n) = notifier else {
+        return std::future::pending().await;
+    };
+    let mut last: Vec<u64> = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let now: Vec<u64> = stats.snapshot().iter().map(|s| s.loop_iterations).collect();
+        let moved = last.is_empty()
+            || (now.len() == last.len() && now.iter().zip(&last).all(|(a, b)| a > b));
+        if n.watchdog_tick(std::time::Instant::now(), moved) {
+            last = now;
+        }
+    }
 }
 
 /// SIGTERM or SIGINT. The handlers are installed when this is called (not when the future is
@@ -260,6 +287,14 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP: configuration reload is not implemented yet; restart rtprelay to apply a changed file"
+            );
+        }
+    });
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}

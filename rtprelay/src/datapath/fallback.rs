@@ -218,6 +218,7 @@ impl FallbackShard {
             if now >= next_tick {
                 self.table.expire(now, &mut self.socks);
                 next_tick = now + TICK;
+                crate::sd_notify::test_stall_point();
             }
             self.io.loop_iterations += 1;
             self.ctl

@@ -199,6 +199,7 @@ impl UringShard {
             if now >= st.next_tick {
                 st.table.expire(now, &mut st.socks);
                 st.next_tick = now + TICK;
+                crate::sd_notify::test_stall_point();
             }
             st.io.loop_iterations += 1;
             st.ctl
