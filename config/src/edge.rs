@@ -2,10 +2,10 @@
 
 use crate::{ConfigError, Validate};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
     pub sip: SipConfig,
@@ -19,7 +19,7 @@ pub struct EdgeConfig {
     pub registrar: crate::RegistrarConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
     /// UDP listen addresses (IPv4 or IPv6).
@@ -42,7 +42,7 @@ impl Default for SipConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest SIP message accepted (bytes); larger ones get 513 or are dropped.
@@ -87,7 +87,7 @@ pub struct LimitsConfig {
 }
 
 /// One `limits.source_overrides` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceOverride {
     /// Source network (`ip/prefix`).
@@ -166,7 +166,7 @@ impl LimitsConfig {
 }
 
 /// RFC 3261 §17 timer bases.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimersConfig {
     /// T1: RTT estimate (ms).
@@ -190,7 +190,7 @@ impl Default for TimersConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Core proxies/registrars in order of preference: `ip:port` or a domain name (`name` is
@@ -220,7 +220,7 @@ impl Default for RoutingConfig {
 }
 
 /// Transport of a SIP hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
@@ -377,14 +377,14 @@ impl RoutingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForkingMode {
     Parallel,
     Sequential,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Insert Record-Route so in-dialog requests traverse the edge (needed for NAT traversal).
@@ -433,7 +433,7 @@ impl Default for ProxyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// HTTP listener for `/metrics` and `/health`.
@@ -454,7 +454,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -462,7 +462,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,

@@ -38,7 +38,30 @@ pub fn from_file<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, Confi
     from_str(&text).map_err(|e| e.in_file(path))
 }
 
+/// The effective configuration as TOML (every key, defaults filled in): what `--check-config`
+/// prints. Reading it back gives the same configuration.
+pub fn to_toml<T: serde::Serialize>(cfg: &T) -> Result<String, String> {
+    toml::to_string(cfg).map_err(|e| format!("cannot print the configuration: {e}"))
+}
+
 /// Semantic checks that serde cannot express (ranges, orderings).
 pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
+}
+
+#[cfg(test)]
+mod print_tests {
+    use super::*;
+
+    /// `--check-config` prints every key; reading the print back gives the same config.
+    #[test]
+    fn effective_config_round_trips() {
+        let edge = to_toml(&EdgeConfig::default()).unwrap();
+        let back: EdgeConfig = from_str(&edge).unwrap();
+        assert_eq!(to_toml(&back).unwrap(), edge);
+        assert!(edge.contains("max_streams_per_sdp = 8"), "{edge}");
+        let relay = to_toml(&RelayConfig::default()).unwrap();
+        let back: RelayConfig = from_str(&relay).unwrap();
+        assert_eq!(to_toml(&back).unwrap(), relay);
+    }
 }

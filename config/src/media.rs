@@ -2,11 +2,11 @@
 //! `config/examples/edge.toml` for every key with its default.
 
 use crate::{ConfigError, Validate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// When the edge puts a call's media through a relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaMode {
     /// Every call with SDP is anchored on a relay.
@@ -20,7 +20,7 @@ pub enum MediaMode {
 }
 
 /// What to do with a message whose relay command failed (timeout on every relay, error reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RelayFailure {
     /// Forward the SDP unchanged: a NATed phone's private SDP then reaches the other party,
@@ -34,7 +34,7 @@ pub enum RelayFailure {
 }
 
 /// One relay (rtpproxy protocol over UDP: rtprelay, rtpproxy or rtpengine `--listen-udp`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayTarget {
     /// Control address, e.g. `127.0.0.1:22222`.
@@ -48,7 +48,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeMediaConfig {
     pub mode: MediaMode,

@@ -2,12 +2,12 @@
 //! keepalives). See `config/examples/edge.toml` for every key with its default.
 
 use crate::{ConfigError, Validate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// How REGISTERs from the access side reach the core registrar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrarMode {
     /// Every REGISTER goes to the core; the local binding mirrors the core's 200 OK.
@@ -21,7 +21,7 @@ pub enum RegistrarMode {
 }
 
 /// How mirror mode makes the core route calls through the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InsertionMode {
     /// Rewrite each Contact to `sip:<token>@<edge>`.
@@ -32,7 +32,7 @@ pub enum InsertionMode {
 }
 
 /// What a NAT keepalive is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum NatPingMethod {
     /// A SIP OPTIONS request; a missing answer counts as a failure.
@@ -46,7 +46,7 @@ pub enum NatPingMethod {
 }
 
 /// Per-domain override of the global mode (`[registrar.domains."example.com"]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrarDomain {
     pub mode: Option<RegistrarMode>,
@@ -54,7 +54,7 @@ pub struct RegistrarDomain {
     pub outgoing_expires: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrarConfig {
     pub mode: RegistrarMode,

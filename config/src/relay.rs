@@ -3,10 +3,10 @@
 use crate::edge::{admin_default, AdminConfig, LogConfig};
 use crate::{ConfigError, Validate};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
     pub control: ControlConfig,
@@ -26,7 +26,7 @@ impl Default for RelayConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
     /// rtpproxy protocol over UDP (cookie-framed). rtpproxy's customary port is 22222.
@@ -58,7 +58,7 @@ impl Default for ControlConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DatapathKind {
     /// io_uring when it can be set up, else the recvmmsg/sendmmsg fallback.
@@ -68,7 +68,7 @@ pub enum DatapathKind {
     Fallback,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
     /// Address the media sockets bind to.

@@ -11,6 +11,10 @@ struct Args {
     /// TOML config file (every key optional; see config/examples/edge.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Validate the configuration (file and flags), print it with every default filled in, and
+    /// exit: 0 when valid, 2 when not (like `kamailio -c`).
+    #[arg(long)]
+    check_config: bool,
     /// UDP listen address (repeatable). Any --listen-* flag replaces both listen lists of the file.
     #[arg(long = "listen-udp")]
     listen_udp: Vec<SocketAddr>,
@@ -165,6 +169,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.check_config {
+        match config::to_toml(&cfg) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("edge: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     if let Err(e) = rtprelay::logging::init(&cfg.log) {
         eprintln!("edge: {e}");
         std::process::exit(2);

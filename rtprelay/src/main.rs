@@ -28,6 +28,10 @@ struct Cli {
     /// TOML config file (see config/examples/rtprelay.toml); without it, loopback defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Validate the configuration (file and flags), print it with every default filled in, and
+    /// exit: 0 when valid, 2 when not.
+    #[arg(long)]
+    check_config: bool,
     /// Control protocol over UDP (cookie framed), e.g. 127.0.0.1:22222.
     #[arg(long, value_name = "ADDR")]
     control_udp: Option<SocketAddr>,
@@ -165,6 +169,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check_config {
+        return match config::to_toml(&cfg) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rtprelay: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Err(e) = rtprelay::logging::init(&cfg.log) {
         eprintln!("rtprelay: config error: {e}");
         return ExitCode::from(2);
