@@ -411,6 +411,11 @@ pub struct ProxyConfig {
     /// when missing, mode 0600; relative paths are under the working directory). Keep it
     /// across restarts so that dialogs survive them.
     pub route_secret_file: std::path::PathBuf,
+    /// On SIGTERM the edge drains: new dialog-forming requests and OPTIONS get 503 with
+    /// `Retry-After` of this many seconds, while transactions and anchored calls in progress
+    /// go on, for at most `drain_timeout_s` (0: stop at once).
+    pub drain_timeout_s: u64,
+    pub drain_retry_after_s: u32,
 }
 
 impl Default for ProxyConfig {
@@ -429,6 +434,8 @@ impl Default for ProxyConfig {
                 "Remote-Party-ID".into(),
             ],
             route_secret_file: std::path::PathBuf::from("data/route.secret"),
+            drain_timeout_s: 60,
+            drain_retry_after_s: 30,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct ControlConfig {
     /// Calls one control client (source IP) may hold; a new call beyond is refused with
     /// `E84`. 0: only the relay-wide limit (a quarter of the media ports).
     pub max_sessions_per_client: usize,
+    /// On SIGTERM new calls are refused (`E98`) and streams in progress go on until they end,
+    /// for at most this long (s; 0: stop at once).
+    pub drain_timeout_s: u64,
 }
 
 impl Default for ControlConfig {
@@ -54,6 +57,7 @@ impl Default for ControlConfig {
             reply_cache_s: 30,
             max_streams_per_call: 16,
             max_sessions_per_client: 0,
+            drain_timeout_s: 60,
         }
     }
 }

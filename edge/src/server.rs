@@ -264,6 +264,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sync = Instant::now();
+    let mut drain: Option<Drain> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -273,12 +274,15 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
                     tracing::warn!("SIGHUP: configuration reload is not implemented yet; restart the edge to apply a changed file");
                     continue;
                 }
-                tracing::info!(signal = sig, "stopping: location store flushed, exiting");
-                if let Some(n) = &notifier {
-                    n.stopping("stopping");
+                if drain.is_some() || edge.cfg.proxy.drain_timeout_s == 0 {
+                    return Ok(edge.stop(sig, notifier.as_ref()));
                 }
-                edge.persist();
-                return Ok(());
+                drain = Some(edge.start_drain(sig, notifier.as_ref()));
+            }
+        }
+        if let Some(d) = &drain {
+            if d.done(&edge) {
+                return Ok(edge.stop("drained", notifier.as_ref()));
             }
         }
         edge.on_tick();
@@ -292,6 +296,71 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
             edge.persist();
             edge.sweep_rate_limits();
         }
+    }
+}
+
+/// A graceful stop in progress (SIGTERM): new dialogs are refused, the rest goes on until
+/// nothing is in progress or the deadline.
+struct Drain {
+    deadline: Instant,
+    started: Instant,
+}
+
+impl Drain {
+    fn done(&self, edge: &Edge) -> bool {
+        let (txs, calls) = edge.proxy.borrow().in_progress();
+        if txs == 0 && calls == 0 {
+            tracing::info!(
+                after_ms = self.started.elapsed().as_millis() as u64,
+                "drain complete: no transaction or call left"
+            );
+            return true;
+        }
+        if Instant::now() >= self.deadline {
+            tracing::warn!(
+                transactions = txs,
+                calls,
+                "drain timeout: stopping with these still in progress"
+            );
+            return true;
+        }
+        false
+    }
+}
+
+impl Edge {
+    fn start_drain(&self, sig: &str, notifier: Option<&rtprelay::sd_notify::Notifier>) -> Drain {
+        let p = &self.cfg.proxy;
+        self.proxy.borrow_mut().drain(p.drain_retry_after_s);
+        let (txs, calls) = self.proxy.borrow().in_progress();
+        tracing::info!(
+            signal = sig,
+            transactions = txs,
+            calls,
+            timeout_s = p.drain_timeout_s,
+            "draining: new calls and OPTIONS get 503, calls in progress go on (signal again to stop now)"
+        );
+        if let Some(n) = notifier {
+            n.stopping(&format!("draining: {txs} transactions, {calls} calls"));
+        }
+        let now = Instant::now();
+        Drain {
+            deadline: now + Duration::from_secs(p.drain_timeout_s),
+            started: now,
+        }
+    }
+
+    /// Flush the location store (fsync) and report; the caller returns from `run`.
+    fn stop(&self, why: &str, notifier: Option<&rtprelay::sd_notify::Notifier>) {
+        if let Some(n) = notifier {
+            n.stopping("stopping");
+        }
+        self.persist();
+        tracing::info!(
+            reason = why,
+            bindings = self.proxy.borrow().registrar().location().len(),
+            "stopped: location store flushed"
+        );
     }
 }
 

@@ -255,14 +255,12 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
                 cfg.media.port_max
             ));
         }
+        let drain = std::time::Duration::from_secs(cfg.control.drain_timeout_s);
         let result = tokio::select! {
-            r = ctl.serve() => r.map_err(|e| format!("control server: {e}")),
+            r = ctl.serve_with_drain(shutdown, drain) => r.map_err(|e| format!("control server: {e}")),
             _ = watchdog(notifier.as_mut(), shard_stats) => Ok(()),
-            _ = shutdown => {
-                tracing::info!("shutting down");
-                Ok(())
-            }
         };
+        tracing::info!("stopped");
         if let Some(n) = &notifier {
             n.stopping("shutting down");
         }
@@ -297,12 +295,27 @@ async fn watchdog(
     }
 }
 
-/// SIGTERM or SIGINT. The handlers are installed when this is called (not when the future is
-/// first polled).
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+/// SIGTERM or SIGINT, as stop requests for the control server (the first drains, the second
+/// stops at once; with `control.drain_timeout_s = 0` the first stops). SIGHUP is logged. The
+/// handlers are installed when this is called.
+fn shutdown_signal() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+    ] {
+        let mut s = signal(kind).map_err(|e| format!("{name} handler: {e}"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                tracing::info!(signal = name, "stop requested");
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -311,12 +324,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             );
         }
     });
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
+    Ok(rx)
 }
 
 #[cfg(test)]

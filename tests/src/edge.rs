@@ -178,6 +178,26 @@ impl Edge {
     }
 
     /// Command line, exit status if it died, and the tail of its log.
+    /// The edge's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (a graceful stop: the edge drains) and returns at once.
+    pub fn terminate(&mut self) {
+        if let Some(pid) = self.guard.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) on our own running child's PID.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the edge to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.guard.wait_timeout(timeout)
+    }
+
     pub fn report(&mut self) -> String {
         let state = self.guard.state();
         format!(

@@ -251,6 +251,38 @@ impl Relay {
         self.guard.stop(grace)
     }
 
+    /// Waits at most `timeout` for the relay to exit by itself (no signal sent).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.guard.wait_timeout(timeout)
+    }
+
+    /// Per call (Call-ID) of every stream the relay ended so far: its end reason and the
+    /// packets it received from each party, from the `stream ended` log lines.
+    pub fn ended_streams(&self) -> std::collections::HashMap<String, (String, u64, u64)> {
+        let mut out = std::collections::HashMap::new();
+        for line in self
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("stream ended"))
+        {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .map(|v| v.trim_matches('"').to_string())
+            };
+            let count = |n: &str| field(n).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+            out.insert(
+                field("call_id").unwrap_or_default(),
+                (
+                    field("reason").unwrap_or_default(),
+                    count("a_packets_in"),
+                    count("b_packets_in"),
+                ),
+            );
+        }
+        out
+    }
+
     /// The relay's output so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

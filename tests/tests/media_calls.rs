@@ -104,26 +104,9 @@ fn calls_with_audio_through_edge_and_rtprelay() {
 
     // Every call's relay session ended by the edge's D, with audio both ways.
     let mut per_call = HashMap::new();
-    for line in relay
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("stream ended"))
-    {
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .map(|v| v.trim_matches('"').to_string())
-        };
-        assert_eq!(
-            field("reason").as_deref(),
-            Some("Deleted"),
-            "{test}: {line}"
-        );
-        let count = |n: &str| field(n).and_then(|v| v.parse().ok()).unwrap_or(0u64);
-        per_call.insert(
-            field("call_id").unwrap_or_default(),
-            (count("a_packets_in"), count("b_packets_in")),
-        );
+    for (call, (reason, a, b)) in relay.ended_streams() {
+        assert_eq!(reason, "Deleted", "{test}: {call}");
+        per_call.insert(call, (a, b));
     }
     assert_both_directions(test, &per_call, CALLS);
     let samples = relay.metrics().unwrap_or_else(|e| panic!("{test}: {e}"));

@@ -343,22 +343,41 @@ fn relay_config_error_exits_2_naming_the_key() {
 }
 
 #[test]
-fn relay_sigterm_exits_0_and_frees_its_ports() {
-    let test = "relay_sigterm_exits_0_and_frees_its_ports";
+fn relay_sigterm_drains_then_exits_0_and_frees_its_ports() {
+    let test = "relay_sigterm_drains_then_exits_0_and_frees_its_ports";
     let dir = WorkDir::new(test);
     let Some(mut relay) = start(test, &dir, "auto") else {
         return;
     };
     let u = relay.command("U term-call 127.0.0.1 4000 ftag").unwrap();
     let port = port_of(&u);
-    let status = relay.stop(Duration::from_secs(5));
+    let pid = relay.pid().expect("pid") as libc::pid_t;
+    // SAFETY: a signal to the child this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // Draining: a new call is refused, the call in progress is still served.
+    assert_eq!(
+        relay.command("U new-call 127.0.0.1 4002 ftag").unwrap(),
+        "E98"
+    );
+    assert_eq!(
+        port_of(&relay.command("U term-call 127.0.0.1 4000 ftag").unwrap()),
+        port
+    );
+    // Its end ends the drain: the relay exits 0 by itself.
+    assert_eq!(relay.command("D term-call ftag").unwrap(), "0");
+    let status = relay.wait_exit(Duration::from_secs(5));
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
-        "SIGTERM should end the relay cleanly\n{}",
+        "the drained relay should exit cleanly\n{}",
         relay.log_text()
     );
-    assert!(relay.log_text().contains("shutting down"));
+    assert!(
+        relay.log_text().contains("drain complete"),
+        "{}",
+        relay.log_text()
+    );
     // Control and media sockets are closed with the process.
     UdpSocket::bind(relay.control_addr()).expect("control port still bound");
     UdpSocket::bind(("127.0.0.1", port)).expect("media port still bound");

@@ -114,6 +114,8 @@ pub struct Proxy {
     reject_on_relay_failure: bool,
     /// The last relay command failed (an outage is logged once, at its start and end).
     relay_outage: bool,
+    /// Draining: new dialogs and OPTIONS get 503 with this Retry-After (s).
+    draining: Option<u32>,
     relay_out: Vec<RelayRequest>,
     parked: IdMap<u64, Parked>,
     /// The sender of the response being processed (for media policy).
@@ -166,6 +168,7 @@ impl Proxy {
             media: MediaDialogs::new(DialogConfig::from_config(&cfg.media), media_metrics),
             reject_on_relay_failure: cfg.media.on_relay_failure == config::RelayFailure::Reject,
             relay_outage: false,
+            draining: None,
             relay_out: Vec::new(),
             parked: IdMap::default(),
             responder: None,
@@ -303,6 +306,18 @@ impl Proxy {
         self.reg_forget(ctx);
         self.server_ctx.remove(&c.server_tx);
         self.respond_local(c.server_tx, &c.request, status, reason, now);
+    }
+
+    /// Start draining: from now on new dialog-forming requests and OPTIONS are answered 503
+    /// with `Retry-After: retry_after_s`; everything in progress goes on.
+    pub fn drain(&mut self, retry_after_s: u32) {
+        self.draining = Some(retry_after_s);
+    }
+
+    /// What a drain waits for: transactions without their final response yet, and anchored
+    /// calls (the dialogs the edge knows of; an unanchored dialog keeps no state here).
+    pub fn in_progress(&self) -> (usize, usize) {
+        (self.txs.pending(), self.media.dialogs())
     }
 
     /// Live transactions (for the gauge and the limit).
@@ -460,6 +475,23 @@ impl Proxy {
         if self.txs.len() >= self.max_transactions {
             self.reply_stateless(&msg, &src, 503, "Service Unavailable (transaction limit)");
             return;
+        }
+        // Draining (SIGTERM): nothing new starts here; a load balancer or SRV client moves on
+        // (RFC 3261 §21.5.4 Retry-After). In-dialog requests, CANCEL, ACK and REGISTER go on.
+        if let Some(retry) = self.draining {
+            let initial = msg.to().ok().is_some_and(|t| t.tag().is_none());
+            if method == Method::Options || (initial && is_dialog_forming(Some(&method))) {
+                let retry = retry.to_string();
+                self.metrics.drop("draining");
+                self.reply_stateless_with(
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (draining)",
+                    &[("Retry-After", retry.as_bytes())],
+                );
+                return;
+            }
         }
         let loop_hash = loop_hash(&msg);
         let side = self.policy.side(&src);

@@ -1683,3 +1683,34 @@ fn ack_of_a_stateless_reject_ends_at_the_edge() {
 
 #[path = "media_tests.rs"]
 mod media;
+
+#[test]
+fn draining_refuses_new_dialogs_and_options_but_not_in_dialog_requests() {
+    let mut h = Harness::new();
+    h.proxy.drain(30);
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKd1", ""));
+    let up = only_to(&out, PHONE);
+    assert_eq!(up.len(), 1);
+    let r = parse(&up[0].bytes);
+    assert_eq!(r.status(), Some(503));
+    assert_eq!(r.header("Retry-After"), Some(&b"30"[..]));
+    assert!(only_to(&out, CORE).is_empty());
+    let opts = String::from_utf8(invite("sip:127.0.0.1:5060", "z9hG4bKd2", ""))
+        .unwrap()
+        .replace("INVITE", "OPTIONS");
+    let out = h.recv(PHONE, opts.as_bytes());
+    assert_eq!(status(only_to(&out, PHONE)[0]), 503);
+    // A BYE of a call that exists goes on (here from the core, in-dialog by its To tag).
+    let bye = String::from_utf8(invite("sip:alice@192.0.2.10:40000", "z9hG4bKd3", ""))
+        .unwrap()
+        .replace("INVITE", "BYE")
+        .replace(
+            "To: <sip:bob@example.com>",
+            "To: <sip:bob@example.com>;tag=b1",
+        )
+        .replace("10.1.1.1:5062", CORE);
+    let out = h.recv(CORE, bye.as_bytes());
+    assert_eq!(requests(&out, "BYE").len(), 1, "{out:?}");
+    // The BYE's server and client transactions: what a drain waits for.
+    assert_eq!(h.proxy.in_progress().0, 2);
+}

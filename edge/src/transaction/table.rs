@@ -109,6 +109,27 @@ impl<D: Clone> TransactionTable<D> {
         self.entries.is_empty()
     }
 
+    /// Transactions still waiting for their final response (client: Calling, Trying,
+    /// Proceeding; server: Trying, Proceeding): the ones a graceful stop must let finish. The
+    /// others only absorb retransmissions until their timer ends them. O(n): for rare calls.
+    pub fn pending(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| match &e.kind {
+                Kind::Client { machine, .. } => matches!(
+                    machine.state(),
+                    ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                ),
+                Kind::Server { machine, .. } => {
+                    matches!(
+                        machine.state(),
+                        ServerState::Trying | ServerState::Proceeding
+                    )
+                }
+            })
+            .count()
+    }
+
     /// Cumulative counters.
     pub fn stats(&self) -> TxStats {
         self.stats

@@ -119,6 +119,19 @@ impl Server {
 
     /// Serve until the task is dropped.
     pub async fn serve(self) -> io::Result<()> {
+        let (_keep, stops) = mpsc::unbounded_channel();
+        self.serve_with_drain(stops, Duration::ZERO).await
+    }
+
+    /// Serve; the first message on `stops` starts a drain (new calls are refused with `E98`,
+    /// the streams in progress go on) that returns once no session is left or after
+    /// `drain_timeout`; a second message returns at once.
+    pub async fn serve_with_drain(
+        self,
+        mut stops: mpsc::UnboundedReceiver<()>,
+        drain_timeout: Duration,
+    ) -> io::Result<()> {
+        let mut drain_deadline: Option<Instant> = None;
         let Server {
             udp,
             unix,
@@ -176,6 +189,33 @@ impl Server {
                     let expired = endpoint.tick(backend.as_mut(), Instant::now());
                     metrics.session_timeouts.inc_by(expired as u64);
                     metrics.publish(&endpoint.sessions);
+                }
+                Some(()) = stops.recv() => {
+                    if drain_deadline.is_some() {
+                        tracing::info!(sessions = endpoint.sessions.sessions(), "stop requested again: stopping now");
+                        return Ok(());
+                    }
+                    endpoint.sessions.set_draining(true);
+                    tracing::info!(
+                        sessions = endpoint.sessions.sessions(),
+                        timeout_s = drain_timeout.as_secs(),
+                        "draining: new calls refused (E98), streams in progress go on (signal again to stop now)"
+                    );
+                    drain_deadline = Some(Instant::now() + drain_timeout);
+                }
+            }
+            if let Some(deadline) = drain_deadline {
+                let left = endpoint.sessions.sessions();
+                if left == 0 {
+                    tracing::info!("drain complete: no session left");
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        sessions = left,
+                        "drain timeout: stopping with these sessions"
+                    );
+                    return Ok(());
                 }
             }
         }

@@ -225,6 +225,8 @@ pub struct SessionManager {
     pub(super) per_client: HashMap<Client, usize>,
     /// The client of the command being handled.
     pub(super) client: Client,
+    /// Draining: a `U` for a new call is refused (`E98`), everything else goes on.
+    pub(super) draining: bool,
 }
 
 impl SessionManager {
@@ -238,7 +240,13 @@ impl SessionManager {
             owner: HashMap::new(),
             per_client: HashMap::new(),
             client: Client::Local,
+            draining: false,
         }
+    }
+
+    /// Refuse new calls (graceful stop) or accept them again.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
     }
 
     /// Execute one command from a local client (see [`SessionManager::handle_from`]).

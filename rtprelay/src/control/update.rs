@@ -207,6 +207,10 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
+        if self.draining && !self.calls.contains_key(&u.call.id) {
+            tracing::info!(call_id = %u.call.id, "draining: new call refused");
+            return ErrorCode::OVERLOAD.into();
+        }
         if !self.calls.contains_key(&u.call.id) && self.calls.len() >= self.cfg.max_sessions {
             tracing::warn!(call_id = %u.call.id, limit = self.cfg.max_sessions, "session limit reached");
             return ErrorCode::OVERLOAD.into();
