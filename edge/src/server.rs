@@ -275,14 +275,16 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
                     continue;
                 }
                 if drain.is_some() || edge.cfg.proxy.drain_timeout_s == 0 {
-                    return Ok(edge.stop(sig, notifier.as_ref()));
+                    edge.stop(sig, notifier.as_ref());
+                    return Ok(());
                 }
                 drain = Some(edge.start_drain(sig, notifier.as_ref()));
             }
         }
         if let Some(d) = &drain {
             if d.done(&edge) {
-                return Ok(edge.stop("drained", notifier.as_ref()));
+                edge.stop("drained", notifier.as_ref());
+                return Ok(());
             }
         }
         edge.on_tick();
