@@ -44,6 +44,39 @@ pub fn to_toml<T: serde::Serialize>(cfg: &T) -> Result<String, String> {
     toml::to_string(cfg).map_err(|e| format!("cannot print the configuration: {e}"))
 }
 
+/// The dotted keys (`routing.core`, `limits.source_rate` ...) whose values differ between two
+/// configurations: what a reload logs, and how it tells the keys it can apply from those that
+/// need a restart.
+pub fn changed_keys<T: serde::Serialize>(old: &T, new: &T) -> Vec<String> {
+    fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+                let keys: std::collections::BTreeSet<&String> =
+                    ta.keys().chain(tb.keys()).collect();
+                for k in keys {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    match (ta.get(k), tb.get(k)) {
+                        (Some(x), Some(y)) => walk(&path, x, y, out),
+                        _ => out.push(path),
+                    }
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (toml::Value::try_from(old), toml::Value::try_from(new)) else {
+        return vec!["(unprintable configuration)".into()];
+    };
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
+}
+
 /// Semantic checks that serde cannot express (ranges, orderings).
 pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
@@ -63,5 +96,19 @@ mod print_tests {
         let relay = to_toml(&RelayConfig::default()).unwrap();
         let back: RelayConfig = from_str(&relay).unwrap();
         assert_eq!(to_toml(&back).unwrap(), relay);
+    }
+
+    #[test]
+    fn changed_keys_are_dotted_paths() {
+        let old = EdgeConfig::default();
+        let mut new = old.clone();
+        new.routing.core = vec!["udp:192.0.2.1:5060".into()];
+        new.limits.source_rate = 7;
+        new.log.level = "debug".into();
+        assert_eq!(
+            changed_keys(&old, &new),
+            ["limits.source_rate", "log.level", "routing.core"]
+        );
+        assert!(changed_keys(&old, &old).is_empty());
     }
 }

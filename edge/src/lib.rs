@@ -10,6 +10,7 @@ pub mod nat;
 pub mod proxy;
 pub mod ratelimit;
 pub mod registrar;
+pub mod reload;
 pub mod resolve;
 pub mod sdp;
 pub mod server;

@@ -181,17 +181,24 @@ fn main() {
             }
         }
     }
-    if let Err(e) = rtprelay::logging::init(&cfg.log) {
-        eprintln!("edge: {e}");
-        std::process::exit(2);
-    }
+    let set_level = match rtprelay::logging::init(&cfg.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("edge: {e}");
+            std::process::exit(2);
+        }
+    };
+    let reloader = edge::server::Reloader {
+        load: Box::new(move || load(&args)),
+        set_level,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
     let metrics = edge::metrics::Metrics::new();
-    if let Err(e) = local.block_on(&rt, edge::server::run(cfg, metrics)) {
+    if let Err(e) = local.block_on(&rt, edge::server::run(cfg, metrics, Some(reloader))) {
         eprintln!("edge: {e}");
         std::process::exit(1);
     }

@@ -35,6 +35,8 @@ pub struct Edge {
     /// The shell's copy of the routing policy, to tell access from core side before parsing
     /// (kept in step with the proxy's on each DNS resolution of a core entry).
     sides: RefCell<Policy>,
+    /// The configuration in force (`cfg` as started, plus what reloads applied).
+    current: RefCell<EdgeConfig>,
 }
 
 impl Edge {
@@ -187,8 +189,19 @@ impl Edge {
     }
 }
 
+/// How the shell reloads its configuration on SIGHUP: `load` re-reads the file and the
+/// command line's flags; `set_level` changes the log filter.
+pub struct Reloader {
+    pub load: Box<dyn Fn() -> Result<EdgeConfig, String>>,
+    pub set_level: rtprelay::logging::SetLevel,
+}
+
 /// Bind every listener, then serve forever. Bind errors are returned (fatal at startup).
-pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
+pub async fn run(
+    cfg: EdgeConfig,
+    metrics: Metrics,
+    reloader: Option<Reloader>,
+) -> std::io::Result<()> {
     let mut udp_socks = Vec::new();
     for addr in &cfg.sip.listen_udp {
         let s = udp::bind(*addr).map_err(|e| annotate(e, "udp", *addr))?;
@@ -224,6 +237,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
     let flows = RefCell::new(tcp::Flows::new((&cfg.limits).into()));
     let limiter = RateLimiter::new(&cfg.limits, Instant::now());
     let sides = Policy::new(&cfg.routing);
+    let cfg_now = cfg.clone();
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
@@ -234,6 +248,7 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
         store: RefCell::new(store),
         limiter: RefCell::new(limiter),
         sides: RefCell::new(sides),
+        current: RefCell::new(cfg_now),
     });
     start_resolvers(&edge);
     tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
@@ -271,10 +286,13 @@ pub async fn run(cfg: EdgeConfig, metrics: Metrics) -> std::io::Result<()> {
             sig = stop.recv() => {
                 let Some(sig) = sig else { continue };
                 if sig == "SIGHUP" {
-                    tracing::warn!("SIGHUP: configuration reload is not implemented yet; restart the edge to apply a changed file");
+                    match &reloader {
+                        Some(r) => edge.reload(r),
+                        None => tracing::warn!("SIGHUP: no configuration source to reload"),
+                    }
                     continue;
                 }
-                if drain.is_some() || edge.cfg.proxy.drain_timeout_s == 0 {
+                if drain.is_some() || edge.current.borrow().proxy.drain_timeout_s == 0 {
                     edge.stop(sig, notifier.as_ref());
                     return Ok(());
                 }
@@ -332,7 +350,7 @@ impl Drain {
 
 impl Edge {
     fn start_drain(&self, sig: &str, notifier: Option<&rtprelay::sd_notify::Notifier>) -> Drain {
-        let p = &self.cfg.proxy;
+        let p = self.current.borrow().proxy.clone();
         self.proxy.borrow_mut().drain(p.drain_retry_after_s);
         let (txs, calls) = self.proxy.borrow().in_progress();
         tracing::info!(
@@ -350,6 +368,47 @@ impl Edge {
             deadline: now + Duration::from_secs(p.drain_timeout_s),
             started: now,
         }
+    }
+
+    /// SIGHUP: load the configuration again and apply what can change at run time; a file
+    /// that does not load changes nothing. Logged once per reload, naming the keys.
+    fn reload(&self, r: &Reloader) {
+        let new = match (r.load)() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed: configuration unchanged");
+                return;
+            }
+        };
+        let plan = crate::reload::plan(&self.current.borrow(), &new);
+        if plan.applied.is_empty() && plan.need_restart.is_empty() {
+            tracing::info!("reload: no change");
+            return;
+        }
+        let eff = &plan.effective;
+        if plan.applied.iter().any(|k| k == "log.level") {
+            if let Err(e) = (r.set_level)(&eff.log.level) {
+                tracing::error!(error = %e, "reload: log.level not applied");
+            }
+        }
+        let now = Instant::now();
+        self.proxy.borrow_mut().reconfigure(eff, now);
+        *self.sides.borrow_mut() = Policy::new(&eff.routing);
+        if plan
+            .applied
+            .iter()
+            .any(|k| k.starts_with("limits.source_") || k == "limits.max_tracked_sources")
+        {
+            *self.limiter.borrow_mut() = RateLimiter::new(&eff.limits, now);
+            self.metrics.blocked_sources.set(0);
+        }
+        tracing::info!(
+            applied = ?plan.applied,
+            need_restart = ?plan.need_restart,
+            core = ?eff.routing.core,
+            "reload: configuration applied"
+        );
+        *self.current.borrow_mut() = plan.effective;
     }
 
     /// Flush the location store (fsync) and report; the caller returns from `run`.

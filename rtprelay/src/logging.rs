@@ -38,8 +38,12 @@ where
     }
 }
 
-/// Install the global subscriber. Errors name the key (`log.level`).
-pub fn init(log: &LogConfig) -> Result<(), String> {
+/// Changes the running log filter (`log.level` syntax); what [`init`] returns.
+pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
+
+/// Install the global subscriber. Errors name the key (`log.level`). The returned function
+/// changes the level later (configuration reload).
+pub fn init(log: &LogConfig) -> Result<SetLevel, String> {
     let filter = log.filter().map_err(|e| e.to_string())?;
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .map_err(|e| format!("invalid value for `log.level`: {e}"))?;
@@ -50,17 +54,31 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     // journald stamps each line itself.
-    match (log.format, journal) {
-        (LogFormat::Json, false) => builder.json().init(),
-        (LogFormat::Json, true) => builder
-            .event_format(Journal(
-                tracing_subscriber::fmt::format().json().without_time(),
-            ))
-            .init(),
-        (LogFormat::Human, false) => builder.init(),
-        (LogFormat::Human, true) => builder
-            .event_format(Journal(tracing_subscriber::fmt::format().without_time()))
-            .init(),
+    macro_rules! install {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            b.init();
+            Box::new(move |level: &str| {
+                let cfg = LogConfig {
+                    level: level.to_string(),
+                    ..LogConfig::default()
+                };
+                let f = cfg.filter().map_err(|e| e.to_string())?;
+                let f = tracing_subscriber::EnvFilter::try_new(&f)
+                    .map_err(|e| format!("invalid value for `log.level`: {e}"))?;
+                handle.reload(f).map_err(|e| e.to_string())
+            }) as SetLevel
+        }};
     }
-    Ok(())
+    Ok(match (log.format, journal) {
+        (LogFormat::Json, false) => install!(builder.json()),
+        (LogFormat::Json, true) => install!(builder.event_format(Journal(
+            tracing_subscriber::fmt::format().json().without_time()
+        ))),
+        (LogFormat::Human, false) => install!(builder),
+        (LogFormat::Human, true) => {
+            install!(builder.event_format(Journal(tracing_subscriber::fmt::format().without_time())))
+        }
+    })
 }

@@ -185,10 +185,19 @@ impl Edge {
 
     /// Sends SIGTERM (a graceful stop: the edge drains) and returns at once.
     pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `sig` (e.g. SIGHUP: reload) and returns at once.
+    pub fn signal(&mut self, sig: libc::c_int) {
+        if self.guard.try_wait().is_some() {
+            return;
+        }
         if let Some(pid) = self.guard.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
-            // SAFETY: kill(2) on our own running child's PID.
+            // SAFETY: kill(2) on our own child's PID, not reaped yet (try_wait above), so the
+            // PID cannot have been reused.
             unsafe {
-                libc::kill(pid, libc::SIGTERM);
+                libc::kill(pid, sig);
             }
         }
     }

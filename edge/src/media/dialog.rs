@@ -271,6 +271,11 @@ impl MediaDialogs {
     }
 
     /// Whether calls may be anchored at all (`media.mode` is not `never`).
+    /// `media.max_streams_per_sdp` changed (configuration reload).
+    pub fn set_max_streams(&mut self, n: usize) {
+        self.cfg.max_streams = n;
+    }
+
     /// Count a message refused for a media reason (`edge_media_refused_total{reason}`).
     pub fn count_refused(&self, reason: &str) {
         if let Some(m) = &self.metrics {

@@ -308,6 +308,19 @@ impl Proxy {
         self.respond_local(c.server_tx, &c.request, status, reason, now);
     }
 
+    /// Apply a reloaded configuration's run-time keys ([`crate::reload`]): routing (a new core
+    /// set and health probes; transactions in flight keep their destinations), proxy
+    /// behaviour, transaction limits, what to do when no relay answers.
+    pub fn reconfigure(&mut self, cfg: &EdgeConfig, now: Instant) {
+        self.policy = Policy::new(&cfg.routing);
+        self.health = Health::new(cfg.routing.health_interval_s, now);
+        self.cfg = cfg.proxy.clone();
+        self.max_transactions = cfg.limits.max_transactions;
+        self.max_per_source = cfg.limits.max_transactions_per_source;
+        self.reject_on_relay_failure = cfg.media.on_relay_failure == config::RelayFailure::Reject;
+        self.media.set_max_streams(cfg.media.max_streams_per_sdp);
+    }
+
     /// Start draining: from now on new dialog-forming requests and OPTIONS are answered 503
     /// with `Retry-After: retry_after_s`; everything in progress goes on.
     pub fn drain(&mut self, retry_after_s: u32) {
