@@ -4,6 +4,7 @@
 //! [`proxy`]) is sans-IO: plain data structures and functions fed with `(input, now)` that
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
+pub mod admin_api;
 pub mod media;
 pub mod metrics;
 pub mod nat;

@@ -321,6 +321,21 @@ impl Proxy {
         self.media.set_max_streams(cfg.media.max_streams_per_sdp);
     }
 
+    /// Core targets and their state, for the operator.
+    pub fn core_states(&self, now: Instant) -> Vec<super::policy::CoreState> {
+        self.policy.states(now)
+    }
+
+    /// The operator takes a core target out of rotation or puts it back.
+    pub fn set_core_enabled(&mut self, addr: SocketAddr, enabled: bool, now: Instant) -> bool {
+        self.policy.set_enabled(addr, enabled, now)
+    }
+
+    /// Whether a drain has started.
+    pub fn draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
     /// Start draining: from now on new dialog-forming requests and OPTIONS are answered 503
     /// with `Retry-After: retry_after_s`; everything in progress goes on.
     pub fn drain(&mut self, retry_after_s: u32) {

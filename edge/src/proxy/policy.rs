@@ -41,7 +41,21 @@ pub struct Policy {
     /// Core addresses out of rotation, and until when. Kept by address so that a re-resolution
     /// does not forget that a target is down.
     down: HashMap<(Transport, SocketAddr), Instant>,
+    /// Taken out of rotation by the operator (`edgectl core disable`) until enabled again.
+    disabled: std::collections::HashSet<(Transport, SocketAddr)>,
+    /// When each target last went down or came back (for the operator).
+    changed: HashMap<(Transport, SocketAddr), Instant>,
     trusted: Vec<IpNet>,
+}
+
+/// A core target as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreState {
+    pub dest: Dest,
+    /// `up`, `down` (not answering, or a 503 asked for a pause) or `disabled` (by the operator).
+    pub state: &'static str,
+    /// Since when (`None`: since start).
+    pub since: Option<Instant>,
 }
 
 impl Policy {
@@ -64,6 +78,8 @@ impl Policy {
         Policy {
             slots,
             down: HashMap::new(),
+            disabled: Default::default(),
+            changed: HashMap::new(),
             trusted: cfg.trusted_networks.clone(),
         }
     }
@@ -118,9 +134,51 @@ impl Policy {
     }
 
     fn is_healthy(&self, d: &Dest, now: Instant) -> bool {
-        self.down
-            .get(&(d.transport, d.addr))
-            .is_none_or(|until| now >= *until)
+        !self.disabled.contains(&(d.transport, d.addr))
+            && self
+                .down
+                .get(&(d.transport, d.addr))
+                .is_none_or(|until| now >= *until)
+    }
+
+    /// Every core target with its state, in order of preference.
+    pub fn states(&self, now: Instant) -> Vec<CoreState> {
+        self.all()
+            .map(|d| {
+                let key = (d.transport, d.addr);
+                let state = if self.disabled.contains(&key) {
+                    "disabled"
+                } else if self.is_healthy(&d, now) {
+                    "up"
+                } else {
+                    "down"
+                };
+                CoreState {
+                    dest: d,
+                    state,
+                    since: self.changed.get(&key).copied(),
+                }
+            })
+            .collect()
+    }
+
+    /// The operator takes the core target at `addr` out of rotation (`enabled = false`) or puts
+    /// it back. False when no core target has that address.
+    pub fn set_enabled(&mut self, addr: SocketAddr, enabled: bool, now: Instant) -> bool {
+        let targets: Vec<Dest> = self.all().filter(|d| d.addr == addr).collect();
+        for d in &targets {
+            let key = (d.transport, d.addr);
+            let changed = if enabled {
+                self.disabled.remove(&key)
+            } else {
+                self.disabled.insert(key)
+            };
+            if changed {
+                self.changed.insert(key, now);
+                tracing::info!(core = %addr, enabled, "core target {} by the operator", if enabled { "enabled" } else { "disabled" });
+            }
+        }
+        !targets.is_empty()
     }
 
     pub fn side(&self, src: &Source) -> Side {
@@ -140,6 +198,7 @@ impl Policy {
     pub fn core_dest(&self, now: Instant) -> Option<Dest> {
         self.all().find(|d| self.is_healthy(d, now)).or_else(|| {
             self.all()
+                .filter(|d| !self.disabled.contains(&(d.transport, d.addr)))
                 .min_by_key(|d| self.down.get(&(d.transport, d.addr)).copied())
         })
     }
@@ -172,13 +231,23 @@ impl Policy {
     pub fn mark_down_for(&mut self, dest: &Dest, now: Instant, period: Duration) {
         if self.is_core(dest) {
             let until = now + period.min(MAX_RETRY_AFTER);
-            self.down.insert((dest.transport, dest.addr), until);
+            let key = (dest.transport, dest.addr);
+            if self.down.get(&key).is_none_or(|u| now >= *u) {
+                self.changed.insert(key, now);
+                tracing::warn!(core = %dest.addr, for_s = period.min(MAX_RETRY_AFTER).as_secs(), "core target down");
+            }
+            self.down.insert(key, until);
         }
     }
 
     /// `dest` answered: it is healthy again.
-    pub fn mark_up(&mut self, dest: &Dest) {
+    pub fn mark_up(&mut self, dest: &Dest, now: Instant) {
+        let before = self.down.len();
         self.down.retain(|(_, a), _| *a != dest.addr);
+        if self.down.len() != before {
+            self.changed.insert((dest.transport, dest.addr), now);
+            tracing::info!(core = %dest.addr, "core target up");
+        }
     }
 }
 
@@ -248,8 +317,26 @@ mod tests {
         assert_eq!(p.core_dest(t0 + Duration::from_secs(2)).unwrap(), first);
         // After DOWN_FOR the first is healthy again.
         assert_eq!(p.core_dest(t0 + DOWN_FOR).unwrap(), first);
-        p.mark_up(&first);
+        p.mark_up(&first, t0);
         assert_eq!(p.core_dest(t0).unwrap(), first);
+    }
+
+    #[test]
+    fn operator_disables_and_enables_a_core() {
+        let mut p = policy(&["10.0.0.5:5060", "10.0.0.6:5060"], &[]);
+        let t0 = Instant::now();
+        let a: SocketAddr = "10.0.0.5:5060".parse().unwrap();
+        assert!(p.set_enabled(a, false, t0));
+        assert_eq!(p.core_dest(t0).unwrap().addr.to_string(), "10.0.0.6:5060");
+        let states: Vec<&str> = p.states(t0).iter().map(|s| s.state).collect();
+        assert_eq!(states, ["disabled", "up"]);
+        assert_eq!(p.states(t0)[0].since, Some(t0));
+        // An answer does not bring a disabled core back; the operator does.
+        p.mark_up(&p.states(t0)[0].dest.clone(), t0);
+        assert_eq!(p.states(t0)[0].state, "disabled");
+        assert!(p.set_enabled(a, true, t0));
+        assert_eq!(p.core_dest(t0).unwrap().addr, a);
+        assert!(!p.set_enabled("192.0.2.1:5060".parse().unwrap(), false, t0));
     }
 
     #[test]

@@ -473,6 +473,26 @@ impl Proxy {
         }
     }
 
+    /// The operator removes a binding (`edgectl registrations remove`): as if it had expired —
+    /// stored, indexed and the core updated as its mode requires. False when there is none.
+    pub fn remove_binding(&mut self, aor: &str, contact: &str, now: Instant) -> bool {
+        let Some(b) = self
+            .reg
+            .reg
+            .location()
+            .get(aor)
+            .into_iter()
+            .find(|b| b.contact == contact)
+        else {
+            return false;
+        };
+        let ups = self.reg.reg.remove_bindings(&[b]);
+        self.reg.sync();
+        self.send_core_updates(ups, now);
+        tracing::info!(aor, contact, "binding removed by the operator");
+        true
+    }
+
     /// Timers: expiry, keepalives, dead bindings.
     pub(super) fn reg_tick(&mut self, now: Instant) {
         let mut ups = Vec::new();

@@ -48,7 +48,7 @@ impl Proxy {
                 // 6 makes proxies turn a downstream 503 into 500, so a 503 is the core's own.
                 self.policy.mark_down_for(&d, now, retry_after(&msg));
             } else {
-                self.policy.mark_up(&d);
+                self.policy.mark_up(&d, now);
             }
         }
         let ack = owner.and_then(|(id, b)| {
