@@ -139,6 +139,7 @@ check_path() {  # PATH TYPE(f|d) OWNER:GROUP MODE
 }
 check_path /usr/bin/edge f root:root 755
 check_path /usr/bin/rtprelay f root:root 755
+check_path /usr/bin/edgectl f root:root 755
 check_path $UNIT_DIR/edge.service f root:root 644
 check_path $UNIT_DIR/rtprelay.service f root:root 644
 check_path /usr/lib/sysusers.d/edge-sbc.conf f root:root 644
@@ -352,6 +353,9 @@ check_path "$edge_secret" f "$USER_NAME:$USER_NAME" 600
 check_path "$(dirname "$edge_store")" d "$USER_NAME:$USER_NAME" 700
 wait_for 10 "edge WATCHDOG=1" notified edge WATCHDOG=1
 ok "edge sends WATCHDOG=1"
+reply=$(/usr/bin/edgectl --admin "$edge_admin" status) || fail "edgectl status: $reply"
+grep -q '^draining *false$' <<<"$reply" || fail "edgectl status: '$reply'"
+ok "edgectl --admin $edge_admin status answers ($(tr '\n' ' ' <<<"$reply"))"
 
 step "stop (SIGTERM, like systemctl stop)"
 stop_daemon "$edge_pid" edge

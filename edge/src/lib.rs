@@ -8,6 +8,7 @@ pub mod admin_api;
 pub mod media;
 pub mod metrics;
 pub mod nat;
+pub mod operator;
 pub mod proxy;
 pub mod ratelimit;
 pub mod registrar;

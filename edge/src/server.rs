@@ -74,6 +74,21 @@ impl Edge {
         }
     }
 
+    /// The proxy core, for the operator API (read).
+    pub fn proxy_ref(&self) -> std::cell::Ref<'_, Proxy> {
+        self.proxy.borrow()
+    }
+
+    /// The proxy core, for the operator API (change).
+    pub fn proxy_mut(&self) -> std::cell::RefMut<'_, Proxy> {
+        self.proxy.borrow_mut()
+    }
+
+    /// The registrar mode in force for an AoR domain.
+    pub fn registrar_mode(&self, domain: &str) -> config::RegistrarMode {
+        self.current.borrow().registrar.policy_for(domain).mode
+    }
+
     /// True while an access-side source is blocked by the rate limit.
     pub fn is_blocked(&self, remote: SocketAddr) -> bool {
         self.limiter
@@ -251,7 +266,24 @@ pub async fn run(
         current: RefCell::new(cfg_now),
     });
     start_resolvers(&edge);
-    tokio::spawn(rtprelay::admin::serve(admin, metrics.registry.clone()));
+    let (stop_tx, mut stop) = signals()?;
+    let reloader = Rc::new(reloader);
+    {
+        let edge = edge.clone();
+        let reloader = reloader.clone();
+        let api = move |method: &str, target: &str| {
+            let set_level = reloader
+                .as_ref()
+                .as_ref()
+                .map(|r| &*r.set_level as &dyn Fn(&str) -> Result<(), String>);
+            crate::operator::answer(&edge, method, target, set_level, &stop_tx)
+        };
+        tokio::task::spawn_local(rtprelay::admin::serve_local(
+            admin,
+            metrics.registry.clone(),
+            api,
+        ));
+    }
     for i in 0..edge.udp.len() {
         tokio::task::spawn_local(udp::recv_loop(edge.clone(), i));
     }
@@ -274,7 +306,6 @@ pub async fn run(
             edge.proxy.borrow().registrar().location().len()
         ));
     }
-    let mut stop = signals()?;
     // Timers: a 10 ms tick is far finer than T1 (500 ms) and costs ~100 wake-ups/s.
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,8 +316,11 @@ pub async fn run(
             _ = tick.tick() => {}
             sig = stop.recv() => {
                 let Some(sig) = sig else { continue };
+                if sig == "drain (operator)" && drain.is_some() {
+                    continue;
+                }
                 if sig == "SIGHUP" {
-                    match &reloader {
+                    match reloader.as_ref() {
                         Some(r) => edge.reload(r),
                         None => tracing::warn!("SIGHUP: no configuration source to reload"),
                     }
@@ -427,7 +461,11 @@ impl Edge {
 
 /// SIGTERM, SIGINT and SIGHUP as a stream of names (handlers installed now, so a signal during
 /// startup is not lost; SIGHUP no longer kills the process).
-fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<&'static str>> {
+#[allow(clippy::type_complexity)]
+fn signals() -> std::io::Result<(
+    tokio::sync::mpsc::UnboundedSender<&'static str>,
+    tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+)> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     for (kind, name) in [
@@ -445,7 +483,7 @@ fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<&'static st
             }
         });
     }
-    Ok(rx)
+    Ok((tx, rx))
 }
 
 /// One task per domain-name core entry: resolve (RFC 3263), hand the targets to the proxy

@@ -13,44 +13,78 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// An answer of an operator API hooked into the listener: status line (`200 OK`), body (JSON).
+pub type ApiAnswer = (String, Vec<u8>);
+
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, registry: Registry) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let mut len = 0;
-            // Read the request head (bounded in size and time).
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < buf.len() {
-                    let n = stream.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let (status, ctype, body) = respond(&buf[..len], &registry);
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body).await;
-            let _ = stream.shutdown().await;
-        });
+        tokio::spawn(connection(stream, registry.clone(), |_: &str, _: &str| {
+            None
+        }));
     }
+}
+
+/// [`serve`] on the current thread's `LocalSet`, with an operator API: `api(method, target)`
+/// answers the requests it knows (`None`: `/metrics`, `/health` as usual). The API may read
+/// and change single-threaded state, hence `spawn_local`.
+pub async fn serve_local<F>(listener: TcpListener, registry: Registry, api: F)
+where
+    F: Fn(&str, &str) -> Option<ApiAnswer> + Clone + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::task::spawn_local(connection(stream, registry.clone(), api.clone()));
+    }
+}
+
+async fn connection<F>(mut stream: tokio::net::TcpStream, registry: Registry, api: F)
+where
+    F: Fn(&str, &str) -> Option<ApiAnswer>,
+{
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    // Read the request head (bounded in size and time).
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while len < buf.len() {
+            let n = stream.read(&mut buf[len..]).await?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return;
+    }
+    let line = buf[..len].split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = match api(method, target) {
+        Some((status, body)) => (status, "application/json", body),
+        None => {
+            let (s, c, b) = respond(&buf[..len], &registry);
+            (s.to_string(), c, b)
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&body).await;
+    let _ = stream.shutdown().await;
 }
 
 fn respond(request: &[u8], registry: &Registry) -> (&'static str, &'static str, Vec<u8>) {
