@@ -7,12 +7,15 @@ use crate::server::Edge;
 use rtprelay::admin::ApiAnswer;
 use std::time::Instant;
 
+/// Changes the log level (the logging setup's reload hook).
+pub type SetLevel<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
 /// Answer `method target` if it is an API request.
 pub fn answer(
     edge: &Edge,
     method: &str,
     target: &str,
-    set_level: Option<&dyn Fn(&str) -> Result<(), String>>,
+    set_level: Option<SetLevel<'_>>,
     main_loop: &tokio::sync::mpsc::UnboundedSender<&'static str>,
 ) -> Option<ApiAnswer> {
     let op = match admin_api::parse(method, target)? {
