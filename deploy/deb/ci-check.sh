@@ -140,6 +140,7 @@ check_path() {  # PATH TYPE(f|d) OWNER:GROUP MODE
 check_path /usr/bin/edge f root:root 755
 check_path /usr/bin/rtprelay f root:root 755
 check_path /usr/bin/edgectl f root:root 755
+check_path /usr/bin/rtprelayctl f root:root 755
 check_path $UNIT_DIR/edge.service f root:root 644
 check_path $UNIT_DIR/rtprelay.service f root:root 644
 check_path /usr/lib/sysusers.d/edge-sbc.conf f root:root 644

@@ -8,6 +8,7 @@
 //! | GET | `/v1/registrations[?aor=AOR]` | bindings (AoR, contact, received flow, expiry, mode) |
 //! | POST | `/v1/registrations/remove?aor=AOR&contact=URI` | remove one binding |
 //! | GET | `/v1/cores` | core targets, state and last change |
+//! | GET | `/v1/relays` | RTP relays, weight, state and last change |
 //! | POST | `/v1/cores/enable?addr=IP:PORT`, `/v1/cores/disable?addr=...` | take a core out of rotation / back |
 //! | POST | `/v1/drain` | start a graceful drain (as SIGTERM) |
 //! | POST | `/v1/log?level=LEVEL` | change the log level |
@@ -23,6 +24,7 @@ pub enum Op {
     Registrations { aor: Option<String> },
     RemoveBinding { aor: String, contact: String },
     Cores,
+    Relays,
     SetCore { addr: SocketAddr, enabled: bool },
     Drain,
     LogLevel { level: String },
@@ -51,6 +53,7 @@ pub fn parse(method: &str, target: &str) -> Option<Result<Op, Refusal>> {
             })
         }),
         ("cores", "GET") => Ok(Op::Cores),
+        ("relays", "GET") => Ok(Op::Relays),
         ("cores/enable" | "cores/disable", _) if post => need("addr").and_then(|a| {
             let addr = a
                 .parse()
@@ -155,6 +158,14 @@ pub struct Core {
     pub transport: String,
     pub state: String,
     /// Seconds since the last state change (`None`: unchanged since start).
+    pub changed_s_ago: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Relay {
+    pub addr: String,
+    pub weight: i64,
+    pub state: String,
     pub changed_s_ago: Option<u64>,
 }
 

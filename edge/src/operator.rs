@@ -2,7 +2,7 @@
 //! running edge and answers JSON. Served on the admin listener's thread, which is the edge's
 //! own (single-threaded) runtime: the views are consistent snapshots without locks.
 
-use crate::admin_api::{self, Core, Op, Refusal, Registration, Status};
+use crate::admin_api::{self, Core, Op, Refusal, Registration, Relay, Status};
 use crate::server::Edge;
 use rtprelay::admin::ApiAnswer;
 use std::time::Instant;
@@ -87,6 +87,21 @@ pub fn answer(
                     transport: format!("{:?}", c.dest.transport).to_ascii_lowercase(),
                     state: c.state.to_string(),
                     changed_s_ago: c.since.map(|t| now.saturating_duration_since(t).as_secs()),
+                })
+                .collect();
+            ok(serde_json::to_value(rows).unwrap_or_default())
+        }
+        Op::Relays => {
+            let rows: Vec<Relay> = edge
+                .relay_states()
+                .into_iter()
+                .map(|r| Relay {
+                    addr: r.addr.to_string(),
+                    weight: r.weight,
+                    state: if r.up { "up" } else { "down" }.to_string(),
+                    changed_s_ago: r
+                        .changed
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
                 })
                 .collect();
             ok(serde_json::to_value(rows).unwrap_or_default())

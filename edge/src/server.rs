@@ -84,6 +84,11 @@ impl Edge {
         self.proxy.borrow_mut()
     }
 
+    /// The RTP relays and their state, for the operator API.
+    pub fn relay_states(&self) -> Vec<crate::media::client::RelayView> {
+        self.relays.states()
+    }
+
     /// The registrar mode in force for an AoR domain.
     pub fn registrar_mode(&self, domain: &str) -> config::RegistrarMode {
         self.current.borrow().registrar.policy_for(domain).mode

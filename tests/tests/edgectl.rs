@@ -71,7 +71,16 @@ fn edgectl_verbs_on_10000_bindings() {
     )
     .expect("config");
     let cfg = cfg.display().to_string();
-    let args = EdgeArgs::udp_core(core).extra(&["--config", &cfg]);
+    // A relay that does not answer: `relays` shows it (down once its health ping failed).
+    let relay = SocketAddr::from((CORE_IP, free_port())).to_string();
+    let args = EdgeArgs::udp_core(core).extra(&[
+        "--config",
+        &cfg,
+        "--media-mode",
+        "always",
+        "--relay",
+        &relay,
+    ]);
     let mut edge = start_or_panic(&tools.edge, &dir, &args);
     let admin = edge.admin_addr();
     let limit = Duration::from_secs(60);
@@ -141,6 +150,11 @@ fn edgectl_verbs_on_10000_bindings() {
     let (code, text, _) = run(&["cores"]);
     assert!(
         code == 0 && text.contains(&core.to_string()) && text.contains("up"),
+        "{text}"
+    );
+    let (code, text, _) = run(&["relays"]);
+    assert!(
+        code == 0 && text.contains(&relay) && text.contains("(1 rows)"),
         "{text}"
     );
     let (code, text, _) = run(&["disable", &core.to_string()]);

@@ -382,3 +382,42 @@ fn relay_sigterm_drains_then_exits_0_and_frees_its_ports() {
     UdpSocket::bind(relay.control_addr()).expect("control port still bound");
     UdpSocket::bind(("127.0.0.1", port)).expect("media port still bound");
 }
+
+#[test]
+fn rtprelayctl_lists_sessions_and_totals() {
+    let test = "rtprelayctl_lists_sessions_and_totals";
+    let dir = WorkDir::new(test);
+    let Some(mut relay) = start(test, &dir, "auto") else {
+        return;
+    };
+    let Some(ctl) = e2e::tools::workspace_bin("rtprelayctl") else {
+        e2e::skip::skip(
+            test,
+            "rtprelayctl binary not found (run `cargo build --workspace --bins`)",
+        );
+        return;
+    };
+    relay.command("U ctl-call 127.0.0.1 4000 ftag;1").unwrap();
+    let run = |verb: &str| {
+        let out = std::process::Command::new(&ctl)
+            .args(["--control", &relay.control_addr().to_string(), verb])
+            .output()
+            .expect("run rtprelayctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("$ rtprelayctl {verb}\n{text}");
+        assert!(
+            out.status.success(),
+            "{test}: {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let sessions = run("sessions");
+    assert!(
+        sessions.contains("active sessions: 1") && sessions.contains("ctl-call/1 ftag/NONE"),
+        "{test}: {sessions}"
+    );
+    let totals = run("totals");
+    assert!(totals.contains("nsess_active=1"), "{test}: {totals}");
+    assert_eq!(run("version").trim(), "20040107");
+}

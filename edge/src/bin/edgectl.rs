@@ -39,6 +39,8 @@ enum Cmd {
     Remove { aor: String, contact: String },
     /// Core targets: state and last change.
     Cores,
+    /// RTP relays: weight, state and last change.
+    Relays,
     /// Put a core target back into rotation.
     Enable { addr: SocketAddr },
     /// Take a core target out of rotation.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             ),
         ),
         Cmd::Cores => ("GET", "/v1/cores".into()),
+        Cmd::Relays => ("GET", "/v1/relays".into()),
         Cmd::Enable { addr } => ("POST", format!("/v1/cores/enable?addr={addr}")),
         Cmd::Disable { addr } => ("POST", format!("/v1/cores/disable?addr={addr}")),
         Cmd::Drain => ("POST", "/v1/drain".into()),
@@ -109,6 +112,15 @@ fn main() -> ExitCode {
             &[
                 ("CORE", "addr"),
                 ("TRANSPORT", "transport"),
+                ("STATE", "state"),
+                ("CHANGED_S_AGO", "changed_s_ago"),
+            ],
+        ),
+        Cmd::Relays => table(
+            &value,
+            &[
+                ("RELAY", "addr"),
+                ("WEIGHT", "weight"),
                 ("STATE", "state"),
                 ("CHANGED_S_AGO", "changed_s_ago"),
             ],

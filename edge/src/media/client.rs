@@ -94,12 +94,23 @@ pub enum ClientEvent {
     },
 }
 
+/// A relay as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayView {
+    pub addr: SocketAddr,
+    pub weight: i64,
+    pub up: bool,
+    pub changed: Option<Instant>,
+}
+
 struct Relay {
     addr: SocketAddr,
     weight: i64,
     /// Smooth weighted round robin state (nginx's algorithm).
     current: i64,
     up: bool,
+    /// When `up` last changed (`None`: since start).
+    changed: Option<Instant>,
     next_ping: Instant,
     ping_pending: bool,
 }
@@ -149,6 +160,7 @@ impl RelayClient {
                 weight: i64::from((*w).max(1)),
                 current: 0,
                 up: true,
+                changed: None,
                 next_ping: now,
                 ping_pending: false,
             })
@@ -171,6 +183,19 @@ impl RelayClient {
 
     pub fn relay_addr(&self, relay: RelayId) -> Option<SocketAddr> {
         self.relays.get(relay).map(|r| r.addr)
+    }
+
+    /// Every relay: address, weight, up, when that last changed (for the operator).
+    pub fn states(&self) -> Vec<RelayView> {
+        self.relays
+            .iter()
+            .map(|r| RelayView {
+                addr: r.addr,
+                weight: r.weight,
+                up: r.up,
+                changed: r.changed,
+            })
+            .collect()
     }
 
     pub fn is_up(&self, relay: RelayId) -> bool {
@@ -413,6 +438,7 @@ impl RelayClient {
         if r.up != up {
             tracing::info!(relay = %r.addr, up, "relay state changed");
             r.up = up;
+            r.changed = Some(Instant::now());
             r.current = 0;
         }
         if let Some(m) = &self.metrics {

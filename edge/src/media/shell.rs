@@ -27,6 +27,8 @@ struct Request {
 pub struct RelayHandle {
     tx: mpsc::Sender<Request>,
     local: SocketAddr,
+    /// The client task's view of the relays, refreshed on every turn of its loop.
+    states: std::sync::Arc<std::sync::Mutex<Vec<super::client::RelayView>>>,
 }
 
 /// Queue depth between callers and the client task.
@@ -51,8 +53,14 @@ impl RelayHandle {
         let local = sock.local_addr()?;
         let core = RelayClient::new(cfg, rand::random(), metrics, Instant::now());
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(sock, core, rx));
-        Ok(RelayHandle { tx, local })
+        let states = std::sync::Arc::new(std::sync::Mutex::new(core.states()));
+        tokio::spawn(run(sock, core, rx, states.clone()));
+        Ok(RelayHandle { tx, local, states })
+    }
+
+    /// The relays and their state, as of the client task's last turn.
+    pub fn states(&self) -> Vec<super::client::RelayView> {
+        self.states.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Send `command` and wait for its outcome (retransmissions and failover included).
@@ -92,10 +100,18 @@ impl RelayHandle {
     }
 }
 
-async fn run(sock: UdpSocket, mut core: RelayClient, mut rx: mpsc::Receiver<Request>) {
+async fn run(
+    sock: UdpSocket,
+    mut core: RelayClient,
+    mut rx: mpsc::Receiver<Request>,
+    states: std::sync::Arc<std::sync::Mutex<Vec<super::client::RelayView>>>,
+) {
     let mut waiting: HashMap<RequestId, oneshot::Sender<CommandResult>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {
+        if let Ok(mut s) = states.lock() {
+            *s = core.states();
+        }
         while let Some(t) = core.poll_transmit() {
             // Unconnected UDP: a dead relay shows up as a timeout, not as an error here.
             if let Err(e) = sock.send_to(&t.data, t.to).await {
