@@ -7,19 +7,29 @@ use config::EdgeConfig;
 
 /// Keys applied at run time: routing (cores, priorities, trusted networks, health probes),
 /// transaction and per-source limits, the per-source rate limit, proxy behaviour, the log
-/// level and what to do when no relay answers.
+/// level, the relay set and weights, what to do when no relay answers, and the registrar's
+/// modes (global and per domain), expiry policy and binding limits.
 pub fn reloadable(key: &str) -> bool {
     const PREFIXES: [&str; 3] = ["routing.", "proxy.", "limits.source_"];
-    const KEYS: [&str; 6] = [
+    const KEYS: [&str; 7] = [
         "limits.max_transactions",
         "limits.max_transactions_per_source",
         "limits.max_tracked_sources",
         "log.level",
         "media.on_relay_failure",
         "media.max_streams_per_sdp",
+        "media.relays",
     ];
-    if key == "proxy.route_secret_file" {
+    const FIXED: [&str; 3] = [
+        "registrar.store_path",
+        "registrar.max_contacts_per_aor",
+        "registrar.natping_",
+    ];
+    if key == "proxy.route_secret_file" || FIXED.iter().any(|f| key.starts_with(f)) {
         return false;
+    }
+    if key.starts_with("registrar.") {
+        return true;
     }
     KEYS.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
 }
@@ -68,6 +78,20 @@ pub fn plan(old: &EdgeConfig, new: &EdgeConfig) -> Plan {
     effective.log.level = new.log.level.clone();
     effective.media.on_relay_failure = new.media.on_relay_failure;
     effective.media.max_streams_per_sdp = new.media.max_streams_per_sdp;
+    effective.media.relays = new.media.relays.clone();
+    let r = &mut effective.registrar;
+    let (store, per_aor) = (r.store_path.clone(), r.max_contacts_per_aor);
+    let (ping_s, ping_m, ping_f) = (
+        r.natping_interval_s,
+        r.natping_method,
+        r.natping_max_failures,
+    );
+    *r = new.registrar.clone();
+    r.store_path = store;
+    r.max_contacts_per_aor = per_aor;
+    r.natping_interval_s = ping_s;
+    r.natping_method = ping_m;
+    r.natping_max_failures = ping_f;
     Plan {
         effective,
         applied,

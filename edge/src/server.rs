@@ -441,6 +441,17 @@ impl Edge {
             *self.limiter.borrow_mut() = RateLimiter::new(&eff.limits, now);
             self.metrics.blocked_sources.set(0);
         }
+        if plan.applied.iter().any(|k| k == "media.relays") {
+            let relays = eff
+                .media
+                .relays
+                .iter()
+                .map(|r| (r.addr, r.weight))
+                .collect();
+            if !self.relays.set_relays(relays) {
+                tracing::error!("reload: media.relays not applied (relay client busy)");
+            }
+        }
         tracing::info!(
             applied = ?plan.applied,
             need_restart = ?plan.need_restart,

@@ -111,6 +111,9 @@ struct Relay {
     up: bool,
     /// When `up` last changed (`None`: since start).
     changed: Option<Instant>,
+    /// Removed from `media.relays` by a reload: no new call goes there, no health ping; the
+    /// calls it holds still reach it (ids of relays never change).
+    retired: bool,
     next_ping: Instant,
     ping_pending: bool,
 }
@@ -161,6 +164,7 @@ impl RelayClient {
                 current: 0,
                 up: true,
                 changed: None,
+                retired: false,
                 next_ping: now,
                 ping_pending: false,
             })
@@ -185,10 +189,39 @@ impl RelayClient {
         self.relays.get(relay).map(|r| r.addr)
     }
 
+    /// A reloaded `media.relays`: weights of known relays change, new ones are added (up, pinged
+    /// at once), missing ones are retired — no new call goes there, calls in progress keep it.
+    pub fn set_relays(&mut self, relays: &[(SocketAddr, u32)], now: Instant) {
+        for r in &mut self.relays {
+            r.retired = !relays.iter().any(|(a, _)| *a == r.addr);
+        }
+        for (addr, w) in relays {
+            let weight = i64::from((*w).max(1));
+            match self.relays.iter_mut().find(|r| r.addr == *addr) {
+                Some(r) => r.weight = weight,
+                None => self.relays.push(Relay {
+                    addr: *addr,
+                    weight,
+                    current: 0,
+                    up: true,
+                    changed: Some(now),
+                    retired: false,
+                    next_ping: now,
+                    ping_pending: false,
+                }),
+            }
+            if let Some(r) = self.relays.iter_mut().find(|r| r.addr == *addr) {
+                r.current = 0;
+            }
+        }
+        tracing::info!(relays = ?relays, "relay set reloaded");
+    }
+
     /// Every relay: address, weight, up, when that last changed (for the operator).
     pub fn states(&self) -> Vec<RelayView> {
         self.relays
             .iter()
+            .filter(|r| !r.retired)
             .map(|r| RelayView {
                 addr: r.addr,
                 weight: r.weight,
@@ -309,7 +342,7 @@ impl RelayClient {
             let Some(relay) = self.relays.get_mut(r) else {
                 continue;
             };
-            if relay.next_ping <= now {
+            if relay.next_ping <= now && !relay.retired {
                 relay.next_ping = now + self.cfg.health_interval;
                 if !relay.ping_pending {
                     relay.ping_pending = true;
@@ -405,7 +438,7 @@ impl RelayClient {
 
     /// Smooth weighted round robin over the relays that are up and not in `skip`.
     fn pick(&mut self, skip: &[RelayId]) -> Option<RelayId> {
-        let live = |i: usize, r: &Relay| r.up && !skip.contains(&i);
+        let live = |i: usize, r: &Relay| r.up && !r.retired && !skip.contains(&i);
         let total: i64 = self
             .relays
             .iter()

@@ -263,3 +263,33 @@ fn error_reply_is_delivered_and_counted() {
     ));
     assert_eq!(m.failures.with_label_values(&["error"]).get(), 1);
 }
+
+/// A reload that replaces relay A by B: new calls go to B; A keeps its calls (a command
+/// targeted at A still reaches it) but gets no new call and no health ping.
+#[test]
+fn reloaded_relay_set_retires_the_old_and_adds_the_new() {
+    let t0 = Instant::now();
+    let (mut c, _) = client(&[(A, 1)], t0);
+    c.set_relays(&[(addr(B), 3)], t0);
+    let states = c.states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(
+        (states[0].addr, states[0].weight, states[0].up),
+        (addr(B), 3, true)
+    );
+    for _ in 0..3 {
+        c.send(offer(), Target::Any, t0);
+        let tx = drain(&mut c);
+        assert_eq!(tx.len(), 1);
+        assert_eq!(tx[0].to, addr(B));
+    }
+    c.send(offer(), Target::Relay(0), t0);
+    assert_eq!(drain(&mut c)[0].to, addr(A), "a call on A still reaches A");
+    c.handle_timeout(t0 + Duration::from_secs(60));
+    assert!(
+        drain(&mut c)
+            .iter()
+            .all(|t| t.to != addr(A) || !t.data.ends_with(b" V")),
+        "retired relay pinged"
+    );
+}

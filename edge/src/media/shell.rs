@@ -16,10 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 /// What a command came back with: the relay that answered and its reply.
 pub type CommandResult = Result<(RelayId, Reply), ClientError>;
 
-struct Request {
-    command: Command,
-    target: Target,
-    done: oneshot::Sender<CommandResult>,
+enum Request {
+    Command {
+        command: Command,
+        target: Target,
+        done: oneshot::Sender<CommandResult>,
+    },
+    /// A reloaded relay set (address, weight).
+    SetRelays(Vec<(SocketAddr, u32)>),
 }
 
 /// Send relay commands; cheap to clone. The task stops when every handle is dropped.
@@ -58,6 +62,12 @@ impl RelayHandle {
         Ok(RelayHandle { tx, local, states })
     }
 
+    /// Reloaded `media.relays`: applied by the client task (see [`RelayClient::set_relays`]).
+    /// False when its queue is full or it is gone.
+    pub fn set_relays(&self, relays: Vec<(SocketAddr, u32)>) -> bool {
+        self.tx.try_send(Request::SetRelays(relays)).is_ok()
+    }
+
     /// The relays and their state, as of the client task's last turn.
     pub fn states(&self) -> Vec<super::client::RelayView> {
         self.states.lock().map(|s| s.clone()).unwrap_or_default()
@@ -76,7 +86,7 @@ impl RelayHandle {
         if let Some(t) = &text {
             tracing::debug!(command = %t, ?target, "relay command");
         }
-        let req = Request {
+        let req = Request::Command {
             command,
             target,
             done,
@@ -141,10 +151,11 @@ async fn run(
                 Err(e) => tracing::debug!(error = %e, "relay socket receive error"),
             },
             req = rx.recv() => match req {
-                Some(r) => {
-                    let id = core.send(r.command, r.target, Instant::now());
-                    waiting.insert(id, r.done);
+                Some(Request::Command { command, target, done }) => {
+                    let id = core.send(command, target, Instant::now());
+                    waiting.insert(id, done);
                 }
+                Some(Request::SetRelays(relays)) => core.set_relays(&relays, Instant::now()),
                 None => return,
             },
             _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),

@@ -319,6 +319,7 @@ impl Proxy {
         self.max_per_source = cfg.limits.max_transactions_per_source;
         self.reject_on_relay_failure = cfg.media.on_relay_failure == config::RelayFailure::Reject;
         self.media.set_max_streams(cfg.media.max_streams_per_sdp);
+        self.reg_reconfigure(&cfg.registrar);
     }
 
     /// Core targets and their state, for the operator.

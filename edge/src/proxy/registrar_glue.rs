@@ -473,6 +473,11 @@ impl Proxy {
         }
     }
 
+    /// A reloaded `[registrar]` (see [`Registrar::set_config`]).
+    pub(super) fn reg_reconfigure(&mut self, cfg: &config::RegistrarConfig) {
+        self.reg.reg.set_config(cfg);
+    }
+
     /// The operator removes a binding (`edgectl registrations remove`): as if it had expired —
     /// stored, indexed and the core updated as its mode requires. False when there is none.
     pub fn remove_binding(&mut self, aor: &str, contact: &str, now: Instant) -> bool {

@@ -169,6 +169,15 @@ impl Registrar {
     /// `edge` is the `host:port` (optionally followed by URI parameters such as
     /// `;transport=tcp`) at which the core reaches the edge; it goes into core contacts and
     /// Path. `seed` seeds tokens, tags and the expires deviation (fixed in tests).
+    /// A reloaded configuration: modes (global and per domain), expiry policy and binding
+    /// limits apply to the next REGISTER; bindings keep what they were saved with. (The
+    /// location's per-AoR limit, keepalives and the store are fixed at start.)
+    pub fn set_config(&mut self, cfg: &RegistrarConfig) {
+        let keep = self.cfg.max_contacts_per_aor;
+        self.cfg = cfg.clone();
+        self.cfg.max_contacts_per_aor = keep;
+    }
+
     pub fn new(cfg: &RegistrarConfig, edge: String, seed: u64, metrics: RegistrarMetrics) -> Self {
         Registrar {
             cfg: cfg.clone(),
