@@ -18,7 +18,7 @@ pub type CommandResult = Result<(RelayId, Reply), ClientError>;
 
 enum Request {
     Command {
-        command: Command,
+        command: Box<Command>,
         target: Target,
         done: oneshot::Sender<CommandResult>,
     },
@@ -87,7 +87,7 @@ impl RelayHandle {
             tracing::debug!(command = %t, ?target, "relay command");
         }
         let req = Request::Command {
-            command,
+            command: Box::new(command),
             target,
             done,
         };
@@ -152,7 +152,7 @@ async fn run(
             },
             req = rx.recv() => match req {
                 Some(Request::Command { command, target, done }) => {
-                    let id = core.send(command, target, Instant::now());
+                    let id = core.send(*command, target, Instant::now());
                     waiting.insert(id, done);
                 }
                 Some(Request::SetRelays(relays)) => core.set_relays(&relays, Instant::now()),
