@@ -9,6 +9,7 @@
 //! | POST | `/v1/registrations/remove?aor=AOR&contact=URI` | remove one binding |
 //! | GET | `/v1/cores` | core targets, state and last change |
 //! | GET | `/v1/relays` | RTP relays, weight, state and last change |
+//! | POST | `/v1/relays/enable?addr=IP:PORT`, `/v1/relays/disable?addr=...` | a relay out of rotation for new calls / back |
 //! | POST | `/v1/cores/enable?addr=IP:PORT`, `/v1/cores/disable?addr=...` | take a core out of rotation / back |
 //! | POST | `/v1/drain` | start a graceful drain (as SIGTERM) |
 //! | POST | `/v1/log?level=LEVEL` | change the log level |
@@ -26,6 +27,7 @@ pub enum Op {
     Cores,
     Relays,
     SetCore { addr: SocketAddr, enabled: bool },
+    SetRelay { addr: SocketAddr, enabled: bool },
     Drain,
     LogLevel { level: String },
 }
@@ -61,6 +63,15 @@ pub fn parse(method: &str, target: &str) -> Option<Result<Op, Refusal>> {
             Ok(Op::SetCore {
                 addr,
                 enabled: rest == "cores/enable",
+            })
+        }),
+        ("relays/enable" | "relays/disable", _) if post => need("addr").and_then(|a| {
+            let addr = a
+                .parse()
+                .map_err(|_| Refusal(400, format!("`addr` is not ip:port: {a}")))?;
+            Ok(Op::SetRelay {
+                addr,
+                enabled: rest == "relays/enable",
             })
         }),
         ("drain", _) if post => Ok(Op::Drain),

@@ -98,7 +98,14 @@ pub fn answer(
                 .map(|r| Relay {
                     addr: r.addr.to_string(),
                     weight: r.weight,
-                    state: if r.up { "up" } else { "down" }.to_string(),
+                    state: if r.disabled {
+                        "disabled"
+                    } else if r.up {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                    .to_string(),
                     changed_s_ago: r
                         .changed
                         .map(|t| now.saturating_duration_since(t).as_secs()),
@@ -111,6 +118,13 @@ pub fn answer(
                 ok(serde_json::json!({ "addr": addr.to_string(), "enabled": enabled }))
             } else {
                 Some(refusal(Refusal(404, format!("no core target {addr}"))))
+            }
+        }
+        Op::SetRelay { addr, enabled } => {
+            if edge.set_relay_enabled(addr, enabled) {
+                ok(serde_json::json!({ "addr": addr.to_string(), "enabled": enabled }))
+            } else {
+                Some(refusal(Refusal(404, format!("no relay {addr}"))))
             }
         }
         Op::Drain => {

@@ -89,6 +89,11 @@ impl Edge {
         self.relays.states()
     }
 
+    /// The operator takes a relay out of rotation for new calls or puts it back.
+    pub fn set_relay_enabled(&self, addr: SocketAddr, enabled: bool) -> bool {
+        self.relays.set_enabled(addr, enabled)
+    }
+
     /// The registrar mode in force for an AoR domain.
     pub fn registrar_mode(&self, domain: &str) -> config::RegistrarMode {
         self.current.borrow().registrar.policy_for(domain).mode

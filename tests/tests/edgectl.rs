@@ -157,6 +157,13 @@ fn edgectl_verbs_on_10000_bindings() {
         code == 0 && text.contains(&relay) && text.contains("(1 rows)"),
         "{text}"
     );
+    let (code, text, _) = run(&["relay-disable", &relay]);
+    assert_eq!(code, 0, "{text}");
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, text, _) = run(&["relays"]);
+    assert!(text.contains("disabled"), "{text}");
+    let (code, text, _) = run(&["relay-enable", &relay]);
+    assert_eq!(code, 0, "{text}");
     let (code, text, _) = run(&["disable", &core.to_string()]);
     assert_eq!(code, 0, "{text}");
     let (_, text, _) = run(&["cores"]);

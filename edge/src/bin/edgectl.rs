@@ -45,6 +45,10 @@ enum Cmd {
     Enable { addr: SocketAddr },
     /// Take a core target out of rotation.
     Disable { addr: SocketAddr },
+    /// Put an RTP relay back into rotation for new calls.
+    RelayEnable { addr: SocketAddr },
+    /// Take an RTP relay out of rotation for new calls (its calls stay).
+    RelayDisable { addr: SocketAddr },
     /// Start a graceful drain (as SIGTERM): new calls get 503, the process exits when done.
     Drain,
     /// Change the log level (`log.level` syntax).
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Cmd::Relays => ("GET", "/v1/relays".into()),
         Cmd::Enable { addr } => ("POST", format!("/v1/cores/enable?addr={addr}")),
         Cmd::Disable { addr } => ("POST", format!("/v1/cores/disable?addr={addr}")),
+        Cmd::RelayEnable { addr } => ("POST", format!("/v1/relays/enable?addr={addr}")),
+        Cmd::RelayDisable { addr } => ("POST", format!("/v1/relays/disable?addr={addr}")),
         Cmd::Drain => ("POST", "/v1/drain".into()),
         Cmd::LogLevel { level } => ("POST", format!("/v1/log?level={}", encode(level))),
     };

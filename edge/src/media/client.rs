@@ -100,6 +100,7 @@ pub struct RelayView {
     pub addr: SocketAddr,
     pub weight: i64,
     pub up: bool,
+    pub disabled: bool,
     pub changed: Option<Instant>,
 }
 
@@ -114,6 +115,8 @@ struct Relay {
     /// Removed from `media.relays` by a reload: no new call goes there, no health ping; the
     /// calls it holds still reach it (ids of relays never change).
     retired: bool,
+    /// Taken out of rotation by the operator (`edgectl relay-disable`): no new call.
+    disabled: bool,
     next_ping: Instant,
     ping_pending: bool,
 }
@@ -165,6 +168,7 @@ impl RelayClient {
                 up: true,
                 changed: None,
                 retired: false,
+                disabled: false,
                 next_ping: now,
                 ping_pending: false,
             })
@@ -206,6 +210,7 @@ impl RelayClient {
                     up: true,
                     changed: Some(now),
                     retired: false,
+                    disabled: false,
                     next_ping: now,
                     ping_pending: false,
                 }),
@@ -217,6 +222,24 @@ impl RelayClient {
         tracing::info!(relays = ?relays, "relay set reloaded");
     }
 
+    /// The operator takes a relay out of rotation for new calls or puts it back. False when no
+    /// relay has that address.
+    pub fn set_enabled(&mut self, addr: SocketAddr, enabled: bool, now: Instant) -> bool {
+        let Some(r) = self
+            .relays
+            .iter_mut()
+            .find(|r| r.addr == addr && !r.retired)
+        else {
+            return false;
+        };
+        if r.disabled == enabled {
+            r.disabled = !enabled;
+            r.changed = Some(now);
+            tracing::info!(relay = %addr, enabled, "relay {} by the operator", if enabled { "enabled" } else { "disabled" });
+        }
+        true
+    }
+
     /// Every relay: address, weight, up, when that last changed (for the operator).
     pub fn states(&self) -> Vec<RelayView> {
         self.relays
@@ -226,6 +249,7 @@ impl RelayClient {
                 addr: r.addr,
                 weight: r.weight,
                 up: r.up,
+                disabled: r.disabled,
                 changed: r.changed,
             })
             .collect()
@@ -438,7 +462,7 @@ impl RelayClient {
 
     /// Smooth weighted round robin over the relays that are up and not in `skip`.
     fn pick(&mut self, skip: &[RelayId]) -> Option<RelayId> {
-        let live = |i: usize, r: &Relay| r.up && !r.retired && !skip.contains(&i);
+        let live = |i: usize, r: &Relay| r.up && !r.retired && !r.disabled && !skip.contains(&i);
         let total: i64 = self
             .relays
             .iter()

@@ -293,3 +293,24 @@ fn reloaded_relay_set_retires_the_old_and_adds_the_new() {
         "retired relay pinged"
     );
 }
+
+#[test]
+fn operator_disables_a_relay_for_new_calls() {
+    let t0 = Instant::now();
+    let (mut c, _) = client(&[(A, 1), (B, 1)], t0);
+    assert!(c.set_enabled(addr(A), false, t0));
+    for _ in 0..3 {
+        c.send(offer(), Target::Any, t0);
+        assert_eq!(drain(&mut c)[0].to, addr(B));
+    }
+    assert!(c.states()[0].disabled);
+    assert!(c.set_enabled(addr(A), true, t0));
+    let to: Vec<SocketAddr> = (0..2)
+        .map(|_| {
+            c.send(offer(), Target::Any, t0);
+            drain(&mut c)[0].to
+        })
+        .collect();
+    assert!(to.contains(&addr(A)), "{to:?}");
+    assert!(!c.set_enabled(addr("192.0.2.1:22222"), false, t0));
+}

@@ -24,6 +24,8 @@ enum Request {
     },
     /// A reloaded relay set (address, weight).
     SetRelays(Vec<(SocketAddr, u32)>),
+    /// The operator enables or disables a relay.
+    SetEnabled(SocketAddr, bool),
 }
 
 /// Send relay commands; cheap to clone. The task stops when every handle is dropped.
@@ -66,6 +68,13 @@ impl RelayHandle {
     /// False when its queue is full or it is gone.
     pub fn set_relays(&self, relays: Vec<(SocketAddr, u32)>) -> bool {
         self.tx.try_send(Request::SetRelays(relays)).is_ok()
+    }
+
+    /// The operator enables or disables a relay for new calls; false when there is no such
+    /// relay (checked against the last published states) or the client task is busy.
+    pub fn set_enabled(&self, addr: SocketAddr, enabled: bool) -> bool {
+        self.states().iter().any(|r| r.addr == addr)
+            && self.tx.try_send(Request::SetEnabled(addr, enabled)).is_ok()
     }
 
     /// The relays and their state, as of the client task's last turn.
@@ -156,6 +165,9 @@ async fn run(
                     waiting.insert(id, done);
                 }
                 Some(Request::SetRelays(relays)) => core.set_relays(&relays, Instant::now()),
+                Some(Request::SetEnabled(addr, on)) => {
+                    core.set_enabled(addr, on, Instant::now());
+                }
                 None => return,
             },
             _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
