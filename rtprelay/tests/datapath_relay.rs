@@ -375,9 +375,14 @@ fn update_moves_destination(kind: DatapathKind, port_min: u16) {
     assert!(nothing_arrives(&pb));
     let cb = m.counters(b).expect("b");
     assert_eq!(cb.packets_out, 2, "counters survive update");
+    // A port of the shard that holds no leg (ports are chosen at random).
+    let free = (port_min..port_min + 16)
+        .step_by(2)
+        .find(|p| *p != a.port && *p != b.port)
+        .expect("a free port");
     let gone = LegId {
         shard: 0,
-        port: port_min + 12,
+        port: free,
     };
     assert_eq!(m.update(gone, sb), Err(BackendError::UnknownLeg));
 }

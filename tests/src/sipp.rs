@@ -442,3 +442,34 @@ pub fn assert_all_ok(test: &str, outcomes: &[SippOutcome]) {
         panic!("{msg}");
     }
 }
+
+/// `n` phones (users `e2e1`..`e2eN`, one binding each) register from the access side through
+/// the edge at `edge_sip` to a SIPp registrar on `core`, at `rate` per second; the two SIPp
+/// outcomes (phones, registrar).
+pub fn register_through(
+    sipp: &Path,
+    dir: &WorkDir,
+    edge_sip: SocketAddr,
+    core: SocketAddr,
+    n: u32,
+    rate: u32,
+) -> Vec<SippOutcome> {
+    let limit = Duration::from_secs(60);
+    let file = |f: &str| Scenario::File(crate::tools::scenario(f));
+    let registrar = Sipp::new(sipp, "registrar", file("uas_registrar.xml"))
+        .ip(crate::ports::CORE_IP)
+        .local_port(core.port())
+        .calls(n)
+        .timeout(limit)
+        .spawn(dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let phones = Sipp::new(sipp, "phones", file("uac_register.xml"))
+        .ip(crate::ports::ACCESS_IP)
+        .remote(edge_sip)
+        .calls(n)
+        .rate(rate)
+        .timeout(limit)
+        .spawn(dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vec![phones.wait(), registrar.wait()]
+}

@@ -73,6 +73,20 @@ pub fn scenario(file: &str) -> PathBuf {
         .join(file)
 }
 
+/// `uac_rtp.xml` (a call playing 5 s of G.711 audio) copied into `dir` with the absolute path
+/// of its pcap, as SIPp resolves the scenario's relative path from its working directory.
+pub fn rtp_call_scenario(dir: &std::path::Path) -> PathBuf {
+    let pcap = scenario("pcap/g711a-5s.pcap");
+    let text = std::fs::read_to_string(scenario("uac_rtp.xml")).expect("uac_rtp.xml");
+    let uac_xml = dir.join("uac_rtp.xml");
+    std::fs::write(
+        &uac_xml,
+        text.replace("pcap/g711a-5s.pcap", &pcap.display().to_string()),
+    )
+    .expect("write uac_rtp.xml");
+    uac_xml
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -8,8 +8,8 @@ use e2e::edge::{start_or_panic, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
 use e2e::relay::{relay_or_skip, Relay};
-use e2e::sipp::{failure_report, Scenario, Sipp};
-use e2e::tools::{edge_tools_or_skip, scenario};
+use e2e::sipp::{failure_report, register_through, Scenario, Sipp};
+use e2e::tools::{edge_tools_or_skip, rtp_call_scenario};
 use e2e::workdir::WorkDir;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,43 +34,13 @@ fn sigterm_drains_200_calls_with_media_then_exits_0_and_keeps_bindings() {
     let limit = Duration::from_secs(60);
 
     // Bindings first: phones register through the edge to a SIPp registrar at the core address.
-    let registrar = Sipp::new(
-        &tools.sipp,
-        "registrar",
-        Scenario::File(scenario("uas_registrar.xml")),
-    )
-    .ip(CORE_IP)
-    .local_port(core.port())
-    .calls(BINDINGS)
-    .timeout(limit)
-    .spawn(&dir)
-    .unwrap_or_else(|e| panic!("{e}"));
-    let phones = Sipp::new(
-        &tools.sipp,
-        "phones",
-        Scenario::File(scenario("uac_register.xml")),
-    )
-    .ip(ACCESS_IP)
-    .remote(edge.sip_addr())
-    .calls(BINDINGS)
-    .rate(100)
-    .timeout(limit)
-    .spawn(&dir)
-    .unwrap_or_else(|e| panic!("{e}"));
-    let outcomes = vec![phones.wait(), registrar.wait()];
+    let outcomes = register_through(&tools.sipp, &dir, edge.sip_addr(), core, BINDINGS, 100);
     if let Some(msg) = failure_report(test, &outcomes) {
         panic!("{msg}{}", edge.report());
     }
 
     // 200 calls with 5 s of audio each, all up within 2 s; the core echoes the audio.
-    let pcap = scenario("pcap/g711a-5s.pcap");
-    let text = std::fs::read_to_string(scenario("uac_rtp.xml")).expect("uac_rtp.xml");
-    let uac_xml = dir.path().join("uac_rtp.xml");
-    std::fs::write(
-        &uac_xml,
-        text.replace("pcap/g711a-5s.pcap", &pcap.display().to_string()),
-    )
-    .expect("write scenario");
+    let uac_xml = rtp_call_scenario(dir.path());
     let uas = Sipp::new(&tools.sipp, "uas", Scenario::Builtin("uas"))
         .ip(CORE_IP)
         .local_port(core.port())

@@ -4,9 +4,9 @@
 
 use e2e::edge::{start_or_panic, EdgeArgs};
 use e2e::heavy_lock;
-use e2e::ports::{free_port, ACCESS_IP, CORE_IP};
-use e2e::sipp::{failure_report, Scenario, Sipp};
-use e2e::tools::{edge_tools_or_skip, scenario, workspace_bin};
+use e2e::ports::{free_port, CORE_IP};
+use e2e::sipp::{failure_report, register_through};
+use e2e::tools::{edge_tools_or_skip, workspace_bin};
 use e2e::workdir::WorkDir;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,31 +83,7 @@ fn edgectl_verbs_on_10000_bindings() {
     ]);
     let mut edge = start_or_panic(&tools.edge, &dir, &args);
     let admin = edge.admin_addr();
-    let limit = Duration::from_secs(60);
-    let registrar = Sipp::new(
-        &tools.sipp,
-        "registrar",
-        Scenario::File(scenario("uas_registrar.xml")),
-    )
-    .ip(CORE_IP)
-    .local_port(core.port())
-    .calls(BINDINGS)
-    .timeout(limit)
-    .spawn(&dir)
-    .unwrap_or_else(|e| panic!("{e}"));
-    let phones = Sipp::new(
-        &tools.sipp,
-        "phones",
-        Scenario::File(scenario("uac_register.xml")),
-    )
-    .ip(ACCESS_IP)
-    .remote(edge.sip_addr())
-    .calls(BINDINGS)
-    .rate(2000)
-    .timeout(limit)
-    .spawn(&dir)
-    .unwrap_or_else(|e| panic!("{e}"));
-    let outcomes = vec![phones.wait(), registrar.wait()];
+    let outcomes = register_through(&tools.sipp, &dir, edge.sip_addr(), core, BINDINGS, 2000);
     if let Some(msg) = failure_report(test, &outcomes) {
         panic!("{msg}{}", edge.report());
     }

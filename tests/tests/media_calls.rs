@@ -12,7 +12,7 @@ use e2e::ports::{ACCESS_IP, CORE_IP};
 use e2e::relay::{relay_or_skip, Relay};
 use e2e::rtpengine::{self, Rtpengine};
 use e2e::sipp::{Scenario, Sipp};
-use e2e::tools::{edge_tools_or_skip, scenario, EdgeTools};
+use e2e::tools::{edge_tools_or_skip, rtp_call_scenario, EdgeTools};
 use e2e::workdir::WorkDir;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,15 +30,7 @@ fn run_calls(
     calls: u32,
     rate: u32,
 ) -> Edge {
-    // The scenario plays a pcap by relative path: give it an absolute one.
-    let pcap = scenario("pcap/g711a-5s.pcap");
-    let text = std::fs::read_to_string(scenario("uac_rtp.xml")).expect("uac_rtp.xml");
-    let uac_xml = dir.path().join("uac_rtp.xml");
-    std::fs::write(
-        &uac_xml,
-        text.replace("pcap/g711a-5s.pcap", &pcap.display().to_string()),
-    )
-    .unwrap();
+    let uac_xml = rtp_call_scenario(dir.path());
     let limit = Duration::from_secs(90);
     let uas = Sipp::new(&tools.sipp, "uas", Scenario::Builtin("uas"))
         .ip(CORE_IP)

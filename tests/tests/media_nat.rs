@@ -5,7 +5,7 @@
 //! back through the NAT to the phone. Needs root (namespaces, iptables); skips otherwise.
 
 use e2e::netns::{output, run, spawn_in, NatAddrs, NatLab};
-use e2e::tools::{edge_or_skip, scenario, sipp_or_skip, workspace_bin};
+use e2e::tools::{edge_or_skip, rtp_call_scenario, sipp_or_skip, workspace_bin};
 use e2e::workdir::WorkDir;
 use std::path::Path;
 
@@ -97,14 +97,7 @@ fn audio_reaches_a_natted_phone_through_the_relay() {
     );
     std::thread::sleep(Duration::from_millis(1500));
 
-    let pcap = scenario("pcap/g711a-5s.pcap");
-    let text = std::fs::read_to_string(scenario("uac_rtp.xml")).expect("uac_rtp.xml");
-    let uac_xml = dir.path().join("uac_rtp.xml");
-    std::fs::write(
-        &uac_xml,
-        text.replace("pcap/g711a-5s.pcap", &pcap.display().to_string()),
-    )
-    .unwrap();
+    let uac_xml = rtp_call_scenario(dir.path());
     let uac_log = dir.path().join("uac.log");
     let mut uac = spawn_in(
         &p,

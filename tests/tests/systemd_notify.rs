@@ -37,6 +37,31 @@ fn messages(sock: &UnixDatagram, until: Instant) -> Vec<(Instant, String)> {
     }
 }
 
+/// Starts `bin` as a `Type=notify` unit with `WatchdogSec=1` would, plus the stall hook; its
+/// output goes to `<name>.log` in `dir`.
+fn spawn_as_unit(
+    bin: &std::path::Path,
+    name: &str,
+    args: &[String],
+    dir: &WorkDir,
+    notify: &str,
+) -> (ChildGuard, std::path::PathBuf) {
+    let log = dir.path().join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).expect("log");
+    let child = Command::new(bin)
+        .args(args)
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", WATCHDOG_USEC)
+        .env("SBC_TEST_STALL_AFTER_S", STALL_AFTER_S.to_string())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    (ChildGuard::new(name, child), log)
+}
+
 fn notify_socket(dir: &WorkDir) -> (UnixDatagram, String) {
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).expect("bind notify socket");
@@ -129,27 +154,19 @@ fn edge_notifies_ready_and_feeds_the_watchdog_from_its_loop() {
     let sip = SocketAddr::from((EDGE_IP, free_port()));
     let admin = SocketAddr::from((EDGE_IP, free_port()));
     let core = SocketAddr::from((CORE_IP, free_port()));
-    let log = dir.path().join("edge.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(&bin)
-        .args([
-            "--listen-udp",
-            &sip.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ])
-        .args(["--core", &format!("udp:{core}"), "--media-mode", "never"])
-        .args(["--health-interval", "0"])
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", WATCHDOG_USEC)
-        .env("SBC_TEST_STALL_AFTER_S", STALL_AFTER_S.to_string())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn edge");
-    let child = ChildGuard::new("edge", child);
+    let args = [
+        "--listen-udp".to_string(),
+        sip.to_string(),
+        "--admin".into(),
+        admin.to_string(),
+        "--core".into(),
+        format!("udp:{core}"),
+        "--media-mode".into(),
+        "never".into(),
+        "--health-interval".into(),
+        "0".into(),
+    ];
+    let (child, log) = spawn_as_unit(&bin, "edge", &args, &dir, &path);
     let answers = || {
         let s = UdpSocket::bind((EDGE_IP, 0)).expect("bind");
         s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -179,26 +196,15 @@ fn rtprelay_notifies_ready_and_the_watchdog_watches_its_shards() {
     let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (lo, hi) = free_media_block();
-    let log = dir.path().join("rtprelay.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(&bin)
-        .args([
-            "--control-udp",
-            &control.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ])
-        .args(["--ports", &format!("{lo}-{hi}")])
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", WATCHDOG_USEC)
-        .env("SBC_TEST_STALL_AFTER_S", STALL_AFTER_S.to_string())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn rtprelay");
-    let child = ChildGuard::new("rtprelay", child);
+    let args = [
+        "--control-udp".to_string(),
+        control.to_string(),
+        "--admin".into(),
+        admin.to_string(),
+        "--ports".into(),
+        format!("{lo}-{hi}"),
+    ];
+    let (child, log) = spawn_as_unit(&bin, "rtprelay", &args, &dir, &path);
     let answers = || {
         let s = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
         s.set_read_timeout(Some(Duration::from_millis(500)))
