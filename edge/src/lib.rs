@@ -4,6 +4,9 @@
 //! [`proxy`]) is sans-IO: plain data structures and functions fed with `(input, now)` that
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
+/// Entry points for the fuzz targets and their stable corpus replay (`tests/fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod metrics;
 pub mod nat;

@@ -110,47 +110,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
             Err(e) => return Err(io_err(path)(e)),
         };
-        let mut lines = BufReader::new(file).split(b'\n');
-        let mut live: HashMap<(String, String), Binding> = HashMap::new();
-        let mut out = Loaded::default();
-        match lines.next() {
-            None => return Ok(out),
-            Some(first) => {
-                let first = first.map_err(io_err(path))?;
-                if first != HEADER.as_bytes() {
-                    return Err(StoreError::Format {
-                        path: path.display().to_string(),
-                        found: String::from_utf8_lossy(&first).chars().take(40).collect(),
-                    });
-                }
-            }
-        }
-        for line in lines {
-            let line = line.map_err(io_err(path))?;
-            if line.is_empty() {
-                continue;
-            }
-            match std::str::from_utf8(&line)
-                .ok()
-                .and_then(|l| decode(l, &clock))
-            {
-                Some(Record::Upsert(b)) => {
-                    out.records += 1;
-                    live.insert((b.aor.clone(), b.contact.clone()), *b);
-                }
-                Some(Record::Delete(k)) => {
-                    out.records += 1;
-                    live.remove(&k);
-                }
-                Some(Record::Expired(k)) => {
-                    out.records += 1;
-                    live.remove(&k);
-                }
-                None => out.skipped += 1,
-            }
-        }
-        out.bindings = live.into_values().collect();
-        Ok(out)
+        load_reader(BufReader::new(file), path, clock)
     }
 
     /// Opens the log for appending, creating it (and its directory) when missing. A last line
@@ -229,6 +189,65 @@ impl Store {
         *self = Store::open(&self.path, live.len())?;
         Ok(())
     }
+}
+
+/// Reads a log held in memory (see [`Store::load`]); the fuzzing entry point.
+pub fn load_bytes(bytes: &[u8], clock: Clock) -> Result<Loaded, StoreError> {
+    load_reader(bytes, Path::new("<memory>"), clock)
+}
+
+/// Reads a log from `reader`; `path` names it in errors.
+fn load_reader(reader: impl BufRead, path: &Path, clock: Clock) -> Result<Loaded, StoreError> {
+    let mut lines = reader.split(b'\n');
+    let mut live: HashMap<(String, String), Binding> = HashMap::new();
+    let mut out = Loaded::default();
+    match lines.next() {
+        None => return Ok(out),
+        Some(first) => {
+            let first = first.map_err(io_err(path))?;
+            if first != HEADER.as_bytes() {
+                return Err(StoreError::Format {
+                    path: path.display().to_string(),
+                    found: String::from_utf8_lossy(&first).chars().take(40).collect(),
+                });
+            }
+        }
+    }
+    for line in lines {
+        let line = line.map_err(io_err(path))?;
+        if line.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| decode(l, &clock))
+        {
+            Some(Record::Upsert(b)) => {
+                out.records += 1;
+                live.insert((b.aor.clone(), b.contact.clone()), *b);
+            }
+            Some(Record::Delete(k)) => {
+                out.records += 1;
+                live.remove(&k);
+            }
+            Some(Record::Expired(k)) => {
+                out.records += 1;
+                live.remove(&k);
+            }
+            None => out.skipped += 1,
+        }
+    }
+    out.bindings = live.into_values().collect();
+    Ok(out)
+}
+
+/// A whole log holding `live`, as [`Store::compact`] writes it.
+pub fn encode_all(live: &[Binding], clock: &Clock) -> Vec<u8> {
+    let mut out = format!("{HEADER}\n");
+    for b in live {
+        out.push_str(&encode_binding(b, clock));
+    }
+    out.into_bytes()
 }
 
 enum Record {
