@@ -5,6 +5,9 @@
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
 pub mod admin_api;
+/// Entry points for the fuzz targets and their stable corpus replay (`tests/fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod metrics;
 pub mod nat;

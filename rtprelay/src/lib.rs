@@ -12,6 +12,9 @@ pub mod admin;
 pub mod backend;
 pub mod control;
 pub mod datapath;
+/// Entry points for the fuzz targets and their stable corpus replay (`tests/fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -50,7 +50,8 @@ pub fn process<'a>(
     if ruri_is_us {
         if let Some(&last) = rest.last() {
             if !route_is_us(last) {
-                if let Ok(na) = NameAddr::parse(last) {
+                // Only a URI that parses can become the Request-URI.
+                if let Some(na) = NameAddr::parse(last).ok().filter(|na| na.uri().is_ok()) {
                     target = na.uri_raw;
                     strict = true;
                     rest.pop();
@@ -180,5 +181,15 @@ mod tests {
                 "{ruri} {routes:?}"
             );
         }
+    }
+
+    /// Fuzz finding (sip_message): a strict router's last Route whose URI does not parse was
+    /// taken as the Request-URI of the forwarded request.
+    #[test]
+    fn fuzz_strict_route_with_unparsable_uri_is_not_the_target() {
+        let bad = "<sip\u{19f}ob@198.51.100.7>";
+        let p = run("sip:192.0.2.10;lr", &["<sip:core.example;lr>", bad]);
+        assert_eq!((s(p.target), p.strict), ("sip:192.0.2.10;lr", false));
+        assert_eq!(p.remaining.len(), 2);
     }
 }

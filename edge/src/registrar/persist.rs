@@ -18,6 +18,7 @@
 
 use super::location::Binding;
 use super::mode::Change;
+use crate::sip::Uri;
 use crate::transport::Transport;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -110,47 +111,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
             Err(e) => return Err(io_err(path)(e)),
         };
-        let mut lines = BufReader::new(file).split(b'\n');
-        let mut live: HashMap<(String, String), Binding> = HashMap::new();
-        let mut out = Loaded::default();
-        match lines.next() {
-            None => return Ok(out),
-            Some(first) => {
-                let first = first.map_err(io_err(path))?;
-                if first != HEADER.as_bytes() {
-                    return Err(StoreError::Format {
-                        path: path.display().to_string(),
-                        found: String::from_utf8_lossy(&first).chars().take(40).collect(),
-                    });
-                }
-            }
-        }
-        for line in lines {
-            let line = line.map_err(io_err(path))?;
-            if line.is_empty() {
-                continue;
-            }
-            match std::str::from_utf8(&line)
-                .ok()
-                .and_then(|l| decode(l, &clock))
-            {
-                Some(Record::Upsert(b)) => {
-                    out.records += 1;
-                    live.insert((b.aor.clone(), b.contact.clone()), *b);
-                }
-                Some(Record::Delete(k)) => {
-                    out.records += 1;
-                    live.remove(&k);
-                }
-                Some(Record::Expired(k)) => {
-                    out.records += 1;
-                    live.remove(&k);
-                }
-                None => out.skipped += 1,
-            }
-        }
-        out.bindings = live.into_values().collect();
-        Ok(out)
+        load_reader(BufReader::new(file), path, clock)
     }
 
     /// Opens the log for appending, creating it (and its directory) when missing. A last line
@@ -229,6 +190,65 @@ impl Store {
         *self = Store::open(&self.path, live.len())?;
         Ok(())
     }
+}
+
+/// Reads a log held in memory (see [`Store::load`]); the fuzzing entry point.
+pub fn load_bytes(bytes: &[u8], clock: Clock) -> Result<Loaded, StoreError> {
+    load_reader(bytes, Path::new("<memory>"), clock)
+}
+
+/// Reads a log from `reader`; `path` names it in errors.
+fn load_reader(reader: impl BufRead, path: &Path, clock: Clock) -> Result<Loaded, StoreError> {
+    let mut lines = reader.split(b'\n');
+    let mut live: HashMap<(String, String), Binding> = HashMap::new();
+    let mut out = Loaded::default();
+    match lines.next() {
+        None => return Ok(out),
+        Some(first) => {
+            let first = first.map_err(io_err(path))?;
+            if first != HEADER.as_bytes() {
+                return Err(StoreError::Format {
+                    path: path.display().to_string(),
+                    found: String::from_utf8_lossy(&first).chars().take(40).collect(),
+                });
+            }
+        }
+    }
+    for line in lines {
+        let line = line.map_err(io_err(path))?;
+        if line.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| decode(l, &clock))
+        {
+            Some(Record::Upsert(b)) => {
+                out.records += 1;
+                live.insert((b.aor.clone(), b.contact.clone()), *b);
+            }
+            Some(Record::Delete(k)) => {
+                out.records += 1;
+                live.remove(&k);
+            }
+            Some(Record::Expired(k)) => {
+                out.records += 1;
+                live.remove(&k);
+            }
+            None => out.skipped += 1,
+        }
+    }
+    out.bindings = live.into_values().collect();
+    Ok(out)
+}
+
+/// A whole log holding `live`, as [`Store::compact`] writes it.
+pub fn encode_all(live: &[Binding], clock: &Clock) -> Vec<u8> {
+    let mut out = format!("{HEADER}\n");
+    for b in live {
+        out.push_str(&encode_binding(b, clock));
+    }
+    out.into_bytes()
 }
 
 enum Record {
@@ -318,20 +338,43 @@ fn encode_binding(b: &Binding, clock: &Clock) -> String {
     line
 }
 
+/// A field as the registrar could have stored it: unescaped, and with line breaks only as
+/// header folding (CRLF + SP/HT). Every string of a binding came from a header of a parsed
+/// message and some go back into messages (Route from Path, Contact, Request-URI), where a
+/// bare CR or LF would split a header line.
+fn field(s: &str) -> Option<String> {
+    let v = unesc(s)?;
+    let b = v.as_bytes();
+    let folded = |i: usize| {
+        b.get(i) == Some(&b'\r')
+            && b.get(i + 1) == Some(&b'\n')
+            && matches!(b.get(i + 2), Some(b' ' | b'\t'))
+    };
+    let ok = b.iter().enumerate().all(|(i, c)| match c {
+        b'\r' => folded(i),
+        b'\n' => i > 0 && folded(i - 1),
+        _ => true,
+    });
+    ok.then_some(v)
+}
+
 fn decode(line: &str, clock: &Clock) -> Option<Record> {
     let f: Vec<&str> = line.split('\t').collect();
     let some = |s: &str| -> Option<Option<String>> {
         if s.is_empty() {
             Some(None)
         } else {
-            unesc(s).map(Some)
+            field(s).map(Some)
         }
     };
     match f.first().copied()? {
-        "D" if f.len() == 3 => Some(Record::Delete((unesc(f[1])?, unesc(f[2])?))),
+        "D" if f.len() == 3 => Some(Record::Delete((field(f[1])?, field(f[2])?))),
         "U" if f.len() == 20 => {
-            let aor = unesc(f[1])?;
-            let contact = unesc(f[2])?;
+            let aor = field(f[1])?;
+            let contact = field(f[2])?;
+            // The registrar only binds contacts that parse; anything else is a corrupt record
+            // (it would become the Request-URI of requests toward the device).
+            Uri::parse(contact.as_bytes()).ok()?;
             let transport = match f[3] {
                 "udp" => Transport::Udp,
                 "tcp" => Transport::Tcp,
@@ -359,7 +402,7 @@ fn decode(line: &str, clock: &Clock) -> Option<Record> {
             } else {
                 f[12]
                     .split('\u{1e}')
-                    .map(unesc)
+                    .map(field)
                     .collect::<Option<Vec<_>>>()?
             };
             Some(Record::Upsert(Box::new(Binding {
@@ -371,15 +414,15 @@ fn decode(line: &str, clock: &Clock) -> Option<Record> {
                 reg_id: num(f[7])?.map(u32::try_from).transpose().ok()?,
                 q: num(f[8])?.map(u16::try_from).transpose().ok()?,
                 expires,
-                call_id: unesc(f[10])?,
+                call_id: field(f[10])?,
                 cseq: f[11].parse().ok()?,
                 path,
                 user_agent: some(f[13])?,
-                core_contact: unesc(f[14])?,
+                core_contact: field(f[14])?,
                 // A core binding already over is "now": the next REGISTER goes to the core.
                 core_expires: clock.instant_of(core_ms).unwrap_or(clock.now),
-                token: unesc(f[16])?,
-                gruu_params: unesc(f[17])?,
+                token: field(f[16])?,
+                gruu_params: field(f[17])?,
                 nated: flag(f[18])?,
                 challenged: flag(f[19])?,
                 aor,
@@ -416,7 +459,7 @@ mod tests {
         b.reg_id = Some(2);
         b.q = Some(500);
         b.path = vec!["<sip:p1;lr>".into(), "<sip:p2\t%;lr>".into()];
-        b.user_agent = Some("Phone\n1.0".into());
+        b.user_agent = Some("Phone\r\n 1.0".into());
         b.gruu_params = ";pub-gruu=\"sip:a@d;gr=x\"".into();
         b.nated = true;
         b
@@ -428,7 +471,7 @@ mod tests {
         let c1 = Clock::system();
         let mut s = Store::open(&path, 0).unwrap();
         let b = rich(c1.now);
-        let other = binding("sip:b@d", "sip:b@1", c1.now, 60);
+        let other = binding("sip:b@d", "sip:b@10.0.0.1", c1.now, 60);
         s.append(
             &[
                 Change::Upsert(Box::new(b.clone())),
@@ -469,8 +512,8 @@ mod tests {
         let mut s = Store::open(&path, 0).unwrap();
         s.append(
             &[
-                Change::Upsert(Box::new(binding("sip:a@d", "sip:a@1", c.now, 30))),
-                Change::Upsert(Box::new(binding("sip:a@d", "sip:a@2", c.now, 300))),
+                Change::Upsert(Box::new(binding("sip:a@d", "sip:a@10.0.0.1", c.now, 30))),
+                Change::Upsert(Box::new(binding("sip:a@d", "sip:a@10.0.0.2", c.now, 300))),
             ],
             c,
         )
@@ -487,12 +530,15 @@ mod tests {
         let l = Store::load(&path, later).unwrap();
         assert_eq!(l.skipped, 1);
         assert_eq!(l.bindings.len(), 1);
-        assert_eq!(l.bindings[0].contact, "sip:a@2");
+        assert_eq!(l.bindings[0].contact, "sip:a@10.0.0.2");
         // Appending after the crash starts a fresh line; the torn one stays skipped.
         let mut s = Store::open(&path, l.records).unwrap();
         s.append(
             &[Change::Upsert(Box::new(binding(
-                "sip:a@d", "sip:a@4", later.now, 300,
+                "sip:a@d",
+                "sip:a@10.0.0.4",
+                later.now,
+                300,
             )))],
             later,
         )
@@ -507,7 +553,7 @@ mod tests {
         let path = tmp("compact");
         let c = Clock::system();
         let mut s = Store::open(&path, 0).unwrap();
-        let b = binding("sip:a@d", "sip:a@1", c.now, 300);
+        let b = binding("sip:a@d", "sip:a@10.0.0.1", c.now, 300);
         for i in 0..1500 {
             let mut x = b.clone();
             x.cseq = i;
@@ -520,7 +566,10 @@ mod tests {
         assert!(!s.should_compact(1));
         s.append(
             &[Change::Upsert(Box::new(binding(
-                "sip:z@d", "sip:z@1", c.now, 300,
+                "sip:z@d",
+                "sip:z@10.0.0.1",
+                c.now,
+                300,
             )))],
             c,
         )
@@ -547,6 +596,42 @@ mod tests {
             Store::load(&path, Clock::system()),
             Err(StoreError::Format { .. })
         ));
+    }
+
+    /// Fuzz finding (location_log): a record whose contact is not a URI was loaded, and
+    /// requests from the core went out with it as their Request-URI (unparsable SIP).
+    #[test]
+    fn fuzz_record_with_unparsable_contact_is_skipped() {
+        let c = Clock::system();
+        let b = binding("sip:bob@d", "sip:bob@10.1.1.2", c.now, 60);
+        let good = encode_binding(&b, &c);
+        let bad = good.replace("sip:bob@10.1.1.2\t", "sip:bob@10.1.\u{11}.2\t");
+        assert_ne!(good, bad);
+        let log = format!("{HEADER}\n{good}{bad}");
+        let l = load_bytes(log.as_bytes(), c).unwrap();
+        assert_eq!((l.records, l.skipped, l.bindings.len()), (1, 1, 1));
+    }
+
+    /// Fuzz finding (location_log): a Path value with a bare LF was loaded and went out as a
+    /// Route header split in two (unparsable SIP toward the device).
+    #[test]
+    fn fuzz_record_with_line_break_in_a_field_is_skipped() {
+        let c = Clock::system();
+        let mut b = binding("sip:bob@d", "sip:bob@10.1.1.2", c.now, 60);
+        b.path = vec!["<sip:p1;lr>".into(), "<sip:p2\n;lr>".into()];
+        let mut folded = binding("sip:bob@d", "sip:bob@10.1.1.3", c.now, 60);
+        folded.user_agent = Some("Phone\r\n 1.0".into());
+        let mut ua = binding("sip:bob@d", "sip:bob@10.1.1.4", c.now, 60);
+        ua.user_agent = Some("Phone\r1.0".into());
+        let log = format!(
+            "{HEADER}\n{}{}{}",
+            encode_binding(&b, &c),
+            encode_binding(&folded, &c),
+            encode_binding(&ua, &c)
+        );
+        let l = load_bytes(log.as_bytes(), c).unwrap();
+        assert_eq!((l.records, l.skipped), (1, 2));
+        assert_eq!(l.bindings[0].contact, "sip:bob@10.1.1.3");
     }
 
     #[test]

@@ -152,25 +152,47 @@ impl<'m> Edit<'m> {
             .position(|f| matches!(f.raw_name, Src::Orig(sp) if sp.start == orig.start))
     }
 
-    /// Drops the first comma-separated value of the first field of that name, or the whole
-    /// field when it held one value (top Via on responses §16.7 step 3, top Route §16.4).
-    /// Returns false when there was no such field. A field that is not a list (From, ...)
-    /// is removed whole.
+    /// The first value of that name as [`Message::values`] sees it: for a list header the
+    /// first non-empty comma-separated part of the first field that has one (empty parts and
+    /// empty fields are skipped), else the first field whole. Returns the field's position and
+    /// the part's range in its value (untrimmed, without the separating comma).
+    fn first_value(&self, m: HeaderMatch<'_>) -> Option<(usize, usize, usize)> {
+        let list = m.is_list();
+        for (pos, f) in self.fields.iter().enumerate() {
+            if !m.matches(f.name, self.bytes(f.raw_name)) {
+                continue;
+            }
+            let v = self.bytes(f.value);
+            if !list {
+                return Some((pos, 0, v.len()));
+            }
+            let mut start = 0;
+            while start <= v.len() {
+                let rest = v.get(start..).unwrap_or(&[]);
+                let end = start + find_top_level(rest, b',');
+                if !trim(v.get(start..end).unwrap_or(&[])).is_empty() {
+                    return Some((pos, start, end));
+                }
+                start = end + 1;
+            }
+        }
+        None
+    }
+
+    /// Drops the first comma-separated value of that name (see [`Edit::first_value`]), or the
+    /// whole field when nothing but empty parts is left in it (top Via on responses §16.7
+    /// step 3, top Route §16.4). Returns false when there was no such value. A field that is
+    /// not a list (From, ...) is removed whole.
     pub fn remove_first_value<'k>(&mut self, name: impl Into<HeaderMatch<'k>>) -> bool {
         let m = name.into();
-        let Some(pos) = self.position(m) else {
+        let Some((pos, _, end)) = self.first_value(m) else {
             return false;
         };
         let Some(f) = self.fields.get(pos).copied() else {
             return false;
         };
         let v = self.bytes(f.value);
-        let comma = if m.is_list() {
-            find_top_level(v, b',')
-        } else {
-            v.len()
-        };
-        let rest = trim(v.get(comma + 1..).unwrap_or(&[]));
+        let rest = trim(v.get(end + 1..).unwrap_or(&[]));
         if rest.is_empty() {
             self.fields.remove(pos);
             return true;
@@ -189,11 +211,11 @@ impl<'m> Edit<'m> {
         true
     }
 
-    /// Replaces the first comma-separated value of the first field of that name (e.g. the
-    /// Contact a NAT fix rewrites); appends a field when there is none.
+    /// Replaces the first comma-separated value of that name (see [`Edit::first_value`]; e.g.
+    /// the Contact a NAT fix rewrites); appends a field when there is none.
     pub fn replace_first_value<'k>(&mut self, name: impl Into<HeaderMatch<'k>>, value: &[u8]) {
         let m = name.into();
-        let Some(pos) = self.position(m) else {
+        let Some((pos, _, end)) = self.first_value(m) else {
             self.append(m, value);
             return;
         };
@@ -201,13 +223,8 @@ impl<'m> Edit<'m> {
             return;
         };
         let old = self.bytes(f.value);
-        let comma = if m.is_list() {
-            find_top_level(old, b',')
-        } else {
-            old.len()
-        };
         let mut new = trim(value).to_vec();
-        if let Some(rest) = old.get(comma..).filter(|r| !r.is_empty()) {
+        if let Some(rest) = old.get(end..).filter(|r| !r.is_empty()) {
             new.extend_from_slice(rest);
         }
         let value = self.store(&new);
@@ -373,6 +390,75 @@ fn fmt_u32(buf: &mut [u8; 10], mut n: u32) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn msg(s: &str) -> Message {
+        crate::sip::parse(Bytes::from(s.replace('\n', "\r\n")), &Default::default())
+            .expect("parses")
+    }
+
+    fn reparse(b: Bytes) -> Message {
+        crate::sip::parse(b, &Default::default()).expect("output parses")
+    }
+
+    fn vias(m: &Message) -> Vec<String> {
+        m.values(HeaderName::Via)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// Fuzz finding (sip_message): `Via: ,<ours>` — an empty list element before the top Via.
+    /// The response edit removed the empty element instead of the top Via, so a response went
+    /// upstream with the edge's own Via still on top.
+    #[test]
+    fn fuzz_remove_first_value_skips_empty_list_elements() {
+        let m = msg(
+            "SIP/2.0 180 Ringing\nVia: ,SIP/2.0/UDP edge;branch=z9hG4bK1\n\
+Via: , ,\nVia: SIP/2.0/UDP phone;branch=z9hG4bK2, SIP/2.0/UDP p2;branch=z9hG4bK3\n\
+From: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 INVITE\n\n",
+        );
+        let mut e = Edit::new(&m);
+        assert!(e.remove_first_value(HeaderName::Via));
+        let out = reparse(e.finish());
+        assert_eq!(
+            vias(&out),
+            [
+                "SIP/2.0/UDP phone;branch=z9hG4bK2",
+                "SIP/2.0/UDP p2;branch=z9hG4bK3"
+            ]
+        );
+        // An empty field before the first value is skipped the same way.
+        let m = msg(
+            "SIP/2.0 180 Ringing\nVia: ,\nVia: SIP/2.0/UDP edge, SIP/2.0/UDP phone\n\
+From: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 INVITE\n\n",
+        );
+        let mut e = Edit::new(&m);
+        assert!(e.remove_first_value(HeaderName::Via));
+        let out = reparse(e.finish());
+        assert_eq!(vias(&out), ["SIP/2.0/UDP phone"]);
+    }
+
+    /// The same for the received/rport stamp on a request's top Via: the stamped value used
+    /// to be inserted before the empty element, duplicating the top Via.
+    #[test]
+    fn fuzz_replace_first_value_skips_empty_list_elements() {
+        let m = msg(
+            "OPTIONS sip:a@b SIP/2.0\nVia: , SIP/2.0/UDP phone;rport, SIP/2.0/UDP p2\n\
+From: <sip:a@b>;tag=1\nTo: <sip:c@d>\nCall-ID: x\nCSeq: 1 OPTIONS\n\n",
+        );
+        let mut e = Edit::new(&m);
+        e.replace_first_value(
+            HeaderName::Via,
+            b"SIP/2.0/UDP phone;rport=5;received=1.2.3.4",
+        );
+        let out = reparse(e.finish());
+        assert_eq!(
+            vias(&out),
+            [
+                "SIP/2.0/UDP phone;rport=5;received=1.2.3.4",
+                "SIP/2.0/UDP p2"
+            ]
+        );
+    }
 
     #[test]
     fn formats_numbers() {

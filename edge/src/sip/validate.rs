@@ -84,6 +84,14 @@ impl Message {
             na.uri()
                 .map_err(|_| ParseError::bad("Bad Request (invalid Contact URI)"))?;
         }
+        // Route decides where the request goes (§16.4): a value the edge cannot read would be
+        // followed blindly (a strict router's last Route becomes the Request-URI).
+        for r in self.values(HeaderName::Route) {
+            super::NameAddr::parse(r)
+                .ok()
+                .and_then(|na| na.uri().ok())
+                .ok_or(ParseError::bad("Bad Request (invalid Route)"))?;
+        }
         Ok(())
     }
 
@@ -101,5 +109,37 @@ impl Message {
             .ok_or(ParseError::missing("Bad Request (missing Call-ID)"))?;
         self.cseq()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sip::{parse, Limits};
+    use bytes::Bytes;
+
+    /// Fuzz finding (sip_message): a Route whose URI does not parse was accepted, and as the
+    /// strict router's last Route it became the Request-URI of the forwarded request.
+    #[test]
+    fn fuzz_route_with_unparsable_uri_is_rejected() {
+        let req = |route: &str| {
+            format!(
+                "INVITE sip:127.0.0.1:5060;lr SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKs\r\n\
+Route: <sip:next.example.com;lr>, {route}\r\nFrom: <sip:c@example.com>;tag=c\r\n\
+To: <sip:b@example.com>;tag=b\r\nCall-ID: s@c\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let check = |route: &str| {
+            parse(Bytes::from(req(route)), &Limits::default())
+                .expect("parses")
+                .validate_request()
+        };
+        let e = check("<sip\u{19f}ob@10.1.1.1:5062>").unwrap_err();
+        assert_eq!(
+            (e.status_code(), e.reason()),
+            (400, "Bad Request (invalid Route)")
+        );
+        assert!(e.can_respond());
+        assert!(check("<sip:bob@10.1.1.1:5062>").is_ok());
+        assert!(check("garbage <").is_err());
     }
 }

@@ -337,20 +337,55 @@ async fn run_connection(
 /// Hands every complete message (and keepalive) at the front of `buf` to the edge. `Ok(true)`
 /// when something was taken off; `Err` when the stream cannot be framed.
 fn drain(edge: &Rc<Edge>, buf: &mut BytesMut, src: Source, id: FlowId) -> Result<bool, ()> {
-    let max = edge.cfg.limits.max_message_bytes;
+    let limits = edge.limits();
+    let drained = drain_frames(buf, &limits, |frame| match frame {
+        // A ping counts against the source's rate like any packet.
+        Frame::Ping => {
+            if edge.admit(&src) {
+                edge.send(
+                    Dest::back_to_flow(src.remote, id),
+                    Bytes::from_static(keepalive::PONG),
+                );
+            }
+        }
+        Frame::Message(msg) => {
+            if edge.admit(&src) {
+                edge.on_message(msg, src);
+            }
+        }
+    });
+    drained.map_err(|Unframeable| edge.metrics.parse_error("framing"))
+}
+
+/// One unit taken off the front of a stream buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A CRLFCRLF ping (RFC 5626 §4.4.1): answer with a pong.
+    Ping,
+    /// One complete message, as [`sip::frame_len`] cut it.
+    Message(Bytes),
+}
+
+/// The stream cannot be framed (see [`sip::frame_len`]); it cannot be resynchronised either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unframeable;
+
+/// The framing of a connection's read buffer, sans-IO: takes every complete message and
+/// keepalive off the front of `buf` (stray CRLFs are dropped) and hands each to `on`.
+/// `Ok(true)` when something was taken off; `Err` when the stream cannot be framed (the
+/// connection must be closed: it cannot be resynchronised).
+pub fn drain_frames(
+    buf: &mut BytesMut,
+    limits: &sip::Limits,
+    mut on: impl FnMut(Frame),
+) -> Result<bool, Unframeable> {
     let mut completed = false;
     loop {
         match keepalive::stream_front(buf) {
             StreamKeepalive::Ping(n) => {
                 buf.advance(n);
                 completed = true;
-                // A ping counts against the source's rate like any packet.
-                if edge.admit(&src) {
-                    edge.send(
-                        Dest::back_to_flow(src.remote, id),
-                        Bytes::from_static(keepalive::PONG),
-                    );
-                }
+                on(Frame::Ping);
                 continue;
             }
             StreamKeepalive::Skip(n) => {
@@ -364,21 +399,13 @@ fn drain(edge: &Rc<Edge>, buf: &mut BytesMut, src: Source, id: FlowId) -> Result
         if buf.is_empty() {
             return Ok(completed);
         }
-        let limits = edge.limits();
-        match sip::frame_len(buf, &limits) {
+        match sip::frame_len(buf, limits) {
             Ok(Some(n)) => {
-                let msg = buf.split_to(n).freeze();
                 completed = true;
-                if edge.admit(&src) {
-                    edge.on_message(msg, src);
-                }
+                on(Frame::Message(buf.split_to(n).freeze()));
             }
-            Ok(None) if buf.len() <= max => return Ok(completed),
-            // A stream that cannot be framed cannot be resynchronised: close it.
-            _ => {
-                edge.metrics.parse_error("framing");
-                return Err(());
-            }
+            Ok(None) if buf.len() <= limits.max_message_bytes => return Ok(completed),
+            _ => return Err(Unframeable),
         }
     }
 }
