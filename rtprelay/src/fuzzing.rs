@@ -323,7 +323,7 @@ pub fn stun_seeds() -> Vec<Vec<u8>> {
                 .with_transaction_id(id)
                 .with_attribute(XorMappedAddress::from(sa("198.51.100.7:40000"))),
         ),
-        encode(StunMessageBuilder::new(BINDING, MessageClass::Indication)),
+        encode(StunMessageBuilder::new(BINDING, MessageClass::Indication).with_transaction_id(id)),
     ];
     if let (Ok(user), Ok(sw), Ok(key)) = (
         UserName::new("abcd:efgh"),
