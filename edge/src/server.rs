@@ -436,8 +436,11 @@ impl Edge {
             }
         }
         let now = Instant::now();
-        self.proxy.borrow_mut().reconfigure(eff, now);
-        *self.sides.borrow_mut() = Policy::new(&eff.routing);
+        let routing = plan.applied.iter().any(|k| k.starts_with("routing."));
+        self.proxy.borrow_mut().reconfigure(eff, routing, now);
+        if routing {
+            *self.sides.borrow_mut() = Policy::new(&eff.routing);
+        }
         if plan
             .applied
             .iter()

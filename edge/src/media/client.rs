@@ -147,6 +147,8 @@ pub struct RelayClient {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     metrics: Option<MediaMetrics>,
+    /// Bumped on every change of [`Self::states`], so a shell republishes only then.
+    state_version: u64,
 }
 
 impl RelayClient {
@@ -186,6 +188,7 @@ impl RelayClient {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             metrics,
+            state_version: 0,
         }
     }
 
@@ -219,6 +222,7 @@ impl RelayClient {
                 r.current = 0;
             }
         }
+        self.state_version += 1;
         tracing::info!(relays = ?relays, "relay set reloaded");
     }
 
@@ -235,9 +239,15 @@ impl RelayClient {
         if r.disabled == enabled {
             r.disabled = !enabled;
             r.changed = Some(now);
+            self.state_version += 1;
             tracing::info!(relay = %addr, enabled, "relay {} by the operator", if enabled { "enabled" } else { "disabled" });
         }
         true
+    }
+
+    /// Changes whenever [`Self::states`] would answer differently.
+    pub fn state_version(&self) -> u64 {
+        self.state_version
     }
 
     /// Every relay: address, weight, up, when that last changed (for the operator).
@@ -311,7 +321,7 @@ impl RelayClient {
             None => {
                 relay.ping_pending = false;
                 let ok = reply == Reply::Number(u64::from(BASE_VERSION));
-                self.set_up(p.relay, ok);
+                self.set_up(p.relay, ok, now);
             }
             Some(id) => {
                 if let Some(m) = &self.metrics {
@@ -323,7 +333,7 @@ impl RelayClient {
                     }
                 }
                 // An answer is proof of life, even an error.
-                self.set_up(p.relay, true);
+                self.set_up(p.relay, true, now);
                 self.events.push_back(ClientEvent::Reply {
                     id,
                     relay: p.relay,
@@ -399,7 +409,7 @@ impl RelayClient {
             }
         }
         tracing::warn!(relay = ?addr, command = p.command.name(), "relay command timed out");
-        self.set_up(p.relay, false);
+        self.set_up(p.relay, false, now);
         let Some(id) = p.id else { return };
         if let Some(m) = &self.metrics {
             m.failures.with_label_values(&["timeout"]).inc();
@@ -488,14 +498,15 @@ impl RelayClient {
         best
     }
 
-    fn set_up(&mut self, relay: RelayId, up: bool) {
+    fn set_up(&mut self, relay: RelayId, up: bool, now: Instant) {
         let Some(r) = self.relays.get_mut(relay) else {
             return;
         };
         if r.up != up {
             tracing::info!(relay = %r.addr, up, "relay state changed");
             r.up = up;
-            r.changed = Some(Instant::now());
+            r.changed = Some(now);
+            self.state_version += 1;
             r.current = 0;
         }
         if let Some(m) = &self.metrics {

@@ -31,10 +31,7 @@ pub struct Peer {
 /// the carrier's own network may well use private addresses.
 pub fn media_address(sdp: IpAddr, sender: &Peer) -> IpAddr {
     if sender.access && (sender.nated || crate::nat::is_private(sdp)) {
-        match sender.source {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-            v4 => v4,
-        }
+        sender.source.to_canonical()
     } else {
         sdp
     }

@@ -16,9 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 /// What a command came back with: the relay that answered and its reply.
 pub type CommandResult = Result<(RelayId, Reply), ClientError>;
 
+// Nearly every request is a command: boxing it to shrink the rare variants would cost an
+// allocation per relay command.
+#[allow(clippy::large_enum_variant)]
 enum Request {
     Command {
-        command: Box<Command>,
+        command: Command,
         target: Target,
         done: oneshot::Sender<CommandResult>,
     },
@@ -96,7 +99,7 @@ impl RelayHandle {
             tracing::debug!(command = %t, ?target, "relay command");
         }
         let req = Request::Command {
-            command: Box::new(command),
+            command,
             target,
             done,
         };
@@ -127,9 +130,14 @@ async fn run(
 ) {
     let mut waiting: HashMap<RequestId, oneshot::Sender<CommandResult>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
+    let mut published = core.state_version();
     loop {
-        if let Ok(mut s) = states.lock() {
-            *s = core.states();
+        // Republished only when a relay changed (not once per command).
+        if core.state_version() != published {
+            published = core.state_version();
+            if let Ok(mut s) = states.lock() {
+                *s = core.states();
+            }
         }
         while let Some(t) = core.poll_transmit() {
             // Unconnected UDP: a dead relay shows up as a timeout, not as an error here.
@@ -161,7 +169,7 @@ async fn run(
             },
             req = rx.recv() => match req {
                 Some(Request::Command { command, target, done }) => {
-                    let id = core.send(*command, target, Instant::now());
+                    let id = core.send(command, target, Instant::now());
                     waiting.insert(id, done);
                 }
                 Some(Request::SetRelays(relays)) => core.set_relays(&relays, Instant::now()),

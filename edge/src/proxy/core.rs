@@ -311,9 +311,13 @@ impl Proxy {
     /// Apply a reloaded configuration's run-time keys ([`crate::reload`]): routing (a new core
     /// set and health probes; transactions in flight keep their destinations), proxy
     /// behaviour, transaction limits, what to do when no relay answers.
-    pub fn reconfigure(&mut self, cfg: &EdgeConfig, now: Instant) {
-        self.policy = Policy::new(&cfg.routing);
-        self.health = Health::new(cfg.routing.health_interval_s, now);
+    pub fn reconfigure(&mut self, cfg: &EdgeConfig, routing_changed: bool, now: Instant) {
+        // Only a new routing section replaces the policy: another reload (a log level) must
+        // not forget which cores are down or restart the health probes.
+        if routing_changed {
+            self.policy = Policy::new(&cfg.routing);
+            self.health = Health::new(cfg.routing.health_interval_s, now);
+        }
         self.cfg = cfg.proxy.clone();
         self.max_transactions = cfg.limits.max_transactions;
         self.max_per_source = cfg.limits.max_transactions_per_source;
