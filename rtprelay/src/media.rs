@@ -3,8 +3,8 @@
 //! reply channel within [`REPLY_TIMEOUT`] (else [`BackendError::Unavailable`]).
 //!
 //! The configured port range is split into one contiguous sub-range per shard; a stream's two
-//! legs are always allocated in one shard (`shard_hint % shards`), so forwarding never crosses
-//! threads.
+//! legs are always allocated in one shard (`shard_hint % shards`, the next one when that shard
+//! has no free pair), so forwarding never crosses threads.
 
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
 use crate::datapath::eventfd::EventFd;
@@ -314,9 +314,19 @@ impl MediaBackend for Media {
         a: LegSpec,
         b: LegSpec,
     ) -> Result<(LegId, LegId), BackendError> {
-        let n = self.shards.len().max(1) as u64;
-        let shard = (shard_hint % n) as u16;
-        self.call(shard, |reply| Command::Create { a, b, reply })?
+        // The hinted shard first; when its ports are used up (or a port cannot be bound) the
+        // next shards in turn: a call is refused only when no shard has a free pair, as with a
+        // single range (rtpproxy, rtpengine). Hashing alone would refuse calls while half the
+        // range is free whenever the Call-IDs happen to favour one shard.
+        let mut last = BackendError::NoPorts;
+        for shard in shard_order(shard_hint, self.shards.len()) {
+            match self.call(shard, |reply| Command::Create { a, b, reply })? {
+                Ok(legs) => return Ok(legs),
+                Err(e @ (BackendError::NoPorts | BackendError::Bind(_))) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     fn update(&mut self, leg: LegId, spec: LegSpec) -> Result<(), BackendError> {
@@ -346,9 +356,22 @@ impl MediaBackend for Media {
     }
 }
 
+/// The shards to try for a new stream: `hint % n` first, then the others in turn.
+fn shard_order(hint: u64, n: usize) -> impl Iterator<Item = u16> {
+    let n = n.max(1) as u64;
+    (0..n).map(move |i| ((hint % n + i) % n) as u16)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_range;
+    use super::{shard_order, split_range};
+
+    #[test]
+    fn shard_order_starts_at_the_hint_and_visits_every_shard_once() {
+        assert_eq!(shard_order(5, 3).collect::<Vec<_>>(), [2, 0, 1]);
+        assert_eq!(shard_order(u64::MAX, 2).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!(shard_order(7, 0).collect::<Vec<_>>(), [0]);
+    }
 
     #[test]
     fn split_is_contiguous_even_and_covers_range() {

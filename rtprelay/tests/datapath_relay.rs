@@ -319,6 +319,19 @@ fn two_shards_route_by_hint(kind: DatapathKind, port_min: u16) {
     assert_eq!(m.counters(wrong), Err(BackendError::UnknownLeg));
     let st = m.stats();
     assert_eq!(st.len(), 2);
+    // Every stream hinted to shard 0: once its 8 pairs (4 streams, one made above) are used
+    // the rest spill into shard 1 instead of being refused; only a full relay refuses.
+    let mut shards = [0u32; 2];
+    for _ in 0..6 {
+        let (a, b) = m.create(0, spec(None), spec(None)).expect("spills over");
+        assert_eq!(a.shard, b.shard);
+        shards[usize::from(a.shard)] += 1;
+    }
+    assert_eq!(shards, [3, 3]);
+    assert_eq!(
+        m.create(0, spec(None), spec(None)),
+        Err(BackendError::NoPorts)
+    );
 }
 
 fn rtcp_latches_on_its_own_port(kind: DatapathKind, port_min: u16) {

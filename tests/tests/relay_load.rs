@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Fits the 64-port media block of the harness (4 ports per stream, hashed over 2 shards).
+/// Fits the 64-port media block of the harness (4 ports per stream; 16 streams at most).
 const STREAMS: u32 = 10;
 const PPS: u32 = 50;
 const SECONDS: u32 = 2;
