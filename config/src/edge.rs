@@ -203,6 +203,11 @@ pub struct RoutingConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Seconds between OPTIONS health probes to each core entry; 0 turns probing off.
     pub health_interval_s: u64,
+    /// Consecutive probes left unanswered for one interval each before a core entry is marked
+    /// down (its in-flight requests without a provisional then fail over to the next entry).
+    /// Down is detected after `health_misses` × `health_interval_s`; a closed port (ICMP
+    /// unreachable) marks it down at once.
+    pub health_misses: u32,
     /// DNS servers (`ip:port`) for domain-name core entries; empty: the system's
     /// (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
@@ -214,6 +219,7 @@ impl Default for RoutingConfig {
             core: vec!["127.0.0.1:5070".to_string()],
             trusted_networks: Vec::new(),
             health_interval_s: 10,
+            health_misses: 2,
             dns_servers: Vec::new(),
         }
     }
@@ -554,6 +560,12 @@ impl Validate for EdgeConfig {
             return Err(ConfigError::invalid(
                 "routing.health_interval_s",
                 "must be 0 (off) to 86400",
+            ));
+        }
+        if !(1..=100).contains(&self.routing.health_misses) {
+            return Err(ConfigError::invalid(
+                "routing.health_misses",
+                "must be 1 to 100",
             ));
         }
         for c in &self.routing.core {

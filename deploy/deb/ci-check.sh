@@ -255,6 +255,8 @@ start_notify_listener() {  # NAME: abstract-namespace datagram socket like syste
   socat -u "ABSTRACT-RECV:$name" "OPEN:$work/$1.notify,creat,append" 2>"$work/$1.notify.log" &
   started[$!]="notify listener for $1"
   NOTIFY="@$name"
+  # The daemon sends READY=1 once: the socket must exist before it starts (systemd's does).
+  wait_for 10 "notify socket $NOTIFY" grep -q "@$name\$" /proc/net/unix
 }
 wait_for() {  # SECONDS WHAT COMMAND...: retry COMMAND every 0.2 s until it succeeds
   local secs=$1 what=$2; shift 2

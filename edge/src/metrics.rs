@@ -23,6 +23,11 @@ pub struct Metrics {
     pub stun_answered: IntCounter,
     /// Requests re-sent to the next core entry after a 503 or a transport error.
     pub core_failovers: IntCounter,
+    /// `edge_core_down_total{reason}`: a core entry taken out of rotation because its health
+    /// probes went unanswered (`probe`), it was unreachable (`unreachable`: ICMP, refused
+    /// connection), a request to it timed out (`timeout`) or it answered 503 (`overload`);
+    /// counted when it goes from up to down; every label exists from the start.
+    pub core_downs: IntCounterVec,
     /// `edge_security_events_total{event}`: what the trust boundary refused or rewrote, one
     /// label per rule (see [`SECURITY_EVENTS`]); every label exists from the start.
     pub security: IntCounterVec,
@@ -105,8 +110,17 @@ impl Metrics {
         for e in SECURITY_EVENTS {
             security.with_label_values(&[e]).inc_by(0);
         }
+        let core_downs = counter_vec(
+            "edge_core_down_total",
+            "Core entries marked down by missed health probes or as unreachable",
+            &["reason"],
+        );
+        for r in CORE_DOWN_REASONS {
+            core_downs.with_label_values(&[r]).inc_by(0);
+        }
         Metrics {
             security,
+            core_downs,
             request_children,
             response_children,
             transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
@@ -164,12 +178,24 @@ impl Metrics {
         self.dropped.with_label_values(&[reason]).inc();
     }
 
+    /// A core entry went down; `reason` is one of [`CORE_DOWN_REASONS`].
+    pub fn core_down(&self, reason: &'static str) {
+        debug_assert!(
+            CORE_DOWN_REASONS.contains(&reason),
+            "unknown reason {reason}"
+        );
+        self.core_downs.with_label_values(&[reason]).inc();
+    }
+
     /// One trust-boundary event; `event` must be one of [`SECURITY_EVENTS`].
     pub fn security(&self, event: &'static str) {
         debug_assert!(SECURITY_EVENTS.contains(&event), "unknown event {event}");
         self.security.with_label_values(&[event]).inc();
     }
 }
+
+/// The `reason` labels of `edge_core_down_total`.
+pub const CORE_DOWN_REASONS: &[&str] = &["probe", "unreachable", "timeout", "overload"];
 
 /// The `event` labels of `edge_security_events_total`.
 pub const SECURITY_EVENTS: &[&str] = &[

@@ -12,7 +12,7 @@ use crate::proxy::Proxy;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registrar::persist::{Clock, Store};
 use crate::sip::Limits;
-use crate::transport::{tcp, udp, Dest, Source, Transport};
+use crate::transport::{recverr, tcp, udp, Dest, Source, Transport};
 use bytes::Bytes;
 use config::EdgeConfig;
 use std::cell::RefCell;
@@ -201,7 +201,13 @@ impl Edge {
             self.metrics.drop("no_socket_for_family");
             return;
         };
-        match sock.try_send_to(&bytes, dest.addr) {
+        let mut sent = sock.try_send_to(&bytes, dest.addr);
+        if sent.as_ref().is_err_and(recverr::is_icmp_error) {
+            // An earlier datagram's ICMP error, reported by this send (which did not go out):
+            // the error queue has it; send this one again.
+            sent = sock.try_send_to(&bytes, dest.addr);
+        }
+        match sent {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let sock = sock.clone();
@@ -296,6 +302,7 @@ pub async fn run(
     }
     for i in 0..edge.udp.len() {
         tokio::task::spawn_local(udp::recv_loop(edge.clone(), i));
+        tokio::task::spawn_local(udp::error_loop(edge.clone(), i));
     }
     for (local, l) in tcp_listeners {
         tokio::task::spawn_local(tcp::accept_loop(edge.clone(), local, l));

@@ -375,8 +375,11 @@ impl Proxy {
         _outs: &mut Vec<Output<Dest>>,
     ) {
         let Some((id, b)) = self.client_ctx.get(&tx).copied() else {
-            if let Some(d) = self.health.done(tx) {
-                self.policy.mark_down(&d, now);
+            if let Some(d) = self.health.failed(tx) {
+                // A transport error was handled (and counted) by `on_transport_error`.
+                if code != 503 {
+                    self.core_dead(d, now);
+                }
                 return;
             }
             self.reg_own_failed(tx, now);
@@ -388,7 +391,9 @@ impl Proxy {
             .and_then(|c| c.branches.get(b))
             .map(|i| i.dest)
         {
-            self.policy.mark_down(&d, now);
+            if self.policy.mark_down(&d, now) && code == 408 {
+                self.metrics.core_down("timeout");
+            }
         }
         // A transport error is immediate: fail over. A timeout is not (Timer B/F = 64·T1, the
         // caller has given up by then; re-sending would ring a call nobody waits for).

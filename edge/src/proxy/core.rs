@@ -29,8 +29,8 @@ use crate::metrics::Metrics;
 use crate::nat::{self, received};
 use crate::sip::{self, HeaderName, Host, Limits, Message, Method, NameAddr, Uri};
 use crate::transaction::{
-    self as tx, ClientKey, IdMap, Output, RequestMatch, ResponseMatch, ServerKey, TransactionTable,
-    TuEvent, TxId,
+    self as tx, ClientKey, ClientState, IdMap, Output, RequestMatch, ResponseMatch, ServerKey,
+    TransactionTable, TuEvent, TxId,
 };
 use crate::transport::{Dest, Source, Transmit, Transport};
 use bytes::Bytes;
@@ -153,7 +153,11 @@ impl Proxy {
             sent_by: listen.iter().map(|(_, a)| locals_hp(a, cfg)).collect(),
             locals,
             policy,
-            health: Health::new(cfg.routing.health_interval_s, now),
+            health: Health::new(
+                cfg.routing.health_interval_s,
+                cfg.routing.health_misses,
+                now,
+            ),
             txs: TransactionTable::new(tx::Timers::from(&cfg.timers)),
             branches: BranchGen::new(rand::random()),
             contexts: IdMap::default(),
@@ -316,7 +320,11 @@ impl Proxy {
         // not forget which cores are down or restart the health probes.
         if routing_changed {
             self.policy = Policy::new(&cfg.routing);
-            self.health = Health::new(cfg.routing.health_interval_s, now);
+            self.health = Health::new(
+                cfg.routing.health_interval_s,
+                cfg.routing.health_misses,
+                now,
+            );
         }
         self.cfg = cfg.proxy.clone();
         self.max_transactions = cfg.limits.max_transactions;
@@ -404,10 +412,26 @@ impl Proxy {
         self.after_event();
     }
 
-    /// Sends the OPTIONS health probes that are due (one per core entry per interval).
+    /// Sends the OPTIONS health probes that are due (one per core entry per interval); a probe
+    /// left unanswered for a whole interval is abandoned, and an entry with
+    /// `routing.health_misses` of those in a row is down (see [`health`]).
     fn health_tick(&mut self, now: Instant) {
         let cores = self.policy.core_dests();
-        for dest in self.health.due(now, &cores) {
+        let round = self.health.due(now, &cores);
+        if round.probe.is_empty() && round.abandon.is_empty() {
+            return;
+        }
+        let mut outs = std::mem::take(&mut self.txout);
+        for tx in round.abandon {
+            self.txs.terminate(tx, &mut outs);
+        }
+        self.handle_tx_outputs(&mut outs, now);
+        self.txout = outs;
+        for dest in round.dead {
+            tracing::warn!(core = %dest.addr, "core target not answering health probes");
+            self.core_dead(dest, now);
+        }
+        for dest in round.probe {
             let n = self.health.count();
             let local = self
                 .locals
@@ -420,15 +444,42 @@ impl Proxy {
             match tx {
                 Some(t) => self.health.sent(t, dest),
                 // No local socket can reach it: as good as unreachable.
-                None => self.policy.mark_down(&dest, now),
+                None => {
+                    self.policy.mark_down(&dest, now);
+                }
             }
         }
+    }
+
+    /// Core entry `dest` is dead (probes unanswered): out of rotation, and every request in
+    /// flight toward it that has heard nothing back fails as if unreachable, which re-sends it
+    /// to the next core entry (RFC 3263 §4.3; a request that got a provisional stays: the core
+    /// took it). Without this a request sent just before the core died would wait for Timer
+    /// B/F (32 s) and end in 408 although another core is up.
+    pub(super) fn core_dead(&mut self, dest: Dest, now: Instant) {
+        if self.policy.mark_down(&dest, now) {
+            self.metrics.core_down("probe");
+        }
+        let unanswered: Vec<TxId> = self
+            .client_ctx
+            .keys()
+            .copied()
+            .filter(|t| {
+                matches!(
+                    self.txs.client_state(*t),
+                    Some(ClientState::Calling | ClientState::Trying)
+                )
+            })
+            .collect();
+        self.fail_toward(unanswered, &dest, now);
     }
 
     /// The shell could not deliver to `dest` (TCP connect failed): every client transaction
     /// toward it fails (§17.1.4).
     pub fn on_transport_error(&mut self, dest: Dest, now: Instant) {
-        self.policy.mark_down(&dest, now);
+        if self.policy.mark_down(&dest, now) {
+            self.metrics.core_down("unreachable");
+        }
         let mut candidates: Vec<TxId> = self.client_ctx.keys().copied().collect();
         candidates.extend(self.health.in_flight_to(dest.addr));
         self.fail_toward(candidates, &dest, now);

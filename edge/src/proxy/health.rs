@@ -1,8 +1,14 @@
 //! Core health by OPTIONS (sans-IO): every `routing.health_interval_s` the proxy sends an
 //! OPTIONS to each core entry in a non-INVITE client transaction (RFC 3261 §11: OPTIONS is the
 //! capability query every UA and proxy answers). Any response means the entry is alive (a 503
-//! with Retry-After is handled like any 503); a timeout (Timer F) or a transport error marks it
-//! down. One probe per entry is outstanding at a time, so a silent core costs one transaction.
+//! with Retry-After is handled like any 503).
+//!
+//! A probe still unanswered when the next round is due counts as a **miss** and is abandoned
+//! (its transaction terminated: probes do not pile up retransmitting for Timer F's 32 s).
+//! `routing.health_misses` consecutive misses make the entry dead: the proxy marks it down and
+//! fails over what is in flight toward it. Detection thus takes misses × interval, not Timer F
+//! (Kamailio's dispatcher and OpenSIPS' `ds_probing_threshold` count misses the same way). A
+//! transport error (ICMP port unreachable, refused TCP connect) fails the probe at once.
 
 use crate::transaction::TxId;
 use crate::transport::{Dest, Transport};
@@ -13,36 +19,64 @@ use std::time::{Duration, Instant};
 pub struct Health {
     /// `None`: probing is off.
     interval: Option<Duration>,
+    misses_to_down: u32,
     next_round: Option<Instant>,
     in_flight: HashMap<TxId, Dest>,
+    /// Consecutive misses per entry (by address and transport).
+    misses: HashMap<(Transport, std::net::SocketAddr), u32>,
     sent: u64,
 }
 
+/// What a due round asks of the proxy.
+#[derive(Debug, Default, PartialEq)]
+pub struct Round {
+    /// Probe these entries now.
+    pub probe: Vec<Dest>,
+    /// Terminate these probe transactions: unanswered for a whole interval.
+    pub abandon: Vec<TxId>,
+    /// These entries just reached the miss limit: down, fail over their in-flight requests.
+    pub dead: Vec<Dest>,
+}
+
 impl Health {
-    pub fn new(interval_s: u64, now: Instant) -> Self {
+    pub fn new(interval_s: u64, misses_to_down: u32, now: Instant) -> Self {
         let interval = (interval_s > 0).then(|| Duration::from_secs(interval_s));
         Health {
             interval,
+            misses_to_down: misses_to_down.max(1),
             next_round: interval.map(|i| now + i),
             in_flight: HashMap::new(),
+            misses: HashMap::new(),
             sent: 0,
         }
     }
 
-    /// The entries to probe now (a new round is due and no probe to them is outstanding).
-    pub fn due(&mut self, now: Instant, cores: &[Dest]) -> Vec<Dest> {
+    /// The round due now, if any: previous probes still outstanding become misses.
+    pub fn due(&mut self, now: Instant, cores: &[Dest]) -> Round {
         let (Some(interval), Some(next)) = (self.interval, self.next_round) else {
-            return Vec::new();
+            return Round::default();
         };
         if now < next {
-            return Vec::new();
+            return Round::default();
         }
         self.next_round = Some(now + interval);
-        cores
-            .iter()
-            .filter(|c| !self.in_flight.values().any(|d| d == *c))
-            .copied()
-            .collect()
+        let mut round = Round::default();
+        for (tx, dest) in std::mem::take(&mut self.in_flight) {
+            round.abandon.push(tx);
+            if self.miss(dest) {
+                round.dead.push(dest);
+            }
+        }
+        round.abandon.sort_unstable_by_key(|t| t.0);
+        round.probe = cores.to_vec();
+        round
+    }
+
+    /// Count a miss for `dest`; true when this one reaches the limit (reported once).
+    fn miss(&mut self, dest: Dest) -> bool {
+        let n = self.misses.entry((dest.transport, dest.addr)).or_insert(0);
+        *n += 1;
+        *n == self.misses_to_down
     }
 
     /// A probe to `dest` was sent in transaction `tx`.
@@ -51,9 +85,25 @@ impl Health {
         self.in_flight.insert(tx, dest);
     }
 
-    /// Transaction `tx` got a response or failed: the probed entry, if it was a probe.
-    pub fn done(&mut self, tx: TxId) -> Option<Dest> {
-        self.in_flight.remove(&tx)
+    /// Transaction `tx` got a response: the probed entry, if it was a probe (its misses reset).
+    pub fn answered(&mut self, tx: TxId) -> Option<Dest> {
+        let d = self.in_flight.remove(&tx)?;
+        self.misses.remove(&(d.transport, d.addr));
+        Some(d)
+    }
+
+    /// Transaction `tx` failed (transport error, or Timer F with long intervals): the probed
+    /// entry, if it was a probe. The caller marks it down at once.
+    pub fn failed(&mut self, tx: TxId) -> Option<Dest> {
+        let d = self.in_flight.remove(&tx)?;
+        let n = self.misses.entry((d.transport, d.addr)).or_insert(0);
+        *n = (*n).max(self.misses_to_down);
+        Some(d)
+    }
+
+    /// Forget transaction `tx` (terminated): nothing is reported.
+    pub fn done(&mut self, tx: TxId) {
+        self.in_flight.remove(&tx);
     }
 
     /// Outstanding probes toward `addr` (to fail them on a transport error).
@@ -98,31 +148,70 @@ mod tests {
     }
 
     #[test]
-    fn rounds_and_one_probe_in_flight_per_entry() {
+    fn rounds_count_unanswered_probes_as_misses() {
         let t0 = Instant::now();
         let cores = [dest("10.0.0.5:5060"), dest("10.0.0.6:5060")];
-        let mut h = Health::new(10, t0);
-        assert!(
-            h.due(t0, &cores).is_empty(),
+        let mut h = Health::new(1, 2, t0);
+        assert_eq!(
+            h.due(t0, &cores),
+            Round::default(),
             "first round after one interval"
         );
         let s = Duration::from_secs;
-        assert_eq!(h.due(t0 + s(10), &cores), cores.to_vec());
-        assert!(h.due(t0 + s(11), &cores).is_empty());
+        let r = h.due(t0 + s(1), &cores);
+        assert_eq!(r.probe, cores.to_vec());
+        assert!(r.abandon.is_empty() && r.dead.is_empty());
+        assert_eq!(
+            h.due(t0 + s(1) + Duration::from_millis(500), &cores),
+            Round::default()
+        );
         h.sent(TxId(1), cores[0]);
-        // Next round: the first still has a probe outstanding.
-        assert_eq!(h.due(t0 + s(20), &cores), vec![cores[1]]);
-        assert_eq!(h.done(TxId(1)), Some(cores[0]));
-        assert_eq!(h.done(TxId(1)), None);
-        assert_eq!(h.due(t0 + s(30), &cores), cores.to_vec());
+        h.sent(TxId(2), cores[1]);
+        // Only the second answers: the first's probe is a miss (abandoned), not yet dead.
+        assert_eq!(h.answered(TxId(2)), Some(cores[1]));
+        assert_eq!(h.answered(TxId(2)), None);
+        let r = h.due(t0 + s(2), &cores);
+        assert_eq!((r.abandon, r.dead), (vec![TxId(1)], vec![]));
+        h.sent(TxId(3), cores[0]);
+        h.sent(TxId(4), cores[1]);
+        assert_eq!(h.answered(TxId(4)), Some(cores[1]));
+        // Second consecutive miss: dead, reported once.
+        let r = h.due(t0 + s(3), &cores);
+        assert_eq!((r.abandon, r.dead), (vec![TxId(3)], vec![cores[0]]));
+        h.sent(TxId(5), cores[0]);
+        let r = h.due(t0 + s(4), &cores);
+        assert_eq!((r.abandon, r.dead), (vec![TxId(5)], vec![]));
+        // An answer resets the count: two more misses are needed again.
+        h.sent(TxId(6), cores[0]);
+        assert_eq!(h.answered(TxId(6)), Some(cores[0]));
+        h.sent(TxId(7), cores[0]);
+        assert!(h.due(t0 + s(5), &cores).dead.is_empty());
+    }
+
+    #[test]
+    fn a_failed_probe_is_dead_at_once_and_not_counted_twice() {
+        let t0 = Instant::now();
+        let cores = [dest("10.0.0.5:5060")];
+        let mut h = Health::new(1, 3, t0);
+        h.due(t0 + Duration::from_secs(1), &cores);
+        h.sent(TxId(1), cores[0]);
+        assert_eq!(h.failed(TxId(1)), Some(cores[0]));
+        assert_eq!(h.failed(TxId(1)), None);
+        h.sent(TxId(2), cores[0]);
+        assert!(h.due(t0 + Duration::from_secs(2), &cores).dead.is_empty());
+        h.done(TxId(3));
+        assert!(h.in_flight_to(cores[0].addr).is_empty());
     }
 
     #[test]
     fn zero_interval_is_off() {
         let t0 = Instant::now();
-        let mut h = Health::new(0, t0);
+        let mut h = Health::new(0, 2, t0);
         let cores = [dest("10.0.0.5:5060")];
-        assert!(h.due(t0 + Duration::from_secs(3600), &cores).is_empty());
+        assert_eq!(
+            h.due(t0 + Duration::from_secs(3600), &cores),
+            Round::default()
+        );
     }
 
     #[test]

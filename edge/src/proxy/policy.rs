@@ -221,23 +221,26 @@ impl Policy {
         self.all().any(|d| same_entry(&d, dest))
     }
 
-    /// A request to `dest` timed out or could not be sent.
-    pub fn mark_down(&mut self, dest: &Dest, now: Instant) {
-        self.mark_down_for(dest, now, DOWN_FOR);
+    /// A request to `dest` timed out or could not be sent. True when it was up until now.
+    pub fn mark_down(&mut self, dest: &Dest, now: Instant) -> bool {
+        self.mark_down_for(dest, now, DOWN_FOR)
     }
 
     /// `dest` is out of rotation for `period` (a 503's Retry-After, RFC 3261 §21.5.4, capped at
-    /// [`MAX_RETRY_AFTER`]).
-    pub fn mark_down_for(&mut self, dest: &Dest, now: Instant, period: Duration) {
-        if self.is_core(dest) {
-            let until = now + period.min(MAX_RETRY_AFTER);
-            let key = (dest.transport, dest.addr);
-            if self.down.get(&key).is_none_or(|u| now >= *u) {
-                self.changed.insert(key, now);
-                tracing::warn!(core = %dest.addr, for_s = period.min(MAX_RETRY_AFTER).as_secs(), "core target down");
-            }
-            self.down.insert(key, until);
+    /// [`MAX_RETRY_AFTER`]). True when it was up until now (logged once per change).
+    pub fn mark_down_for(&mut self, dest: &Dest, now: Instant, period: Duration) -> bool {
+        if !self.is_core(dest) {
+            return false;
         }
+        let until = now + period.min(MAX_RETRY_AFTER);
+        let key = (dest.transport, dest.addr);
+        let newly = self.down.get(&key).is_none_or(|u| now >= *u);
+        if newly {
+            self.changed.insert(key, now);
+            tracing::warn!(core = %dest.addr, for_s = period.min(MAX_RETRY_AFTER).as_secs(), "core target down");
+        }
+        self.down.insert(key, until);
+        newly
     }
 
     /// `dest` answered: it is healthy again.

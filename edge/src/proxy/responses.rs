@@ -46,7 +46,9 @@ impl Proxy {
             if status == 503 {
                 // RFC 3263 §4.3 / RFC 3261 §21.5.4: the core is overloaded or down; §16.7 step
                 // 6 makes proxies turn a downstream 503 into 500, so a 503 is the core's own.
-                self.policy.mark_down_for(&d, now, retry_after(&msg));
+                if self.policy.mark_down_for(&d, now, retry_after(&msg)) {
+                    self.metrics.core_down("overload");
+                }
             } else {
                 self.policy.mark_up(&d, now);
             }
@@ -72,7 +74,7 @@ impl Proxy {
         let Some((id, b)) = owner else {
             // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer;
             // or a health probe's (the core was marked up or, on 503, down above).
-            if self.health.done(client).is_some() {
+            if self.health.answered(client).is_some() {
                 return;
             }
             self.reg_own_response(client, now);

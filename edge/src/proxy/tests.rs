@@ -1226,6 +1226,62 @@ fn unanswered_health_probe_marks_the_core_down_and_an_answer_brings_it_back() {
     );
 }
 
+/// Requests in flight to a core that stops answering its probes fail over once it is found
+/// dead (misses × interval), not after Timer B; one that got a provisional stays.
+#[test]
+fn requests_unanswered_by_a_core_found_dead_fail_over() {
+    let mut h = Harness::with(|c| {
+        c.routing.core = vec![CORE.into(), CORE2.into()];
+        c.routing.health_interval_s = 1;
+        c.routing.health_misses = 2;
+    });
+    let answer_core2 = |h: &mut Harness, out: &[Transmit]| {
+        for p in requests(out, "OPTIONS") {
+            if p.dest.addr.to_string() == CORE2 {
+                let b = p.bytes.clone();
+                h.recv(CORE2, &answer(&b, 200, "h2", &[]));
+            }
+        }
+    };
+    let out = h.advance(Duration::from_millis(1_000));
+    assert_eq!(requests(&out, "OPTIONS").len(), 2);
+    answer_core2(&mut h, &out);
+    // Two calls go to the first core; it sends 100 Trying for one of them, then dies.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKd1", ""));
+    let sent = requests(&out, "INVITE");
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    let first = sent[0].bytes.clone();
+    h.recv(PHONE, &invite("sip:carol@example.com", "z9hG4bKd2", ""));
+    h.recv(CORE, &answer(&first, 100, "", &[]));
+    let out = h.advance(Duration::from_millis(1_000));
+    answer_core2(&mut h, &out);
+    assert!(
+        requests(
+            &only_to(&out, CORE2)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            "INVITE"
+        )
+        .is_empty(),
+        "one miss is not dead"
+    );
+    let out = h.advance(Duration::from_millis(1_000));
+    let moved: Vec<Transmit> = only_to(&out, CORE2).into_iter().cloned().collect();
+    let moved = requests(&moved, "INVITE");
+    assert_eq!(
+        moved.len(),
+        1,
+        "the unanswered INVITE is re-sent to the second core"
+    );
+    assert!(String::from_utf8_lossy(&moved[0].bytes).starts_with("INVITE sip:carol@"));
+    assert_eq!(h.metrics.core_downs.with_label_values(&["probe"]).get(), 1);
+    assert_eq!(h.metrics.core_failovers.get(), 1);
+    // New requests go to the second core at once.
+    let out = h.recv(PHONE, &invite("sip:dave@example.com", "z9hG4bKd3", ""));
+    assert_eq!(only_to(&out, CORE2).len(), 1);
+}
+
 #[test]
 fn health_probing_off_sends_nothing() {
     let mut h = Harness::with(|c| c.routing.health_interval_s = 0);

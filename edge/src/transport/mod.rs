@@ -6,6 +6,7 @@
 
 pub mod guard;
 pub mod keepalive;
+pub mod recverr;
 pub mod tcp;
 pub mod udp;
 

@@ -4,7 +4,9 @@ use super::{keepalive, Source, Transport};
 use crate::server::Edge;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Bind with a large receive buffer: bursts of REGISTER refreshes must not overflow it.
@@ -17,6 +19,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = sock.set_recv_buffer_size(8 << 20);
     let _ = sock.set_send_buffer_size(8 << 20);
     sock.set_nonblocking(true)?;
+    super::recverr::enable(&sock, addr.is_ipv6())?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
 }
@@ -28,7 +31,8 @@ pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
         let (n, remote) = match sock.recv_from(&mut buf).await {
             Ok(v) => v,
             Err(e) => {
-                // ICMP errors surface here on Linux (ECONNREFUSED); they are not fatal.
+                // A pending ICMP error surfaces here once (ECONNREFUSED…); `error_loop` reads
+                // the details from the error queue. Not fatal.
                 tracing::debug!(%local, error = %e, "udp recv");
                 continue;
             }
@@ -59,5 +63,33 @@ pub async fn recv_loop(edge: Rc<Edge>, index: usize) {
             continue;
         }
         edge.on_message(Bytes::copy_from_slice(data), src);
+    }
+}
+
+/// ICMP errors of socket `index` ([`super::recverr`]): each destination found unreachable is a
+/// transport error for the proxy (client transactions toward it fail, a core fails over).
+pub async fn error_loop(edge: Rc<Edge>, index: usize) {
+    let (local, sock) = edge.udp[index].clone();
+    let fd = sock.as_raw_fd();
+    loop {
+        match sock
+            .async_io(Interest::ERROR, || super::recverr::drain(fd))
+            .await
+        {
+            Ok(addrs) => {
+                for addr in addrs {
+                    tracing::debug!(%local, %addr, "ICMP unreachable");
+                    edge.on_transport_error(super::Dest {
+                        transport: Transport::Udp,
+                        addr,
+                        flow: None,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "udp error queue");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 }
