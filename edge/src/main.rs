@@ -28,6 +28,10 @@ struct Args {
     /// routing.health_interval_s).
     #[arg(long = "health-interval")]
     health_interval: Option<u64>,
+    /// Unanswered health probes in a row before a core entry is down (overrides
+    /// routing.health_misses).
+    #[arg(long = "health-misses")]
+    health_misses: Option<u32>,
     /// Network treated as core side (repeatable; added to routing.trusted_networks).
     #[arg(long)]
     trusted: Vec<IpNet>,
@@ -85,6 +89,9 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if !args.core.is_empty() {
         cfg.routing.core = args.core.clone();
+    }
+    if let Some(n) = args.health_misses {
+        cfg.routing.health_misses = n;
     }
     if let Some(s) = args.health_interval {
         cfg.routing.health_interval_s = s;
