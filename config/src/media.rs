@@ -72,6 +72,10 @@ pub struct EdgeMediaConfig {
     /// An INVITE with an offer that gets no final response within this long is cleaned up
     /// (s; a backstop behind the proxy's Timer C).
     pub early_timeout_s: u64,
+    /// Every this many seconds each confirmed call's streams are queried on its relay (`Q`);
+    /// a call the relay no longer knows (its media timed out, or the relay restarted and lost
+    /// it) is ended with a BYE to both parties. 0 turns the check off.
+    pub check_interval_s: u64,
 }
 
 impl Default for EdgeMediaConfig {
@@ -90,6 +94,7 @@ impl Default for EdgeMediaConfig {
             health_interval_ms: 5_000,
             max_call_duration_s: 14_400,
             early_timeout_s: 200,
+            check_interval_s: 5,
         }
     }
 }
@@ -121,6 +126,12 @@ impl Validate for EdgeMediaConfig {
             return Err(ConfigError::invalid(
                 "media.max_streams_per_sdp",
                 "must be >= 1",
+            ));
+        }
+        if self.check_interval_s > 3_600 {
+            return Err(ConfigError::invalid(
+                "media.check_interval_s",
+                "must be 0 (off) to 3600",
             ));
         }
         if self.max_call_duration_s == 0 || self.early_timeout_s == 0 {

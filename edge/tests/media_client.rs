@@ -198,6 +198,7 @@ fn dialogs() -> MediaDialogs {
             early_timeout: Duration::from_secs(200),
             relay_ips: vec!["127.0.0.1".parse().unwrap()],
             max_streams: 8,
+            check_interval_s: 0,
         },
         None,
     )

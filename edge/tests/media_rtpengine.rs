@@ -143,6 +143,7 @@ async fn dialogs_against_rtpengine() {
             early_timeout: Duration::from_secs(200),
             relay_ips: vec![addr.ip()],
             max_streams: 8,
+            check_interval_s: 0,
         },
         None,
     );

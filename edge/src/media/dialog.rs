@@ -38,13 +38,14 @@
 //! session: pass 1 anchors A's offer, pass 2 anchors B's answer (`edge/docs/media-spirals.md`).
 
 use super::client::{ClientError, RelayId, Target};
+use super::liveness::{Liveness, Verdict};
 use super::metrics::MediaMetrics;
 use super::policy::{self, Decision, Peer};
 use super::shell::CommandResult;
 use crate::sdp::{rewrite, RewriteOptions, Sdp, SdpError, StreamRewrite};
 use crate::sip::Method;
 use config::MediaMode;
-use rtprelay::control::proto::{CallId, Command, Delete, Tag, Update};
+use rtprelay::control::proto::{CallId, Command, Delete, Query, Tag, Update};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -62,6 +63,9 @@ pub struct DialogConfig {
     pub relay_ips: Vec<IpAddr>,
     /// Most relayable streams (m= lines) one SDP may have (`media.max_streams_per_sdp`).
     pub max_streams: usize,
+    /// Seconds between checks that a confirmed call's streams still exist on its relay
+    /// (`media.check_interval_s`, 0 = off; see [`super::liveness`]).
+    pub check_interval_s: u64,
 }
 
 impl DialogConfig {
@@ -76,6 +80,7 @@ impl DialogConfig {
             early_timeout: Duration::from_secs(cfg.early_timeout_s),
             relay_ips: cfg.relays.iter().map(|r| r.addr.ip()).collect(),
             max_streams: cfg.max_streams_per_sdp,
+            check_interval_s: cfg.check_interval_s,
         }
     }
 }
@@ -183,6 +188,9 @@ pub struct Completion {
 pub struct ReplyStep {
     pub send: Vec<RelayRequest>,
     pub done: Option<Completion>,
+    /// A confirmed call whose streams its relay no longer has (media timed out, relay
+    /// restarted): (Call-ID, caller tag). Its media state is gone; the proxy ends the dialog.
+    pub lost: Option<(String, String)>,
 }
 
 /// Where the offer/answer exchange of a call stands (RFC 3264 §4).
@@ -242,6 +250,8 @@ pub struct MediaDialogs {
     sessions: usize,
     /// Relay address:port written into an SDP → the call it belongs to.
     anchored: HashMap<SocketAddr, String>,
+    /// Checks that confirmed calls still have their streams.
+    live: Liveness,
     metrics: Option<MediaMetrics>,
 }
 
@@ -258,6 +268,7 @@ fn key(call_id: &str, tag: &str) -> String {
 impl MediaDialogs {
     pub fn new(cfg: DialogConfig, metrics: Option<MediaMetrics>) -> Self {
         MediaDialogs {
+            live: Liveness::new(cfg.check_interval_s),
             cfg,
             calls: HashMap::new(),
             ops: HashMap::new(),
@@ -283,6 +294,19 @@ impl MediaDialogs {
         }
     }
 
+    /// Count a confirmed call whose media a relay lost, by `outcome`
+    /// (`edge_media_lost_calls_total`).
+    pub fn count_lost(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.lost_calls.with_label_values(&[outcome]).inc();
+        }
+    }
+
+    /// Is call (`call_id`, caller tag `tag`) anchored?
+    pub fn has_call(&self, call_id: &str, tag: &str) -> bool {
+        self.calls.contains_key(&key(call_id, tag))
+    }
+
     pub fn anchoring(&self) -> bool {
         self.cfg.mode != MediaMode::Never
     }
@@ -304,7 +328,11 @@ impl MediaDialogs {
 
     /// When [`Self::on_timer`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        match (timer, self.live.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A SIP message is about to be forwarded. Call for INVITE, ACK, BYE, CANCEL, UPDATE,
@@ -346,6 +374,7 @@ impl MediaDialogs {
                         call.callee_tag = ev.to_tag.map(str::to_owned).or(call.callee_tag.take());
                         let key = key.clone();
                         self.arm(&key, now + self.cfg.max_duration);
+                        self.live.watch(&key, now);
                     }
                 } else if *status >= 300 {
                     if *method == Method::Invite && !call.confirmed {
@@ -405,6 +434,11 @@ impl MediaDialogs {
     /// The outcome of a [`RelayRequest`].
     pub fn on_relay_reply(&mut self, id: CmdId, result: CommandResult, now: Instant) -> ReplyStep {
         let _ = now;
+        match self.live.on_reply(id, &result) {
+            Verdict::NotOurs => {}
+            Verdict::Alive => return ReplyStep::default(),
+            Verdict::Lost(key) => return self.lost(&key),
+        }
         let Some(cmd) = self.cmds.remove(&id) else {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "relay delete failed");
@@ -485,13 +519,22 @@ impl MediaDialogs {
         }
         self.gauges();
         let Some(op) = self.ops.get(&cmd.op) else {
-            return ReplyStep { send, done: None };
+            return ReplyStep {
+                send,
+                ..ReplyStep::default()
+            };
         };
         if op.waiting > 0 {
-            return ReplyStep { send, done: None };
+            return ReplyStep {
+                send,
+                ..ReplyStep::default()
+            };
         }
         let Some(op) = self.ops.remove(&cmd.op) else {
-            return ReplyStep { send, done: None };
+            return ReplyStep {
+                send,
+                ..ReplyStep::default()
+            };
         };
         if let Some(call) = self.calls.get_mut(&op.call) {
             call.ops.retain(|o| *o != cmd.op);
@@ -515,6 +558,25 @@ impl MediaDialogs {
                 op: cmd.op,
                 outcome,
             }),
+            lost: None,
+        }
+    }
+
+    /// The relay does not know confirmed call `key` any more: forget it (its `D` is harmless
+    /// if the relay lost it, and frees what is left if only some streams timed out).
+    fn lost(&mut self, key: &str) -> ReplyStep {
+        let Some(ids) = self
+            .calls
+            .get(key)
+            .map(|c| (c.call_id.clone(), c.caller_tag.clone()))
+        else {
+            return ReplyStep::default();
+        };
+        tracing::info!(call_id = %ids.0, "relay no longer has the call's media: ending it");
+        ReplyStep {
+            send: self.end(key, "media lost"),
+            done: None,
+            lost: Some(ids),
         }
     }
 
@@ -530,6 +592,29 @@ impl MediaDialogs {
             if self.calls.get(&k).is_some_and(|c| c.timer == (at, seq)) {
                 send.extend(self.end(&k, "timeout"));
             }
+        }
+        for k in self.live.due(now) {
+            let Some(call) = self.calls.get(&k) else {
+                continue;
+            };
+            let Some(relay) = call.relay else {
+                continue;
+            };
+            let id = CmdId(self.next);
+            self.next += 1;
+            let command = Command::Query(Query {
+                verbose: false,
+                call: CallId::new(&call.call_id),
+                from_tag: Tag::new(&call.caller_tag),
+                to_tag: None,
+                stats: Vec::new(),
+            });
+            self.live.asked(id, k);
+            send.push(RelayRequest {
+                id,
+                target: Target::Relay(relay),
+                command,
+            });
         }
         send
     }
@@ -596,6 +681,7 @@ impl MediaDialogs {
             return Vec::new();
         };
         self.timers.remove(&call.timer);
+        self.live.forget(k);
         for at in &call.anchored {
             if self.anchored.get(at).is_some_and(|c| c == k) {
                 self.anchored.remove(at);

@@ -15,6 +15,7 @@ fn cfg(mode: MediaMode) -> DialogConfig {
         early_timeout: Duration::from_secs(200),
         relay_ips: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
         max_streams: 8,
+        check_interval_s: 0,
     }
 }
 

@@ -27,6 +27,10 @@ pub struct MediaMetrics {
     /// `too_many_streams` (488, `media.max_streams_per_sdp`), `relay_failure` (503 while no
     /// relay answers, `media.on_relay_failure = "reject"`).
     pub refused: IntCounterVec,
+    /// `edge_media_lost_calls_total{outcome}`: confirmed calls whose relay no longer had their
+    /// streams (media timed out, relay restarted): `bye` (ended with a BYE to both parties),
+    /// `untracked` (no dialog record to send a BYE with: only the relay state was freed).
+    pub lost_calls: IntCounterVec,
 }
 
 impl MediaMetrics {
@@ -39,6 +43,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.relays_up.clone()))?;
         registry.register(Box::new(m.refused.clone()))?;
+        registry.register(Box::new(m.lost_calls.clone()))?;
         Ok(m)
     }
 
@@ -70,6 +75,19 @@ impl MediaMetrics {
                 ),
                 &["reason"],
             )?,
+            lost_calls: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "edge_media_lost_calls_total",
+                        "Confirmed calls whose relay lost their media, by how they were ended",
+                    ),
+                    &["outcome"],
+                )?;
+                for o in ["bye", "untracked"] {
+                    c.with_label_values(&[o]).inc_by(0);
+                }
+                c
+            },
         })
     }
 }

@@ -50,6 +50,7 @@
 pub mod client;
 pub mod dialog;
 pub mod event;
+pub mod liveness;
 pub mod metrics;
 pub mod policy;
 pub mod shell;

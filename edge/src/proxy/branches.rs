@@ -93,6 +93,16 @@ impl Proxy {
         let Ok(resp) = sip::parse(bytes, &self.limits) else {
             return Some(act);
         };
+        let initial = ctx.request.method() == Some(&Method::Invite)
+            && ctx.request.to().ok().is_some_and(|t| t.tag().is_none());
+        if initial && resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            if let Some((rid, b)) = self.responding.filter(|(rid, _)| *rid == id) {
+                self.track_confirmed(rid, b, &resp);
+            }
+        }
+        let Some(ctx) = self.contexts.get(&id) else {
+            return Some(act);
+        };
         let sender = self.responder.unwrap_or(Peer {
             source: ctx.src.remote.ip(),
             nated: false,

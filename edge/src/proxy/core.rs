@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 
 #[path = "branches.rs"]
 mod branches;
+#[path = "ending.rs"]
+mod ending;
 #[path = "forward.rs"]
 mod forward;
 #[path = "registrar_glue.rs"]
@@ -120,6 +122,10 @@ pub struct Proxy {
     parked: IdMap<u64, Parked>,
     /// The sender of the response being processed (for media policy).
     responder: Option<Peer>,
+    /// The context and branch of the response being processed.
+    responding: Option<(u64, usize)>,
+    /// Confirmed anchored dialogs the edge can end with BYE ([`super::calls`]).
+    calls: super::calls::Calls,
     /// The mid-registrar (issue 4).
     reg: registrar_glue::RegGlue,
     /// Key of the Record-Route integrity token ([`route_token`]).
@@ -176,6 +182,8 @@ impl Proxy {
             relay_out: Vec::new(),
             parked: IdMap::default(),
             responder: None,
+            responding: None,
+            calls: Default::default(),
             route_key: RouteKey::new(rand::random()),
             per_source: Default::default(),
             server_source: IdMap::default(),
@@ -220,6 +228,9 @@ impl Proxy {
     pub fn on_relay_reply(&mut self, id: CmdId, result: CommandResult, now: Instant) {
         let r = self.media.on_relay_reply(id, result, now);
         self.relay_out.extend(r.send);
+        if let Some((call_id, tag)) = r.lost {
+            self.end_lost_call(&call_id, &tag, now);
+        }
         if let Some(done) = r.done {
             if let Some(p) = self.parked.remove(&done.op.0) {
                 self.resume(p, done.outcome, now);
@@ -541,7 +552,13 @@ impl Proxy {
             (_, Method::Ack) => self.forward_stateless(msg, src, now),
             (RequestMatch::AckToTu(_), _) => {}
             (RequestMatch::NoMatch, Method::Cancel) => self.on_cancel(msg, key, src, now),
-            (RequestMatch::NoMatch, _) => self.on_new_request(msg, method, key, src, now),
+            (RequestMatch::NoMatch, _) => {
+                if !self.calls.is_empty() {
+                    // In-dialog CSeq numbers, and BYE, of the calls the edge may end itself.
+                    self.calls.on_request(&msg);
+                }
+                self.on_new_request(msg, method, key, src, now)
+            }
         }
     }
 

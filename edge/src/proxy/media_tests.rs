@@ -129,3 +129,106 @@ fn mode_nat_anchors_calls_from_the_core_to_a_nated_binding() {
         }
     }
 }
+
+/// A confirmed call whose relay no longer knows it (`Q` answered `E50`: its media timed out,
+/// or the relay restarted) is ended by the edge: a BYE to each party, as its peer would send
+/// it, with a Reason; the relay state is freed (`D`).
+#[test]
+fn a_call_whose_relay_lost_its_media_gets_bye_both_ways() {
+    use rtprelay::control::proto::{ErrorCode, Reply};
+    let (mut h, mm) = media_harness(|c| c.media.check_interval_s = 5);
+    let port = |p: u16| {
+        Ok((
+            0,
+            Reply::Port {
+                port: p,
+                addr: Some("127.0.0.1".parse().unwrap()),
+            },
+        ))
+    };
+    h.recv(
+        PHONE,
+        &with_sdp(&invite("sip:bob@example.com", "z9hG4bKlost", ""), &[4000]),
+    );
+    let u = h.proxy.take_relay_requests();
+    assert!(matches!(u[0].command, Command::Update(_)));
+    h.proxy.on_relay_reply(u[0].id, port(30_000), h.now);
+    let out = h.proxy.take_transmits();
+    let fwd = requests(&out, "INVITE")[0].bytes.clone();
+    let rr = parse(&fwd)
+        .header(HeaderName::RecordRoute)
+        .expect("the edge record-routes")
+        .to_vec();
+    let ok = answer(
+        &fwd,
+        200,
+        "bobtag",
+        &[
+            ("Record-Route", &rr),
+            ("Contact", b"<sip:bob@10.0.0.7:5070>"),
+        ],
+    );
+    h.recv(CORE, &with_sdp_at(&ok, "10.0.0.7", &[5000]));
+    let l = h.proxy.take_relay_requests();
+    assert!(matches!(l[0].command, Command::Lookup(_)));
+    h.proxy.on_relay_reply(l[0].id, port(30_002), h.now);
+    let out = h.proxy.take_transmits();
+    assert_eq!(
+        only_to(&out, PHONE).iter().map(|t| status(t)).max(),
+        Some(200)
+    );
+    // The relay still has the call at the first check: nothing happens.
+    h.advance(Duration::from_secs(5));
+    let q = h.proxy.take_relay_requests();
+    assert_eq!(q.len(), 1);
+    assert!(
+        matches!(q[0].command, Command::Query(_)),
+        "{:?}",
+        q[0].command
+    );
+    h.proxy
+        .on_relay_reply(q[0].id, Ok((0, Reply::Text("55 10 10 20 0".into()))), h.now);
+    assert!(h.proxy.take_transmits().is_empty());
+    // At the next one it does not.
+    h.advance(Duration::from_secs(5));
+    let q = h.proxy.take_relay_requests();
+    assert_eq!(q.len(), 1);
+    h.proxy
+        .on_relay_reply(q[0].id, Ok((0, Reply::Error(ErrorCode(50)))), h.now);
+    let out = h.proxy.take_transmits();
+    let byes = requests(&out, "BYE");
+    assert_eq!(byes.len(), 2, "{out:?}");
+    let to_phone = parse(&only_to(&out, PHONE)[0].bytes);
+    // Its Contact as the edge fixed it (the phone is behind NAT: its source address).
+    assert_eq!(
+        to_phone.request_uri().unwrap(),
+        b"sip:alice@192.0.2.10:40000"
+    );
+    assert_eq!(to_phone.from().unwrap().tag(), Some("bobtag"));
+    assert_eq!(to_phone.to().unwrap().tag(), Some("a1"));
+    let to_core = parse(&only_to(&out, CORE)[0].bytes);
+    assert_eq!(to_core.request_uri().unwrap(), b"sip:bob@10.0.0.7:5070");
+    assert_eq!(to_core.from().unwrap().tag(), Some("a1"));
+    assert_eq!(to_core.cseq().unwrap().seq, 2);
+    assert!(
+        to_core.header(HeaderName::Route).is_none(),
+        "no proxy beyond the edge"
+    );
+    for b in [&to_phone, &to_core] {
+        assert!(b
+            .header("Reason")
+            .is_some_and(|r| r.starts_with(b"Q.850;cause=41")));
+    }
+    assert!(
+        h.proxy
+            .take_relay_requests()
+            .iter()
+            .any(|r| matches!(r.command, Command::Delete(_))),
+        "the relay state is freed"
+    );
+    assert_eq!(mm.lost_calls.with_label_values(&["bye"]).get(), 1);
+    assert_eq!(h.proxy.media().dialogs(), 0);
+    // No more checks for it.
+    h.advance(Duration::from_secs(10));
+    assert!(h.proxy.take_relay_requests().is_empty());
+}

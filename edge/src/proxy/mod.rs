@@ -3,6 +3,7 @@
 mod anchor;
 pub mod branch;
 pub mod build;
+pub mod calls;
 pub mod context;
 mod core;
 pub mod health;

@@ -118,7 +118,9 @@ impl Proxy {
                 )
             }
         };
+        self.responding = Some((id, b));
         self.apply(id, acts, now);
+        self.responding = None;
     }
 
     /// The 3xx Contacts to recurse on (§16.5): none from the access side (a phone must not
