@@ -379,6 +379,8 @@ impl SessionManager {
             a_bytes_in = ca.bytes_in,
             b_bytes_in = cb.bytes_in,
             dropped = ca.dropped + cb.dropped,
+            a_latched = %ca.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            b_latched = %cb.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             "stream ended"
         );
     }

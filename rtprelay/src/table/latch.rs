@@ -21,6 +21,13 @@
 //!    address with a different SSRC (or from a different IP, or while the latched source is still
 //!    talking) never moves the latch — so an attacker must already know the SSRC *and* share the
 //!    party's public IP *and* wait until the party stops sending.
+//! 4. **Learning**: for [`LatchPolicy::learning`] after the first latch, a packet from *exactly*
+//!    the signalled address (IP and port) moves a latch taken by another source (once: when
+//!    the signalled address holds the latch, learning is over): the party said
+//!    it is there, so an earlier source was at best a guess — another port of the same IP
+//!    (another phone behind the same NAT, or stale media of an old call still hitting a re-used
+//!    port after a relay restart). rtpengine's "heuristic" endpoint learning ranks sources the
+//!    same way. After the window only rule 3 applies.
 //!
 //! # Loose policy (`strict_source = false`)
 //! The first source latches; a different source re-latches once the latched one has been silent
@@ -37,11 +44,14 @@ use std::time::{Duration, Instant};
 
 /// How long the latched source must be silent before the rebinding rule may apply.
 pub const DEFAULT_REBIND_SILENCE: Duration = Duration::from_secs(2);
+/// How long after the first latch the signalled address itself may still take the latch.
+pub const DEFAULT_LEARNING: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatchPolicy {
     pub strict: bool,
     pub rebind_silence: Duration,
+    pub learning: Duration,
 }
 
 impl LatchPolicy {
@@ -49,13 +59,14 @@ impl LatchPolicy {
         LatchPolicy {
             strict: true,
             rebind_silence: DEFAULT_REBIND_SILENCE,
+            learning: DEFAULT_LEARNING,
         }
     }
 
     pub fn loose() -> LatchPolicy {
         LatchPolicy {
             strict: false,
-            rebind_silence: DEFAULT_REBIND_SILENCE,
+            ..LatchPolicy::strict()
         }
     }
 }
@@ -87,6 +98,10 @@ pub struct Latch {
     ssrc: Option<u32>,
     /// Time of the last packet accepted from `addr`.
     last: Option<Instant>,
+    /// When the first latch happened (start of the learning window).
+    since: Option<Instant>,
+    /// The signalled address itself was latched once: learning is over.
+    learned: bool,
 }
 
 /// Private, shared or link-local: an address that says "I am behind a NAT" when it appears in
@@ -173,6 +188,7 @@ impl Latch {
                 }
             }
             self.latch(src, ssrc, now);
+            self.learned = usable(signalled) == Some(src);
             return Verdict::Latched;
         };
         if latched == src {
@@ -181,6 +197,14 @@ impl Latch {
             }
             self.last = Some(now);
             return Verdict::Accept;
+        }
+        let learning = self
+            .since
+            .is_some_and(|t| now.saturating_duration_since(t) < policy.learning);
+        if learning && !self.learned && usable(signalled) == Some(src) {
+            self.latch(src, ssrc, now);
+            self.learned = true;
+            return Verdict::Relatched { from: latched };
         }
         let silent = self
             .last
@@ -202,6 +226,7 @@ impl Latch {
         self.addr = Some(src);
         self.ssrc = ssrc;
         self.last = Some(now);
+        self.since.get_or_insert(now);
     }
 }
 
@@ -237,6 +262,40 @@ mod tests {
         assert_eq!(
             l.check(&p, sig, true, sa("203.0.113.5:5555"), S, t0),
             Verdict::Accept
+        );
+    }
+
+    /// Stale media of an old call (same IP, another port) hits a re-used port first: the
+    /// party's own packets from its signalled address take the latch during learning, and
+    /// only then; afterwards the latch holds.
+    #[test]
+    fn the_signalled_address_wins_the_latch_while_learning() {
+        let t0 = Instant::now();
+        let p = LatchPolicy::strict();
+        let mut l = Latch::default();
+        let sig = Some(sa("203.0.113.5:4000"));
+        let stale = sa("203.0.113.5:6000");
+        assert_eq!(l.check(&p, sig, true, stale, OTHER, t0), Verdict::Latched);
+        let t1 = t0 + Duration::from_millis(2_500);
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4000"), S, t1),
+            Verdict::Relatched { from: stale }
+        );
+        assert_eq!(l.check(&p, sig, true, stale, OTHER, t1), Verdict::Foreign);
+        // The window counts from the first latch: a late signalled source does not move it.
+        let mut l = Latch::default();
+        l.check(&p, sig, true, stale, OTHER, t0);
+        let late = t0 + p.learning;
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4000"), S, late),
+            Verdict::Foreign
+        );
+        // Another port of the signalled IP is no better than the first guess.
+        let mut l = Latch::default();
+        l.check(&p, sig, true, stale, OTHER, t0);
+        assert_eq!(
+            l.check(&p, sig, true, sa("203.0.113.5:4002"), S, t0),
+            Verdict::Foreign
         );
     }
 
