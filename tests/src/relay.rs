@@ -25,15 +25,21 @@ const MEDIA_SPAN: u32 = 4_000;
 
 /// A block of `MEDIA_BLOCK` even-aligned UDP ports free on loopback right now.
 pub fn free_media_block() -> (u16, u16) {
+    free_media_range(MEDIA_BLOCK)
+}
+
+/// A block of `size` (a multiple of `MEDIA_BLOCK`) UDP ports free on loopback right now.
+pub fn free_media_range(size: u16) -> (u16, u16) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    let size = size.max(MEDIA_BLOCK);
     let seed = (std::process::id() % 61) * u32::from(MEDIA_BLOCK);
     for _ in 0..(MEDIA_SPAN / u32::from(MEDIA_BLOCK)) {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let off = (seed + n * u32::from(MEDIA_BLOCK)) % (MEDIA_SPAN - u32::from(MEDIA_BLOCK));
+        let n = NEXT.fetch_add(u32::from(size / MEDIA_BLOCK).max(1), Ordering::SeqCst);
+        let off = (seed + n * u32::from(MEDIA_BLOCK)) % (MEDIA_SPAN - u32::from(size));
         let Ok(min) = u16::try_from(MEDIA_FIRST + off) else {
             continue;
         };
-        let max = min + MEDIA_BLOCK - 1;
+        let max = min + size - 1;
         let all_free = (min..=max).all(|p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
         if all_free {
             return (min, max);
@@ -83,6 +89,43 @@ impl Relay {
     ) -> Result<Relay, StartFailure> {
         let control = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        Relay::start_at(bin, dir, media_ip, (control, admin), extra)
+    }
+
+    /// SIGKILL this relay (a crash: nothing is cleaned up), then start the same binary again
+    /// on the same control, admin and media addresses, as systemd's `Restart=` would.
+    pub fn crash_and_restart(
+        &mut self,
+        bin: &Path,
+        dir: &WorkDir,
+        extra: &[&str],
+    ) -> Result<Relay, StartFailure> {
+        if let Some(pid) = self.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) on our own, not yet reaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.guard.wait_timeout(Duration::from_secs(5));
+        let ports = format!("{}-{}", self.ports.0, self.ports.1);
+        let mut args: Vec<&str> = vec!["--ports", &ports];
+        args.extend(extra);
+        Relay::start_at(
+            bin,
+            dir,
+            Ipv4Addr::LOCALHOST,
+            (self.control, self.admin),
+            &args,
+        )
+    }
+
+    fn start_at(
+        bin: &Path,
+        dir: &WorkDir,
+        media_ip: Ipv4Addr,
+        (control, admin): (SocketAddr, SocketAddr),
+        extra: &[&str],
+    ) -> Result<Relay, StartFailure> {
         // A test that needs more than MEDIA_BLOCK ports passes its own `--ports MIN-MAX`.
         let own_ports = extra
             .iter()
@@ -91,7 +134,13 @@ impl Relay {
             .and_then(|r| r.split_once('-'))
             .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
         let ports = own_ports.unwrap_or_else(free_media_block);
-        let log = dir.path().join(format!("rtprelay-{}.log", control.port()));
+        let log = (0..)
+            .map(|n| match n {
+                0 => dir.path().join(format!("rtprelay-{}.log", control.port())),
+                n => dir.path().join(format!("rtprelay-{}.{n}.log", control.port())),
+            })
+            .find(|p| !p.exists())
+            .expect("a free log name");
         let fail = |message: String| StartFailure {
             exit: None,
             log: String::new(),
