@@ -31,11 +31,16 @@ pub fn tools_or_skip(test: &str) -> Option<EdgeTools> {
     edge_tools_or_skip(test)
 }
 
-/// A running Kamailio; stopped by PID on drop.
+/// A running Kamailio; stopped by PID on drop (and, when started in its own process group,
+/// its whole group SIGKILLed first: a SIGSTOPped Kamailio's children would not die with it).
 pub struct Kamailio {
-    _guard: ChildGuard,
+    guard: ChildGuard,
     pub sip: SocketAddr,
     pub log: PathBuf,
+    /// Started with [`Kamailio::start_cfg_at_in_group`]: the group's ID is the main PID.
+    own_group: bool,
+    /// The group got SIGKILL already: never signal that group ID again.
+    group_killed: bool,
 }
 
 impl Kamailio {
@@ -60,6 +65,28 @@ impl Kamailio {
         sip: SocketAddr,
         subst: &[(&str, &str)],
     ) -> Kamailio {
+        Kamailio::spawn(dir, template, sip, subst, false)
+    }
+
+    /// Like [`Kamailio::start_cfg_at`], in a process group of its own (main process and the
+    /// children it forks), so a fault test can stop or kill all of it with
+    /// [`Kamailio::signal_group`]. The group is SIGKILLed on drop, even while stopped.
+    pub fn start_cfg_at_in_group(
+        dir: &WorkDir,
+        template: &str,
+        sip: SocketAddr,
+        subst: &[(&str, &str)],
+    ) -> Kamailio {
+        Kamailio::spawn(dir, template, sip, subst, true)
+    }
+
+    fn spawn(
+        dir: &WorkDir,
+        template: &str,
+        sip: SocketAddr,
+        subst: &[(&str, &str)],
+        own_group: bool,
+    ) -> Kamailio {
         let text = std::fs::read_to_string(kamailio_dir().join(template))
             .unwrap_or_else(|e| panic!("tests/kamailio/{template}: {e}"));
         let mut cfg = text
@@ -78,7 +105,11 @@ impl Kamailio {
         let log = dir.path().join("kamailio.log");
         let out = std::fs::File::create(&log).expect("kamailio log");
         let err = out.try_clone().expect("dup kamailio log");
-        let child = Command::new(KAMAILIO)
+        let mut cmd = Command::new(KAMAILIO);
+        if own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let child = cmd
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-m", "64", "-M", "8"])
@@ -99,10 +130,51 @@ impl Kamailio {
             );
         }
         Kamailio {
-            _guard: guard,
+            guard,
             sip,
             log,
+            own_group,
+            group_killed: false,
         }
+    }
+
+    /// The main process's PID (also the process group's ID with
+    /// [`Kamailio::start_cfg_at_in_group`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.pid()
+    }
+
+    /// Sends `sig` to Kamailio's whole process group (main process and children). Only for a
+    /// Kamailio started with [`Kamailio::start_cfg_at_in_group`]; does nothing once the main
+    /// process has been reaped or the group was SIGKILLed.
+    pub fn signal_group(&mut self, sig: libc::c_int) {
+        assert!(
+            self.own_group,
+            "signal_group needs Kamailio::start_cfg_at_in_group"
+        );
+        if self.group_killed || self.guard.try_wait().is_some() {
+            return;
+        }
+        if let Some(pgid) = self.guard.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: killpg(2) on the group whose leader is our own child, not reaped yet
+            // (try_wait above), so the group ID cannot have been reused.
+            unsafe {
+                libc::killpg(pgid, sig);
+            }
+        }
+        if sig == libc::SIGKILL {
+            self.group_killed = true;
+        }
+    }
+
+    /// Lines of Kamailio's log so far containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
     }
 
     /// REGISTERs Kamailio received, per AoR (its `REGCOUNT <To URI>` log lines).
@@ -115,5 +187,15 @@ impl Kamailio {
             }
         }
         counts
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // Before the guard (a field, dropped after this) reaps the main process: SIGKILL
+        // reaches stopped processes too, and the children go with the group.
+        if self.own_group {
+            self.signal_group(libc::SIGKILL);
+        }
     }
 }

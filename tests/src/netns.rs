@@ -152,3 +152,25 @@ pub fn address(ns: &str, dev: &str, cidr: &str) {
     run(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]);
     run(&["ip", "-n", ns, "link", "set", dev, "up"]);
 }
+
+/// Runs `f` on a new thread that has entered network namespace `ns` (setns(2) changes only the
+/// calling thread's namespace): every socket it opens and every process it spawns (the edge,
+/// SIPp, through the usual helpers, unchanged) lives in `ns`. A panic in `f` is re-raised here
+/// with its message. Panics if the namespace cannot be entered.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns(2) on an open namespace file; it affects this thread only, which
+            // runs `f` and ends.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        });
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}

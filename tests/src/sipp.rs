@@ -473,3 +473,49 @@ pub fn register_through(
         .unwrap_or_else(|e| panic!("{e}"));
     vec![phones.wait(), registrar.wait()]
 }
+
+/// One line of SIPp's `-trace_rtt` file: when a response-time measure ended and how long it
+/// took (both in ms, on SIPp's own clock, which starts with the run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RttSample {
+    pub date_ms: f64,
+    pub rtt_ms: f64,
+}
+
+/// Every sample of the `*_rtt.csv` files SIPp wrote into `dir` (`-trace_rtt`; with
+/// `-rtt_freq 1` one line per `rtd="true"` response, e.g. per successful REGISTER), in file
+/// order. Lines that are not `date;rtt;rtd` numbers (the header) are skipped.
+pub fn read_rtt(dir: &Path) -> Vec<RttSample> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut samples = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with("_rtt.csv") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let mut fields = line.split(';');
+            let (Some(date), Some(rtt)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            if let (Ok(date_ms), Ok(rtt_ms)) = (date.trim().parse(), rtt.trim().parse()) {
+                samples.push(RttSample { date_ms, rtt_ms });
+            }
+        }
+    }
+    samples
+}
+
+/// The longest time (ms) between two consecutive completions of `samples`, with the two
+/// completion dates around it; `None` with fewer than two samples.
+pub fn longest_gap(samples: &[RttSample]) -> Option<(f64, f64, f64)> {
+    let mut dates: Vec<f64> = samples.iter().map(|s| s.date_ms).collect();
+    dates.sort_by(f64::total_cmp);
+    dates
+        .windows(2)
+        .map(|w| (w[1] - w[0], w[0], w[1]))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
