@@ -51,6 +51,17 @@ pub fn free_media_range(size: u16) -> (u16, u16) {
     );
 }
 
+/// A stream as the relay logged it when it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedStream {
+    pub reason: String,
+    pub a_packets_in: u64,
+    pub b_packets_in: u64,
+    /// The address leg A (the offerer's side) latched to, `-` if none.
+    pub a_latched: String,
+    pub b_latched: String,
+}
+
 /// A running relay.
 pub struct Relay {
     guard: ChildGuard,
@@ -137,7 +148,9 @@ impl Relay {
         let log = (0..)
             .map(|n| match n {
                 0 => dir.path().join(format!("rtprelay-{}.log", control.port())),
-                n => dir.path().join(format!("rtprelay-{}.{n}.log", control.port())),
+                n => dir
+                    .path()
+                    .join(format!("rtprelay-{}.{n}.log", control.port())),
             })
             .find(|p| !p.exists())
             .expect("a free log name");
@@ -308,6 +321,14 @@ impl Relay {
     /// Per call (Call-ID) of every stream the relay ended so far: its end reason and the
     /// packets it received from each party, from the `stream ended` log lines.
     pub fn ended_streams(&self) -> std::collections::HashMap<String, (String, u64, u64)> {
+        self.ended()
+            .into_iter()
+            .map(|(call, e)| (call, (e.reason, e.a_packets_in, e.b_packets_in)))
+            .collect()
+    }
+
+    /// Per call (Call-ID), the `stream ended` log line of its last stream, parsed.
+    pub fn ended(&self) -> std::collections::HashMap<String, EndedStream> {
         let mut out = std::collections::HashMap::new();
         for line in self
             .log_text()
@@ -318,15 +339,18 @@ impl Relay {
                 line.split_whitespace()
                     .find_map(|w| w.strip_prefix(&format!("{name}=")))
                     .map(|v| v.trim_matches('"').to_string())
+                    .unwrap_or_default()
             };
-            let count = |n: &str| field(n).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+            let count = |n: &str| field(n).parse().unwrap_or(0u64);
             out.insert(
-                field("call_id").unwrap_or_default(),
-                (
-                    field("reason").unwrap_or_default(),
-                    count("a_packets_in"),
-                    count("b_packets_in"),
-                ),
+                field("call_id"),
+                EndedStream {
+                    reason: field("reason"),
+                    a_packets_in: count("a_packets_in"),
+                    b_packets_in: count("b_packets_in"),
+                    a_latched: field("a_latched"),
+                    b_latched: field("b_latched"),
+                },
             );
         }
         out

@@ -221,8 +221,12 @@ fn build(
             rr[..f].iter().rev().map(text).collect(),
             rr[l + 1..].iter().map(text).collect(),
         ),
-        // The edge did not record-route this dialog: it will not see the in-dialog requests,
-        // so it cannot end it properly.
+        // No Record-Route at all: a callee that ignored ours (§12.1.1 says to copy it; SIPp's
+        // built-in uas does not). Nobody else routes this dialog either: the edge's own
+        // next hops are the parties themselves.
+        _ if rr.is_empty() => (Vec::new(), Vec::new()),
+        // Other proxies recorded their routes but the edge's is gone: the route set is not
+        // ours to guess, and the edge will not see the in-dialog requests.
         _ => return None,
     };
     let header = |na: &NameAddr<'_>| {
@@ -380,6 +384,28 @@ CSeq: {seq} {method}\nContent-Length: 0\n\n"
         calls.on_request(&req("at", "bt", "BYE", 9));
         assert!(calls.is_empty());
         assert!(calls.take("c1@x", "at").is_empty());
+    }
+
+    #[test]
+    fn a_2xx_without_any_record_route_is_tracked_with_empty_route_sets() {
+        let mut calls = Calls::default();
+        let ok: String = OK
+            .lines()
+            .filter(|l| !l.starts_with("Record-Route"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(calls.confirmed(
+            &msg(INVITE),
+            &msg(&ok),
+            dest("198.51.100.1:40000"),
+            dest("10.0.0.5:5060"),
+            ours
+        ));
+        let call = calls.take("c1@x", "at").pop().unwrap();
+        let bye = call.bye(Toward::Callee, "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKn", "x");
+        assert!(msg(&String::from_utf8_lossy(&bye))
+            .header(HeaderName::Route)
+            .is_none());
     }
 
     #[test]
