@@ -34,16 +34,16 @@ const NEW_CALL_PACKETS: u64 = 250;
 /// The relay's stream timeout (rtprelay's `media.timeout_s` default).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The long-call scenario with `stream` (1 s of A-law silence, raw) as its looped RTP source.
-fn long_call_scenario(dir: &Path) -> PathBuf {
+/// The long-call scenario streaming 1 s of A-law silence (raw) `loops` times (-1: for ever).
+fn long_call_scenario(dir: &Path, loops: i32) -> PathBuf {
     let stream = dir.join("silence.alaw");
     std::fs::write(&stream, vec![0xd5u8; 8000]).expect("write stream");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/fault_relay_long_call.xml");
     let text = std::fs::read_to_string(&src).expect("fault_relay_long_call.xml");
-    let out = dir.join("long_call.xml");
+    let out = dir.join(format!("long_call_{loops}.xml"));
     std::fs::write(
         &out,
-        text.replace("@STREAM@", &stream.display().to_string()),
+        text.replace("@STREAM@", &format!("{},{loops}", stream.display())),
     )
     .expect("write scenario");
     out
@@ -87,7 +87,7 @@ fn relay_crash_ends_old_calls_by_bye_and_new_calls_have_audio() {
     let old = Sipp::new(
         &tools.sipp,
         "old_calls",
-        Scenario::File(long_call_scenario(dir.path())),
+        Scenario::File(long_call_scenario(dir.path(), -1)),
     )
     .ip(ACCESS_IP)
     .remote(edge.sip_addr())
@@ -194,4 +194,87 @@ fn relay_crash_ends_old_calls_by_bye_and_new_calls_have_audio() {
         problems.join("\n")
     );
     assert_eq!(relay2.metric_sum("rtprelay_streams", &[]), 0.0);
+}
+
+/// Dead media on a live relay: calls whose callers stop sending after 1 s (the callee only
+/// echoes) time out on the relay (`--timeout 3`); the edge's next check finds them gone and
+/// ends each with a BYE to both parties, within the stream timeout + 5 s of the silence.
+#[test]
+fn dead_media_ends_the_call_with_bye_both_ways() {
+    let test = "fault_relay_dead_media";
+    let (Some(tools), Some(relay_bin)) = (edge_tools_or_skip(test), relay_or_skip(test)) else {
+        return;
+    };
+    const CALLS: u32 = 5;
+    const TIMEOUT_S: u64 = 3;
+    let _serial = heavy_lock();
+    let dir = WorkDir::new(test);
+    let timeout = TIMEOUT_S.to_string();
+    let relay = Relay::start(&relay_bin, &dir, &["--timeout", &timeout])
+        .unwrap_or_else(|f| panic!("rtprelay: {}\n{}", f.message, f.log));
+    let (mp, _) = free_media_range(64);
+    let limit = Duration::from_secs(60);
+    let callee = Sipp::new(&tools.sipp, "callee", Scenario::Builtin("uas"))
+        .ip(CORE_IP)
+        .calls(CALLS)
+        .timeout(limit)
+        .arg("-rtp_echo")
+        .arg("-mp")
+        .arg(&mp.to_string())
+        .spawn(&dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let control = relay.control_addr().to_string();
+    let args = EdgeArgs::udp_core(callee.local_addr()).extra(&[
+        "--media-mode",
+        "always",
+        "--relay",
+        &control,
+    ]);
+    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let started = Instant::now();
+    let callers = Sipp::new(
+        &tools.sipp,
+        "callers",
+        Scenario::File(long_call_scenario(dir.path(), 1)),
+    )
+    .ip(ACCESS_IP)
+    .remote(edge.sip_addr())
+    .calls(CALLS)
+    .rate(10)
+    .timeout(limit)
+    .arg("-mp")
+    .arg(&(mp + 4).to_string())
+    .spawn(&dir)
+    .unwrap_or_else(|e| panic!("{e}"));
+    let callers = callers.wait();
+    let ended = started.elapsed();
+    let outcomes = [callers, callee.wait()];
+    if let Some(msg) = e2e::sipp::failure_report(test, &outcomes) {
+        panic!("{msg}{}", edge.report());
+    }
+    // 1 s of media, the relay's timeout, then at most one check interval (5 s); plus the
+    // calls' setup spread (0.5 s at 10/s) and scheduling slack.
+    let bound = Duration::from_secs(1 + TIMEOUT_S + 5) + Duration::from_millis(1500);
+    let timed_out = relay.metric_sum("rtprelay_timeouts_total", &[]);
+    eprintln!(
+        "fault_relay dead media: {CALLS}/{CALLS} calls ended by BYE both ways, the last {:.1} s \
+         after the first was placed ({timed_out} streams timed out on the relay)",
+        ended.as_secs_f64()
+    );
+    assert!(
+        ended <= bound,
+        "calls ended {ended:?} after they started (bound {bound:?})"
+    );
+    assert_eq!(
+        timed_out,
+        f64::from(CALLS),
+        "streams timed out on the relay"
+    );
+    let lost = metrics::sum(
+        &edge.metrics().expect("edge /metrics"),
+        "edge_media_lost_calls_total",
+        &[("outcome", "bye")],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(lost, f64::from(CALLS));
 }
