@@ -140,6 +140,45 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
+/// What `GET /ready` (readiness, apart from `/health`, liveness) looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub draining: bool,
+    pub cores: usize,
+    pub cores_up: usize,
+    /// Media anchoring is on (`media.mode` not `never`): a relay is needed.
+    pub anchoring: bool,
+    pub relays_up: usize,
+    /// The last location-store write failed with this error.
+    pub store_error: Option<String>,
+}
+
+impl Readiness {
+    /// `Ok` when the node can take traffic; else every reason it cannot, `; `-separated. A
+    /// load balancer or orchestrator takes a not-ready node out of rotation; the process is
+    /// alive and recovers by itself (a core or relay comes back, the disk frees up).
+    pub fn check(&self) -> Result<(), String> {
+        let mut why = Vec::new();
+        if self.draining {
+            why.push("draining".to_owned());
+        }
+        if self.cores_up == 0 {
+            why.push(format!("no core up ({} configured)", self.cores));
+        }
+        if self.anchoring && self.relays_up == 0 {
+            why.push("no relay up".to_owned());
+        }
+        if let Some(e) = &self.store_error {
+            why.push(format!("location store not writable: {e}"));
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join("; "))
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub transactions: usize,
@@ -182,6 +221,44 @@ pub struct Relay {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ready_only_with_a_core_a_relay_and_a_writable_store() {
+        let ok = Readiness {
+            draining: false,
+            cores: 2,
+            cores_up: 1,
+            anchoring: true,
+            relays_up: 1,
+            store_error: None,
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let none = Readiness {
+            cores_up: 0,
+            relays_up: 0,
+            store_error: Some("No space left on device".into()),
+            ..ok.clone()
+        };
+        assert_eq!(
+            none.check(),
+            Err("no core up (2 configured); no relay up; location store not writable: No space left on device".into())
+        );
+        let no_media = Readiness {
+            anchoring: false,
+            relays_up: 0,
+            ..ok.clone()
+        };
+        assert_eq!(
+            no_media.check(),
+            Ok(()),
+            "no relay needed without anchoring"
+        );
+        let draining = Readiness {
+            draining: true,
+            ..ok
+        };
+        assert_eq!(draining.check(), Err("draining".into()));
+    }
     use super::*;
 
     #[test]

@@ -1,7 +1,10 @@
 //! Prometheus metrics of the edge. Labels have bounded cardinality: methods outside the known set
 //! are counted as "other", never by their text.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +39,22 @@ pub struct Metrics {
     /// Sources currently tracked by the per-source rate limit (bounded by
     /// `limits.max_tracked_sources`).
     pub rate_tracked_sources: IntGauge,
+    /// `edge_transaction_duration_seconds{method,class}`: client transactions, first
+    /// transmission → final response (`class` 2xx..6xx or `timeout`).
+    pub tx_duration: HistogramVec,
+    /// `edge_invite_pdd_seconds`: INVITE forwarded → first 18x (post-dial delay).
+    pub invite_pdd: Histogram,
+    /// `edge_core_probe_rtt_seconds{core}`: OPTIONS health probe round trip per core target.
+    pub probe_rtt: HistogramVec,
+    /// `edge_core_up{core}`: 1 while the core target is in rotation.
+    pub core_up: IntGaugeVec,
+    /// `edge_transactions_limit`: `limits.max_transactions`.
+    pub transactions_limit: IntGauge,
+    /// `edge_registrar_store_errors_total`: location-store writes (append, fsync) that failed.
+    pub store_errors: IntCounter,
+    /// `edge_sip_probes_total{kind}`: OPTIONS the edge originates to probe (`core_health`,
+    /// `nat_keepalive`), retransmissions included; not in `edge_sip_requests_total`.
+    pub probes: IntCounterVec,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -118,7 +137,98 @@ impl Metrics {
         for r in CORE_DOWN_REASONS {
             core_downs.with_label_values(&[r]).inc_by(0);
         }
+        let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let tx_duration = histogram_vec(
+            "edge_transaction_duration_seconds",
+            "Client transactions from first transmission to final response, by method and class",
+            &["method", "class"],
+            SIP_BUCKETS,
+        );
+        for m in ["INVITE", "REGISTER", "BYE", "OPTIONS"] {
+            for c in ["2xx", "4xx", "5xx", "timeout"] {
+                let _ = tx_duration.with_label_values(&[m, c]);
+            }
+        }
+        let invite_pdd = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_invite_pdd_seconds",
+                "Post-dial delay: INVITE forwarded to first 18x",
+            )
+            .buckets(PDD_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(invite_pdd.clone()))
+            .expect("unique metric");
+        let probe_rtt = histogram_vec(
+            "edge_core_probe_rtt_seconds",
+            "OPTIONS health probe round trip per core target",
+            &["core"],
+            SIP_BUCKETS,
+        );
+        let probes = counter_vec(
+            "edge_sip_probes_total",
+            "OPTIONS the edge originates as probes (core health, NAT keepalive), retransmissions included",
+            &["kind"],
+        );
+        for k in ["core_health", "nat_keepalive"] {
+            probes.with_label_values(&[k]).inc_by(0);
+        }
+        for k in PARSE_ERROR_KINDS {
+            parse_errors.with_label_values(&[k]).inc_by(0);
+        }
+        for r in DROP_REASONS {
+            dropped.with_label_values(&[r]).inc_by(0);
+        }
+        let build_info = gauge_vec(
+            "edge_build_info",
+            "Version and git commit of this edge binary (always 1)",
+            &["version", "commit"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::BUILD_COMMIT])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let _ = registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ));
+        }
         Metrics {
+            tx_duration,
+            invite_pdd,
+            probe_rtt,
+            probes,
+            core_up: gauge_vec(
+                "edge_core_up",
+                "1 while the core target is in rotation, 0 while down or disabled",
+                &["core"],
+            ),
+            store_errors: counter(
+                "edge_registrar_store_errors_total",
+                "Location store writes (append, fsync) that failed",
+            ),
+            transactions_limit: gauge(
+                "edge_transactions_limit",
+                "limits.max_transactions: new requests get 503 beyond it",
+            ),
             security,
             core_downs,
             request_children,
@@ -234,6 +344,38 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Buckets of SIP round trips (s): loopback to transatlantic, up to Timer B/F.
+const SIP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 32.0,
+];
+/// Buckets of post-dial delay (s): an answering machine to a phone that rings a while.
+const PDD_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+
+/// The `reason` labels of `edge_sip_dropped_total` known in advance (created at start).
+const DROP_REASONS: [&str; 9] = [
+    "ack_of_local_reject",
+    "draining",
+    "no_route",
+    "no_socket_for_family",
+    "send_failed",
+    "stateless_check",
+    "stray_response",
+    "stun_not_binding_request",
+    "tcp_limit",
+];
+
+/// The `kind` labels of `edge_sip_parse_errors_total`.
+const PARSE_ERROR_KINDS: [&str; 5] = ["request", "response", "framing", "oversize", "unparseable"];
+
+/// The bounded label of a method: one of the known methods, or "other".
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|k| **k == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Bounded label set for methods; anything else is "other".

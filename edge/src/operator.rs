@@ -18,6 +18,15 @@ pub fn answer(
     set_level: Option<SetLevel<'_>>,
     main_loop: &tokio::sync::mpsc::UnboundedSender<&'static str>,
 ) -> Option<ApiAnswer> {
+    if target == "/ready" && method == "GET" {
+        return Some(match edge.readiness(Instant::now()).check() {
+            Ok(()) => ("200 OK".to_string(), b"ready\n".to_vec()),
+            Err(why) => (
+                "503 Service Unavailable".to_string(),
+                format!("not ready: {why}\n").into_bytes(),
+            ),
+        });
+    }
     let op = match admin_api::parse(method, target)? {
         Ok(op) => op,
         Err(r) => return Some(refusal(r)),

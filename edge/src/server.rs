@@ -37,6 +37,8 @@ pub struct Edge {
     sides: RefCell<Policy>,
     /// The configuration in force (`cfg` as started, plus what reloads applied).
     current: RefCell<EdgeConfig>,
+    /// The last location-store write failed with this (cleared by the next success).
+    store_error: RefCell<Option<String>>,
 }
 
 impl Edge {
@@ -85,6 +87,41 @@ impl Edge {
     }
 
     /// The RTP relays and their state, for the operator API.
+    /// A location-store write's outcome: failures are logged, counted
+    /// (`edge_registrar_store_errors_total`) and make the node not ready until one succeeds.
+    fn store_result(&self, r: Result<(), String>, what: &str) {
+        match r {
+            Ok(()) => {
+                if self.store_error.borrow_mut().take().is_some() {
+                    tracing::info!("location store writable again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, what, "location store write failed");
+                self.metrics.store_errors.inc();
+                *self.store_error.borrow_mut() = Some(e);
+            }
+        }
+    }
+
+    /// What `GET /ready` answers from.
+    pub fn readiness(&self, now: Instant) -> crate::admin_api::Readiness {
+        let p = self.proxy.borrow();
+        let cores = p.core_states(now);
+        crate::admin_api::Readiness {
+            draining: p.draining(),
+            cores: cores.len(),
+            cores_up: cores.iter().filter(|c| c.state == "up").count(),
+            anchoring: p.media().anchoring(),
+            relays_up: self
+                .relay_states()
+                .iter()
+                .filter(|r| r.up && !r.disabled)
+                .count(),
+            store_error: self.store_error.borrow().clone(),
+        }
+    }
+
     pub fn relay_states(&self) -> Vec<crate::media::client::RelayView> {
         self.relays.states()
     }
@@ -152,9 +189,8 @@ impl Edge {
             )
         };
         if !changes.is_empty() {
-            if let Err(e) = self.store.borrow_mut().append(&changes, Clock::system()) {
-                tracing::error!(error = %e, "location store append failed");
-            }
+            let r = self.store.borrow_mut().append(&changes, Clock::system());
+            self.store_result(r.map_err(|e| e.to_string()), "append");
         }
         for t in out {
             self.send(t.dest, t.bytes);
@@ -173,11 +209,10 @@ impl Edge {
 
     /// fsync the location log; compact it when it holds far more records than bindings.
     fn persist(&self) {
-        let mut store = self.store.borrow_mut();
-        if let Err(e) = store.sync() {
-            tracing::error!(error = %e, "location store sync failed");
-        }
+        let synced = self.store.borrow_mut().sync().map_err(|e| e.to_string());
+        self.store_result(synced, "sync");
         let live = self.proxy.borrow().registrar().location().all();
+        let mut store = self.store.borrow_mut();
         if store.should_compact(live.len()) {
             if let Err(e) = store.compact(&live, Clock::system()) {
                 tracing::error!(error = %e, "location store compaction failed");
@@ -277,6 +312,7 @@ pub async fn run(
         proxy: RefCell::new(proxy),
         relays,
         store: RefCell::new(store),
+        store_error: RefCell::new(None),
         limiter: RefCell::new(limiter),
         sides: RefCell::new(sides),
         current: RefCell::new(cfg_now),

@@ -175,10 +175,7 @@ impl RelayClient {
                 ping_pending: false,
             })
             .collect::<Vec<_>>();
-        if let Some(m) = &metrics {
-            m.relays_up.set(relays.len() as i64);
-        }
-        RelayClient {
+        let client = RelayClient {
             cfg,
             relays,
             prefix: format!("{cookie_prefix:08x}"),
@@ -189,7 +186,9 @@ impl RelayClient {
             events: VecDeque::new(),
             metrics,
             state_version: 0,
-        }
+        };
+        client.publish();
+        client
     }
 
     pub fn relay_addr(&self, relay: RelayId) -> Option<SocketAddr> {
@@ -223,6 +222,7 @@ impl RelayClient {
             }
         }
         self.state_version += 1;
+        self.publish();
         tracing::info!(relays = ?relays, "relay set reloaded");
     }
 
@@ -242,6 +242,7 @@ impl RelayClient {
             self.state_version += 1;
             tracing::info!(relay = %addr, enabled, "relay {} by the operator", if enabled { "enabled" } else { "disabled" });
         }
+        self.publish();
         true
     }
 
@@ -509,10 +510,23 @@ impl RelayClient {
             self.state_version += 1;
             r.current = 0;
         }
-        if let Some(m) = &self.metrics {
-            m.relays_up
-                .set(self.relays.iter().filter(|r| r.up).count() as i64);
+        self.publish();
+    }
+
+    /// `edge_relays_up` and `edge_relay_up{relay}` (1 while up, in rotation and not retired).
+    fn publish(&self) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let mut up = 0;
+        for r in &self.relays {
+            let live = r.up && !r.retired;
+            up += i64::from(live);
+            m.relay_up
+                .with_label_values(&[&r.addr.to_string()])
+                .set(i64::from(live && !r.disabled));
         }
+        m.relays_up.set(up);
     }
 
     fn cookie_seq(&self, cookie: &[u8]) -> Option<u64> {

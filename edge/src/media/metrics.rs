@@ -1,7 +1,9 @@
 //! Prometheus objects of media anchoring, registered on the registry the caller passes (the
 //! edge's `/metrics` registry). Labels are bounded: the command letter and a failure reason.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Relay command latency buckets (s): loopback answers in ~100 µs, a retransmitted one in
 /// ~0.5 s, a failed one after `retransmit × tries`.
@@ -23,6 +25,9 @@ pub struct MediaMetrics {
     pub failures: IntCounterVec,
     /// `edge_relays_up`: relays currently considered up.
     pub relays_up: IntGauge,
+    /// `edge_relay_up{relay}`: 1 while that relay is up and in rotation (0: down, disabled by
+    /// the operator or retired by a reload).
+    pub relay_up: IntGaugeVec,
     /// `edge_media_refused_total{reason}`: messages refused for media reasons:
     /// `too_many_streams` (488, `media.max_streams_per_sdp`), `relay_failure` (503 while no
     /// relay answers, `media.on_relay_failure = "reject"`).
@@ -42,6 +47,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.command_seconds.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.relays_up.clone()))?;
+        registry.register(Box::new(m.relay_up.clone()))?;
         registry.register(Box::new(m.refused.clone()))?;
         registry.register(Box::new(m.lost_calls.clone()))?;
         Ok(m)
@@ -49,6 +55,22 @@ impl MediaMetrics {
 
     /// Metrics not registered anywhere (tests, or media anchoring without `/metrics`).
     pub fn unregistered() -> prometheus::Result<Self> {
+        let m = Self::bare()?;
+        // Every known label set from the start: `rate()` and dashboards have no gaps on a
+        // fresh node.
+        for r in ["timeout", "error", "no_relay", "refused"] {
+            m.failures.with_label_values(&[r]).inc_by(0);
+        }
+        for r in ["too_many_streams", "relay_failure"] {
+            m.refused.with_label_values(&[r]).inc_by(0);
+        }
+        for c in ["U", "L", "D", "Q", "V"] {
+            let _ = m.command_seconds.with_label_values(&[c]);
+        }
+        Ok(m)
+    }
+
+    fn bare() -> prometheus::Result<Self> {
         Ok(MediaMetrics {
             dialogs: IntGauge::new("edge_media_dialogs", "Dialogs with anchored media")?,
             sessions: IntGauge::new("edge_media_sessions", "Media streams held on a relay")?,
@@ -68,6 +90,10 @@ impl MediaMetrics {
                 &["reason"],
             )?,
             relays_up: IntGauge::new("edge_relays_up", "Relays currently considered up")?,
+            relay_up: IntGaugeVec::new(
+                Opts::new("edge_relay_up", "1 while the relay is up and in rotation"),
+                &["relay"],
+            )?,
             refused: IntCounterVec::new(
                 Opts::new(
                     "edge_media_refused_total",

@@ -260,6 +260,10 @@ impl Proxy {
         let created = self
             .txs
             .create_client(key, bytes, hop, hop.is_reliable(), now, &mut outs);
+        if let Ok(tx) = created {
+            self.timing
+                .start(tx, crate::metrics::method_label(method.as_str()), now);
+        }
         let ctx = self.contexts.get_mut(&id).ok_or(CANNOT)?;
         let mut info = BranchInfo {
             request: bytes_sent,

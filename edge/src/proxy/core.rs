@@ -126,6 +126,10 @@ pub struct Proxy {
     responding: Option<(u64, usize)>,
     /// Confirmed anchored dialogs the edge can end with BYE ([`super::calls`]).
     calls: super::calls::Calls,
+    /// Start times of client transactions, for the latency histograms.
+    timing: super::timing::Timing,
+    /// When `edge_core_up` was last published.
+    core_up_published: Option<Instant>,
     /// The mid-registrar (issue 4).
     reg: registrar_glue::RegGlue,
     /// Key of the Record-Route integrity token ([`route_token`]).
@@ -184,6 +188,8 @@ impl Proxy {
             responder: None,
             responding: None,
             calls: Default::default(),
+            timing: Default::default(),
+            core_up_published: None,
             route_key: RouteKey::new(rand::random()),
             per_source: Default::default(),
             server_source: IdMap::default(),
@@ -420,7 +426,70 @@ impl Proxy {
         }
         self.reg_tick(now);
         self.health_tick(now);
+        self.publish_core_up(now);
         self.after_event();
+    }
+
+    /// `edge_core_up{core}` once a second (a down period also ends by time alone) and
+    /// `edge_transactions_limit`.
+    fn publish_core_up(&mut self, now: Instant) {
+        if self
+            .core_up_published
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.core_up_published = Some(now);
+        for s in self.policy.states(now) {
+            let core = s.dest.addr.to_string();
+            self.metrics
+                .core_up
+                .with_label_values(&[&core])
+                .set(i64::from(s.state == "up"));
+            // The probe histogram of every core exists before its first probe.
+            let _ = self.metrics.probe_rtt.with_label_values(&[&core]);
+        }
+        self.metrics
+            .transactions_limit
+            .set(i64::try_from(self.max_transactions).unwrap_or(i64::MAX));
+    }
+
+    /// `probe_kind` of an OPTIONS the edge sends to `dest`: a core health probe or a NAT
+    /// keepalive to a phone.
+    pub(super) fn probe_kind(&self, dest: &Dest) -> &'static str {
+        if self.policy.is_core(dest) {
+            "core_health"
+        } else {
+            "nat_keepalive"
+        }
+    }
+
+    /// Record what a response or timeout of client transaction `tx` says about latency.
+    pub(super) fn observe(&mut self, tx: TxId, obs: Option<super::timing::Observation>) {
+        use super::timing::Observation;
+        match obs {
+            Some(Observation::PostDialDelay(d)) => self.metrics.invite_pdd.observe(d.as_secs_f64()),
+            Some(Observation::Done {
+                method,
+                class,
+                took,
+            }) => {
+                if let Some(core) = self.health.probe_dest(tx) {
+                    if class != "timeout" {
+                        self.metrics
+                            .probe_rtt
+                            .with_label_values(&[&core.addr.to_string()])
+                            .observe(took.as_secs_f64());
+                    }
+                } else if !self.is_ping(tx) {
+                    self.metrics
+                        .tx_duration
+                        .with_label_values(&[method, class])
+                        .observe(took.as_secs_f64());
+                }
+            }
+            None => {}
+        }
     }
 
     /// Sends the OPTIONS health probes that are due (one per core entry per interval); a probe
@@ -845,7 +914,12 @@ impl Proxy {
                 match o {
                     Output::Transmit(t) => {
                         if t.retransmission {
-                            self.metrics.retransmissions.inc();
+                            if self.health.probe_dest(t.tx).is_some() || self.is_ping(t.tx) {
+                                let kind = self.probe_kind(&t.dest);
+                                self.metrics.probes.with_label_values(&[kind]).inc();
+                            } else {
+                                self.metrics.retransmissions.inc();
+                            }
                         }
                         self.out.push(Transmit {
                             dest: t.dest,
@@ -853,6 +927,8 @@ impl Proxy {
                         });
                     }
                     Output::Tu(TuEvent::Timeout { tx, .. }) => {
+                        let obs = self.timing.timeout(tx, now);
+                        self.observe(tx, obs);
                         self.branch_failed(tx, 408, "Request Timeout", now, outs)
                     }
                     Output::Tu(TuEvent::TransportError { tx }) => {
@@ -865,6 +941,7 @@ impl Proxy {
                         self.release_source(tx);
                         self.client_ctx.remove(&tx);
                         self.health.done(tx);
+                        self.timing.forget(tx);
                     }
                 }
             }

@@ -101,6 +101,11 @@ impl Health {
         Some(d)
     }
 
+    /// The entry probed by transaction `tx`, if it is a probe in flight.
+    pub fn probe_dest(&self, tx: TxId) -> Option<Dest> {
+        self.in_flight.get(&tx).copied()
+    }
+
     /// Forget transaction `tx` (terminated): nothing is reported.
     pub fn done(&mut self, tx: TxId) {
         self.in_flight.remove(&tx);

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod route;
 pub mod route_token;
 pub mod srv;
+pub mod timing;
 
 pub use self::core::Proxy;
 

@@ -458,6 +458,11 @@ impl Proxy {
         self.fail_toward(pings, dest, now);
     }
 
+    /// Is `tx` one of the edge's keepalive pings?
+    pub(super) fn is_ping(&self, tx: TxId) -> bool {
+        self.reg.pings.contains_key(&tx)
+    }
+
     /// One of the edge's own requests timed out or could not be sent.
     pub(super) fn reg_own_failed(&mut self, tx: TxId, now: Instant) {
         if let Some(p) = self.reg.pings.remove(&tx) {
@@ -564,8 +569,18 @@ impl Proxy {
         let created = self
             .txs
             .create_client(key, bytes, dest, dest.is_reliable(), now, &mut outs);
-        if created.is_ok() {
-            self.metrics.request(method, "out");
+        if let Ok(tx) = created {
+            // The edge originates OPTIONS only as probes: counted apart from traffic.
+            if method == "OPTIONS" {
+                self.metrics
+                    .probes
+                    .with_label_values(&[self.probe_kind(&dest)])
+                    .inc();
+            } else {
+                self.metrics.request(method, "out");
+            }
+            self.timing
+                .start(tx, crate::metrics::method_label(method), now);
         }
         self.handle_tx_outputs(&mut outs, now);
         self.txout = outs;

@@ -71,6 +71,8 @@ impl Proxy {
         let ResponseMatch::ToTu(_) = m else {
             return;
         };
+        let obs = self.timing.response(client, status, now);
+        self.observe(client, obs);
         let Some((id, b)) = owner else {
             // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer;
             // or a health probe's (the core was marked up or, on 503, down above).

@@ -1770,3 +1770,46 @@ fn draining_refuses_new_dialogs_and_options_but_not_in_dialog_requests() {
     // The BYE's server and client transactions: what a drain waits for.
     assert_eq!(h.proxy.in_progress().0, 2);
 }
+
+// ---- latency and probe metrics (issue 11) ----
+
+#[test]
+fn forwarded_invite_gets_post_dial_delay_and_duration_probes_are_counted_apart() {
+    let mut h = Harness::with(|c| {
+        c.routing.core = vec![CORE.into(), CORE2.into()];
+        c.routing.health_interval_s = 1;
+    });
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKt1", ""));
+    let fwd = requests(&out, "INVITE")[0].bytes.clone();
+    h.now += Duration::from_millis(300);
+    h.recv(CORE, &answer(&fwd, 180, "b1", &[]));
+    h.now += Duration::from_millis(700);
+    h.recv(CORE, &answer(&fwd, 200, "b1", &[]));
+    let m = &h.metrics;
+    assert_eq!(m.invite_pdd.get_sample_count(), 1);
+    assert!((m.invite_pdd.get_sample_sum() - 0.3).abs() < 1e-9);
+    let d = m.tx_duration.with_label_values(&["INVITE", "2xx"]);
+    assert_eq!(d.get_sample_count(), 1);
+    assert!((d.get_sample_sum() - 1.0).abs() < 1e-9);
+    // Health probes: counted as probes (with their retransmissions), not as traffic.
+    let requests_out = |m: &Metrics| m.requests.with_label_values(&["OPTIONS", "out"]).get();
+    let out = h.advance(Duration::from_millis(100));
+    let probes = requests(&out, "OPTIONS");
+    assert_eq!(probes.len(), 2, "the first round, 1 s after start");
+    let first = probes[0].bytes.clone();
+    let to = probes[0].dest.addr.to_string();
+    let out = h.advance(Duration::from_millis(600));
+    assert_eq!(
+        requests(&out, "OPTIONS").len(),
+        2,
+        "Timer E: each retransmitted once"
+    );
+    h.recv(&to, &answer(&first, 200, "p", &[]));
+    let m = &h.metrics;
+    assert_eq!(requests_out(m), 0);
+    assert_eq!(m.retransmissions.get(), 0);
+    assert_eq!(m.probes.with_label_values(&["core_health"]).get(), 4);
+    assert_eq!(m.probe_rtt.with_label_values(&[&to]).get_sample_count(), 1);
+    assert_eq!(m.core_up.with_label_values(&[CORE]).get(), 1);
+    assert_eq!(m.transactions_limit.get(), 200_000);
+}
