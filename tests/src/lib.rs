@@ -20,6 +20,7 @@ pub mod netns;
 pub mod phones;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod relay;
 pub mod rtpengine;
 pub mod sip_probe;
