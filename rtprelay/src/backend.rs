@@ -12,6 +12,7 @@
 //! and vice versa. Each leg owns an even RTP port and RTCP on port + 1 (rtcp-mux arrives on the
 //! RTP port and is forwarded the same way).
 
+pub use crate::table::quality::QualityFigures;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub struct LegCounters {
     pub latched: Option<SocketAddr>,
     /// Time since the last packet received on this leg (None: never).
     pub idle: Option<Duration>,
+    /// Receive quality of the party's RTP on this leg (loss, jitter: RFC 3550 A.3, A.8).
+    pub quality: QualityFigures,
 }
 
 /// Why the media plane refused.

@@ -207,12 +207,15 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
     );
     let stats = media.stats_handle();
     let shard_stats = media.stats_handle();
+    let ready_stats = media.stats_handle();
     let shards = media.shard_count();
     let datapath = media.datapath_kind().as_str();
     let registry = Registry::new();
     let control_metrics =
         ControlMetrics::register(&registry).map_err(|e| format!("metrics: {e}"))?;
     ShardCollector::register(&registry, media_source(stats))
+        .map_err(|e| format!("metrics: {e}"))?;
+    rtprelay::metrics::register_process(&registry, datapath)
         .map_err(|e| format!("metrics: {e}"))?;
 
     // The control task calls the media plane synchronously (short queue round trips); a second
@@ -229,8 +232,6 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
         let admin = rtprelay::admin::bind(cfg.admin.listen)
             .await
             .map_err(|e| format!("admin.listen {}: {e}", cfg.admin.listen))?;
-        tracing::info!(admin = %cfg.admin.listen, "admin listener ready");
-        tokio::spawn(rtprelay::admin::serve(admin, registry));
         let session = rtprelay::control::SessionConfig::from_config(
             &cfg.media,
             &cfg.control,
@@ -245,6 +246,16 @@ fn run(cfg: RelayConfig) -> Result<(), String> {
                 )
             })?;
         tracing::info!(udp = ?ctl.udp_addr(), unix = ?cfg.control.unix, "control listening");
+        // Served once the control server exists: /ready reads its drain flag.
+        let draining = ctl.drain_flag();
+        let ready: rtprelay::admin::ReadyCheck = std::sync::Arc::new(move || {
+            rtprelay::admin::relay_readiness(
+                draining.load(std::sync::atomic::Ordering::Relaxed),
+                &ready_stats.stopped_shards(),
+            )
+        });
+        tokio::spawn(rtprelay::admin::serve_with_ready(admin, registry, ready));
+        tracing::info!(admin = %cfg.admin.listen, "admin listener ready");
         let mut notifier = rtprelay::sd_notify::Notifier::from_env();
         if let Some(n) = &notifier {
             n.ready(&format!(

@@ -67,6 +67,15 @@ impl StatsHandle {
             .collect()
     }
 
+    /// Shards whose thread has returned (a running relay has none).
+    pub fn stopped_shards(&self) -> Vec<u16> {
+        (0..)
+            .zip(&self.shards)
+            .filter(|(_, s)| s.is_stopped())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// The datapath running (same as [`Media::datapath_kind`]).
     pub fn datapath_kind(&self) -> Option<Kind> {
         self.kind
@@ -204,7 +213,17 @@ impl Media {
         let (base_port, pairs) = (params.base_port, params.pairs);
         let thread = std::thread::Builder::new()
             .name(format!("rtp-shard-{index}"))
-            .spawn(move || shard_main(params, requested, ctl, ready_tx))
+            .spawn(move || {
+                // Marks the shard stopped however the thread ends (`/ready` reports it).
+                struct Stopped(Arc<SharedStats>);
+                impl Drop for Stopped {
+                    fn drop(&mut self) {
+                        self.0.set_stopped();
+                    }
+                }
+                let _stopped = Stopped(ctl.stats.clone());
+                shard_main(params, requested, ctl, ready_tx)
+            })
             .map_err(|e| shard_err(e.to_string()))?;
         let kind = match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(Ok(kind)) => kind,

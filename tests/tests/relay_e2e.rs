@@ -1,6 +1,7 @@
 //! rtprelay end to end: the real binary on loopback, driven over its UDP control socket, with
 //! real UDP endpoints. Each forwarding test runs on both datapaths.
 
+use e2e::http;
 use e2e::relay::{relay_or_skip, Relay};
 use e2e::workdir::WorkDir;
 use std::collections::HashSet;
@@ -225,7 +226,29 @@ fn forwards_and_resists_hijack(datapath: &str) {
         relay.metric_sum("rtprelay_drops_total", &[("reason", "foreign_source")]),
         60.0
     );
-    assert_eq!(relay.metric_sum("rtprelay_streams_active", &[]), 1.0);
+    assert_eq!(relay.metric_sum("rtprelay_streams", &[]), 1.0);
+    assert_eq!(relay.metric_sum("rtprelay_sessions", &[]), 1.0);
+    // Every pair of the range is free but the stream's two.
+    let (lo, hi) = relay.ports();
+    let pairs = f64::from((u32::from(hi) + 1 - u32::from(lo + (lo & 1))) / 2);
+    assert_eq!(
+        relay.metric_sum("rtprelay_free_port_pairs", &[]),
+        pairs - 2.0,
+        "{}",
+        relay.report()
+    );
+    assert!(relay.metric_sum("rtprelay_free_buffers", &[]) > 0.0);
+    assert_eq!(
+        relay.metric_sum("rtprelay_build_info", &[("datapath", datapath)]),
+        1.0
+    );
+    assert!(relay.metric_sum("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(relay.metric_sum("process_open_fds", &[]) > 0.0);
+    // Nothing observed before the stream ends.
+    assert_eq!(
+        relay.metric_sum("rtprelay_stream_packet_loss_ratio_count", &[]),
+        0.0
+    );
     assert_eq!(
         relay.metric_sum(
             "rtprelay_control_commands_total",
@@ -247,10 +270,40 @@ fn forwards_and_resists_hijack(datapath: &str) {
     assert_eq!(relay.command("D e2e-call ftag ttag").unwrap(), "0");
     a.send_to(&rtp(0xA1, 9999), to_a_side).unwrap();
     assert_eq!(drain(&b, Duration::from_millis(200)), 0);
+    assert_eq!(relay.wait_metric("rtprelay_streams", &[], 0.0, WAIT), 0.0);
+    // Freed pairs wait in quarantine, which counts as free.
+    assert_eq!(relay.metric_sum("rtprelay_free_port_pairs", &[]), pairs);
+    // One loss and one jitter observation per direction, both lossless (A and B sent
+    // 0..1010 in order; the attacker's packets are not theirs): RFC 3550 A.1 counts from
+    // the second packet, so 1009 expected each.
     assert_eq!(
-        relay.wait_metric("rtprelay_streams_active", &[], 0.0, WAIT),
-        0.0
+        relay.wait_metric("rtprelay_stream_packet_loss_ratio_count", &[], 2.0, WAIT),
+        2.0,
+        "{}",
+        relay.report()
     );
+    assert_eq!(
+        relay.metric_sum("rtprelay_stream_packet_loss_ratio_bucket", &[("le", "0")]),
+        2.0
+    );
+    assert_eq!(
+        relay.metric_sum("rtprelay_stream_jitter_seconds_count", &[]),
+        2.0
+    );
+    let ended = relay.log_text();
+    let line = ended
+        .lines()
+        .find(|l| l.contains("stream ended") && l.contains("e2e-call"))
+        .unwrap_or_else(|| panic!("no stream ended line:\n{ended}"));
+    for field in [
+        "a_rtp_expected=1009",
+        "b_rtp_expected=1009",
+        "a_rtp_lost=0",
+        "b_rtp_lost=0",
+        "a_jitter_us=",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
     assert!(relay
         .command("Q e2e-call ftag ttag")
         .unwrap()
@@ -351,10 +404,18 @@ fn relay_sigterm_drains_then_exits_0_and_frees_its_ports() {
     };
     let u = relay.command("U term-call 127.0.0.1 4000 ftag").unwrap();
     let port = port_of(&u);
+    let ready = http::get(relay.admin_addr(), "/ready", WAIT).expect("GET /ready");
+    assert_eq!((ready.status, ready.body.trim()), (200, "ready"));
     let pid = relay.pid().expect("pid") as libc::pid_t;
     // SAFETY: a signal to the child this test started, by its PID.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     std::thread::sleep(Duration::from_millis(300));
+    // Not ready (no new calls), but alive.
+    let ready = http::get(relay.admin_addr(), "/ready", WAIT).expect("GET /ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("draining"), "{}", ready.body);
+    let health = http::get(relay.admin_addr(), "/health", WAIT).expect("GET /health");
+    assert_eq!(health.status, 200);
     // Draining: a new call is refused, the call in progress is still served.
     assert_eq!(
         relay.command("U new-call 127.0.0.1 4002 ftag").unwrap(),

@@ -3,7 +3,11 @@
 //! - `V` answers the base version `20040107`; `VF <date>` answers `1` for the capability
 //!   dates listed in [`super::proto::SUPPORTED_FEATURES`], else `0`.
 //! - `I` answers totals, one `name: value` per line, then (not with `Ib`) one line per
-//!   stream, at most [`INFO_MAX_STREAMS`] of them followed by `... N more`.
+//!   stream, at most [`INFO_MAX_STREAMS`] of them followed by `... N more`. In rtpproxy's
+//!   words, kept for compatibility, a "session" is a stream: `sessions created`,
+//!   `active sessions` and `sessions timed out` count streams (`rtprelay_streams`,
+//!   `rtprelay_streams_created_total`, `rtprelay_timeouts_total`); `active calls` counts
+//!   Call-IDs (`rtprelay_sessions`).
 //! - `G [name...]` answers relay-wide counters in the order asked (all of [`GLOBAL_STATS`]
 //!   when none is named), space separated; `Gv` writes `name=value`. Unknown name: `E34`;
 //!   the media plane failing to report live counters: `E68`.

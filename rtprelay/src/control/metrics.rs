@@ -1,9 +1,20 @@
 //! Control plane metrics (Prometheus). Labels have bounded cardinality: `command` is one of
 //! the protocol's command names (or `unknown`/`none`), `result` one of `ok`, `error`,
 //! `retransmit`, `dropped`; `reason` one of `source`, `framing`.
+//!
+//! Streams and their timeouts are counted by the media plane, per shard
+//! (`rtprelay_streams{shard}`, `rtprelay_timeouts_total{shard}`, see [`crate::metrics`]); the
+//! control plane only adds what the shards cannot know: calls (`rtprelay_sessions`).
+//!
+//! Every label set known in advance is created at registration (value 0), so `rate()` and
+//! `increase()` have a starting point on a fresh node instead of a gap until the first event.
 
 use super::endpoint::Outcome;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Commands whose `{command, result}` series exist from the start (the common ones; the rare
+/// `R`/`N`/`P`/`S`/`C` appear on first use).
+const KNOWN_COMMANDS: [&str; 9] = ["U", "L", "D", "Q", "I", "G", "V", "VF", "X"];
 
 /// Handles to the control plane's metrics. Cheap to clone (the handles are shared).
 #[derive(Debug, Clone)]
@@ -13,12 +24,9 @@ pub struct ControlMetrics {
     /// `rtprelay_control_rejected_total{reason}`: inputs dropped before parsing (`source`: not
     /// in `control.allow`; `framing`: datagram without cookie, line too long).
     pub rejected: IntCounterVec,
-    /// `rtprelay_sessions`: calls (Call-IDs) with at least one stream.
+    /// `rtprelay_sessions`: calls (Call-IDs) with at least one stream. (Streams are the
+    /// media plane's `rtprelay_streams{shard}`.)
     pub sessions: IntGauge,
-    /// `rtprelay_streams`: streams (leg pairs) allocated.
-    pub streams: IntGauge,
-    /// `rtprelay_session_timeouts_total`: streams deleted by the media timeout.
-    pub session_timeouts: IntCounter,
     /// `rtprelay_control_loops_refused_total`: `U`/`L` refused (`E35`) because they named
     /// one of the relay's own media sockets.
     pub loops_refused: IntCounter,
@@ -46,11 +54,6 @@ impl ControlMetrics {
                 &["reason"],
             )?,
             sessions: IntGauge::new("rtprelay_sessions", "Calls (Call-IDs) with relayed media")?,
-            streams: IntGauge::new("rtprelay_streams", "Media streams (leg pairs) allocated")?,
-            session_timeouts: IntCounter::new(
-                "rtprelay_session_timeouts_total",
-                "Streams deleted because no media flowed for media.timeout_s",
-            )?,
             loops_refused: IntCounter::new(
                 "rtprelay_control_loops_refused_total",
                 "U/L commands refused because their address was one of the relay's own media sockets",
@@ -68,9 +71,25 @@ impl ControlMetrics {
         registry.register(Box::new(m.commands.clone()))?;
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
-        registry.register(Box::new(m.streams.clone()))?;
-        registry.register(Box::new(m.session_timeouts.clone()))?;
+        m.create_known_labels();
         Ok(m)
+    }
+
+    /// Create every label set known in advance at 0.
+    fn create_known_labels(&self) {
+        for command in KNOWN_COMMANDS {
+            for result in ["ok", "error", "retransmit"] {
+                self.commands.with_label_values(&[command, result]);
+            }
+        }
+        self.commands.with_label_values(&["unknown", "error"]);
+        self.commands.with_label_values(&["none", "dropped"]);
+        for reason in ["source", "framing"] {
+            self.rejected.with_label_values(&[reason]);
+        }
+        for quota in ["stream", "client"] {
+            self.quota_refused.with_label_values(&[quota]);
+        }
     }
 
     /// Count one processed input.
@@ -85,9 +104,9 @@ impl ControlMetrics {
         self.rejected.with_label_values(&[reason]).inc();
     }
 
-    /// Publish the session manager's current sizes and totals.
+    /// Publish the session manager's current size and totals.
     pub fn publish(&self, sessions: &super::SessionManager) {
-        self.set_sizes(sessions.sessions(), sessions.streams());
+        self.set_sessions(sessions.sessions());
         let loops = sessions.totals().loops_refused;
         self.loops_refused
             .inc_by(loops.saturating_sub(self.loops_refused.get()));
@@ -101,11 +120,10 @@ impl ControlMetrics {
         }
     }
 
-    /// Publish the session manager's current sizes.
-    pub fn set_sizes(&self, sessions: usize, streams: usize) {
+    /// Publish the number of calls.
+    pub fn set_sessions(&self, sessions: usize) {
         self.sessions
             .set(i64::try_from(sessions).unwrap_or(i64::MAX));
-        self.streams.set(i64::try_from(streams).unwrap_or(i64::MAX));
     }
 }
 
@@ -128,8 +146,7 @@ mod tests {
             result: OutcomeKind::Ok,
         });
         m.reject("source");
-        m.set_sizes(3, 5);
-        m.session_timeouts.inc();
+        m.set_sessions(3);
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&r.gather(), &mut out)
@@ -141,8 +158,13 @@ mod tests {
         );
         assert!(text.contains("rtprelay_control_rejected_total{reason=\"source\"} 1"));
         assert!(text.contains("rtprelay_sessions 3"));
-        assert!(text.contains("rtprelay_streams 5"));
-        assert!(text.contains("rtprelay_session_timeouts_total 1"));
+        // Known label sets exist before their first event.
+        assert!(text.contains("rtprelay_control_commands_total{command=\"D\",result=\"error\"} 0"));
+        assert!(text.contains("rtprelay_control_rejected_total{reason=\"framing\"} 0"));
+        assert!(text.contains("rtprelay_control_quota_refused_total{quota=\"client\"} 0"));
+        // The removed duplicates stay removed (streams and timeouts are per shard).
+        assert!(!text.contains("rtprelay_streams"));
+        assert!(!text.contains("timeouts_total"));
         // Registering twice on one registry is refused, not silently duplicated.
         assert!(ControlMetrics::register(&r).is_err());
     }

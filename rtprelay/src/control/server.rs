@@ -25,6 +25,8 @@ use crate::backend::MediaBackend;
 use config::{ControlConfig, IpNet, MediaConfig};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
@@ -76,6 +78,8 @@ pub struct Server {
     endpoint: Endpoint,
     backend: Box<dyn MediaBackend>,
     metrics: ControlMetrics,
+    /// Set when a drain starts (read by the admin listener's `/ready`).
+    draining: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -109,7 +113,14 @@ impl Server {
             endpoint: Endpoint::new(SessionManager::new(session), cache),
             backend,
             metrics,
+            draining: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// A flag that turns true when [`Server::serve_with_drain`] starts draining (for a
+    /// readiness probe: a draining relay takes no new calls).
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     /// The bound UDP address (useful with port 0).
@@ -139,6 +150,7 @@ impl Server {
             mut endpoint,
             mut backend,
             metrics,
+            draining,
         } = self;
         let (tx, mut lines) = mpsc::channel::<LineRequest>(1024);
         if let Some(listener) = unix {
@@ -186,8 +198,8 @@ impl Server {
                     let _ = reply_tx.send(reply);
                 }
                 _ = tick.tick() => {
-                    let expired = endpoint.tick(backend.as_mut(), Instant::now());
-                    metrics.session_timeouts.inc_by(expired as u64);
+                    // Timeouts are counted by the shards (`rtprelay_timeouts_total{shard}`).
+                    endpoint.tick(backend.as_mut(), Instant::now());
                     metrics.publish(&endpoint.sessions);
                 }
                 Some(()) = stops.recv() => {
@@ -196,6 +208,7 @@ impl Server {
                         return Ok(());
                     }
                     endpoint.sessions.set_draining(true);
+                    draining.store(true, Ordering::Relaxed);
                     tracing::info!(
                         sessions = endpoint.sessions.sessions(),
                         timeout_s = drain_timeout.as_secs(),

@@ -381,6 +381,14 @@ impl SessionManager {
             dropped = ca.dropped + cb.dropped,
             a_latched = %ca.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             b_latched = %cb.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            // What each leg received from its party (RFC 3550 A.3 expected/lost, A.8 jitter;
+            // 0 expected: no RTP counted). Also in the stream-end histograms of the shard.
+            a_rtp_expected = ca.quality.expected,
+            a_rtp_lost = ca.quality.lost,
+            a_jitter_us = ca.quality.jitter_us,
+            b_rtp_expected = cb.quality.expected,
+            b_rtp_lost = cb.quality.lost,
+            b_jitter_us = cb.quality.jitter_us,
             "stream ended"
         );
     }

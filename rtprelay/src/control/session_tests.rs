@@ -360,6 +360,7 @@ fn query_counters_and_ttl() {
         dropped: 1,
         latched: sa("192.0.2.10:4000"),
         idle: Some(Duration::from_secs(5)),
+        ..LegCounters::default()
     };
     let b = LegCounters {
         packets_in: 9,
@@ -369,6 +370,7 @@ fn query_counters_and_ttl() {
         dropped: 2,
         latched: None,
         idle: Some(Duration::from_secs(20)),
+        ..LegCounters::default()
     };
     t.b.set_counters(leg(30000), a);
     t.b.set_counters(leg(30002), b);

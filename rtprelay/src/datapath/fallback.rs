@@ -5,7 +5,7 @@
 
 use super::sockaddr;
 use super::socket::bind_pair;
-use super::stats::IoStats;
+use super::stats::{Gauges, IoStats};
 use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
 use crate::table::{Action, Component, Sockets, Table};
 use std::io;
@@ -221,9 +221,14 @@ impl FallbackShard {
                 crate::sd_notify::test_stall_point();
             }
             self.io.loop_iterations += 1;
-            self.ctl
-                .stats
-                .publish(&self.table.stats, self.table.active_streams(), &self.io);
+            let gauges = Gauges {
+                active_streams: self.table.active_streams(),
+                free_port_pairs: self.table.free_port_pairs(),
+                // The fixed recvmmsg batch, reused every call: all free between iterations.
+                free_buffers: BATCH as u64,
+            };
+            self.ctl.stats.publish(&self.table.stats, gauges, &self.io);
+            self.ctl.stats.publish_quality(&self.table.quality);
         }
     }
 

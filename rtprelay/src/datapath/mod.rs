@@ -31,7 +31,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use stats::{ShardStats, SharedStats};
+pub use stats::{Gauges, ShardStats, SharedStats};
 
 /// Interval of the per-shard tick that drives expiry (one timer per shard, none per leg).
 pub const TICK: Duration = Duration::from_millis(100);

@@ -2,6 +2,7 @@
 //! RTCP latch separately, RFC 3550 §11: RTCP may come from its own NAT mapping) and counters.
 
 use super::latch::{trusted, Latch};
+use super::quality::Quality;
 use crate::backend::{LegCounters, LegSpec};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -47,6 +48,8 @@ pub struct Leg {
     pub is_a: bool,
     pub latch: [Latch; 2],
     pub counters: Counters,
+    /// Receive statistics of the party's RTP (RFC 3550 A.1/A.3/A.8).
+    pub quality: Quality,
     /// Last accepted packet on either port.
     pub last_rx: Option<Instant>,
     pub created: Instant,
@@ -60,6 +63,7 @@ impl Leg {
             is_a,
             latch: [Latch::default(); 2],
             counters: Counters::default(),
+            quality: Quality::default(),
             last_rx: None,
             created: now,
         }
@@ -96,6 +100,7 @@ impl Leg {
             dropped: self.counters.dropped,
             latched: self.latch[Component::Rtp.index()].addr(),
             idle: self.last_rx.map(|t| now.saturating_duration_since(t)),
+            quality: self.quality.figures(),
         }
     }
 

@@ -10,11 +10,13 @@ pub mod alloc;
 pub mod latch;
 pub mod leg;
 pub mod packet;
+pub mod quality;
 
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec};
 use alloc::PortAllocator;
 use latch::{LatchPolicy, Verdict};
 use leg::{Counters, Leg};
+use quality::QualityStats;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,8 @@ pub struct Table {
     active_streams: u64,
     expired: Vec<Expired>,
     pub stats: TableStats,
+    /// Stream-end loss and jitter histograms (published by the shell like `stats`).
+    pub quality: QualityStats,
 }
 
 impl Table {
@@ -110,6 +114,7 @@ impl Table {
             active_streams: 0,
             expired: Vec::new(),
             stats: TableStats::default(),
+            quality: QualityStats::default(),
         }
     }
 
@@ -128,6 +133,11 @@ impl Table {
 
     pub fn active_streams(&self) -> u64 {
         self.active_streams
+    }
+
+    /// Port pairs the allocator can still hand out (quarantined ones included).
+    pub fn free_port_pairs(&self) -> u64 {
+        self.alloc.free_pairs() as u64
     }
 
     pub fn leg_id(&self, slot: u32) -> LegId {
@@ -262,6 +272,8 @@ impl Table {
         for (i, slot) in [sa, sb].into_iter().enumerate() {
             if let Some(l) = self.legs.get_mut(slot as usize).and_then(Option::take) {
                 out[i] = l.snapshot(now);
+                // One observation per direction: what this leg received from its party.
+                self.quality.observe(&out[i].quality);
                 sockets.close(slot);
                 self.alloc.free(slot);
             }
@@ -351,6 +363,11 @@ impl Table {
             Verdict::Accept => {}
         }
         leg.last_rx = Some(now);
+        if let (packet::Kind::Rtp { ssrc }, Component::Rtp) = (kind, component) {
+            if let Some((pt, seq, ts)) = packet::rtp_fields(pkt) {
+                leg.quality.on_rtp(ssrc, seq, ts, pt, now);
+            }
+        }
         let partner = leg.partner;
         let len = pkt.len() as u64;
         let dst = self.leg(partner).and_then(|p| p.destination(component));

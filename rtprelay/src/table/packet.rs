@@ -29,6 +29,17 @@ impl Kind {
     }
 }
 
+/// The RTP fixed header fields the receive statistics need (RFC 3550 §5.1): payload type,
+/// sequence number, timestamp. `None` if shorter than the 12-byte fixed header.
+pub fn rtp_fields(pkt: &[u8]) -> Option<(u8, u16, u32)> {
+    let h = pkt.get(..12)?;
+    Some((
+        h[1] & 0x7f,
+        u16::from_be_bytes([h[2], h[3]]),
+        u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+    ))
+}
+
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at + 4)?;
     Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
@@ -82,6 +93,17 @@ mod tests {
         p[1] = 200; // SR
         p[4..8].copy_from_slice(&7u32.to_be_bytes());
         assert_eq!(classify(&p), Kind::Rtcp { ssrc: 7 });
+    }
+
+    #[test]
+    fn rtp_header_fields() {
+        let mut p = [0u8; 12];
+        p[0] = 0x80;
+        p[1] = 0x80 | 8; // marker bit + PCMA
+        p[2..4].copy_from_slice(&65535u16.to_be_bytes());
+        p[4..8].copy_from_slice(&0xfedc_ba98u32.to_be_bytes());
+        assert_eq!(rtp_fields(&p), Some((8, 65535, 0xfedc_ba98)));
+        assert_eq!(rtp_fields(&p[..11]), None);
     }
 
     #[test]

@@ -582,3 +582,73 @@ mod props {
         }
     }
 }
+
+/// An RTP packet of `ssrc` with sequence number `seq`, PCMU timestamp `ts`.
+fn rtp_seq(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+    let mut p = rtp(ssrc);
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p
+}
+
+#[test]
+fn quality_per_direction_rtp_only_observed_at_stream_end() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(8, true);
+    let (ra, rb) = ("203.0.113.1:4000", "203.0.113.2:5000");
+    let (a, b) = t
+        .create(spec(Some(ra)), spec(Some(rb)), t0, &mut s)
+        .expect("create");
+    let (sa_, sb_) = (t.slot(a).expect("a"), t.slot(b).expect("b"));
+    // A sends 0..=100 without 50 (1 lost of 100 counted: seq 0 is probation, base 1), evenly.
+    for seq in (0u16..=100).filter(|s| *s != 50) {
+        let at = t0 + Duration::from_millis(20 * u64::from(seq));
+        let p = rtp_seq(7, seq, 160 * u32::from(seq));
+        assert!(matches!(
+            t.on_packet(sa_, Component::Rtp, sa(ra), &p, at),
+            Action::Forward { .. }
+        ));
+    }
+    // Neither RTCP (on either port), STUN, a stranger's RTP nor B's own RTP counts for A.
+    let mut rtcp = rtp(7);
+    rtcp[1] = 200;
+    t.on_packet(sa_, Component::Rtp, sa(ra), &rtcp, t0);
+    t.on_packet(sa_, Component::Rtcp, sa("203.0.113.1:4001"), &rtcp, t0);
+    let stranger = rtp_seq(9, 5000, 0);
+    t.on_packet(sa_, Component::Rtp, sa("198.51.100.9:1"), &stranger, t0);
+    // B sends 3 packets in order.
+    for seq in 10u16..13 {
+        let p = rtp_seq(8, seq, 160 * u32::from(seq));
+        t.on_packet(
+            sb_,
+            Component::Rtp,
+            sa(rb),
+            &p,
+            t0 + Duration::from_millis(20 * u64::from(seq)),
+        );
+    }
+    let ca = t.counters(a, t0).expect("a").quality;
+    assert_eq!(
+        (ca.expected, ca.received, ca.lost, ca.jitter_us),
+        (100, 99, 1, 0)
+    );
+    let cb = t.counters(b, t0).expect("b").quality;
+    assert_eq!((cb.expected, cb.lost), (2, 0));
+    // Nothing observed while the stream lives.
+    assert_eq!(t.quality.observations, 0);
+    let (fa, fb) = t.remove(a, b, t0, &mut s).expect("remove");
+    assert_eq!((fa.quality, fb.quality), (ca, cb));
+    // One observation per direction: A's 1 % (bucket le 0.01), B's 0 (le 0).
+    assert_eq!(t.quality.observations, 2);
+    assert_eq!(t.quality.loss.counts[3], 1);
+    assert_eq!(t.quality.loss.counts[0], 1);
+    assert_eq!(t.quality.jitter.counts[0], 2);
+    // A stream that received no RTP is not observed (no loss to judge), also on timeout.
+    let (a, b) = t
+        .create(spec(Some(ra)), spec(Some(rb)), t0, &mut s)
+        .expect("create");
+    assert_eq!(t.expire(t0 + Duration::from_secs(31), &mut s), 1);
+    assert!(t.slot(a).is_err() && t.slot(b).is_err());
+    assert_eq!(t.quality.observations, 2);
+}

@@ -22,7 +22,7 @@ mod userdata;
 
 use super::bufring::BufRing;
 use super::sockaddr::{self, NAME_LEN};
-use super::stats::IoStats;
+use super::stats::{Gauges, IoStats};
 use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
 use crate::table::{Action, Component, Table};
 use io_uring::squeue::Entry;
@@ -202,9 +202,9 @@ impl UringShard {
                 crate::sd_notify::test_stall_point();
             }
             st.io.loop_iterations += 1;
-            st.ctl
-                .stats
-                .publish(&st.table.stats, st.table.active_streams(), &st.io);
+            let gauges = st.gauges();
+            st.ctl.stats.publish(&st.table.stats, gauges, &st.io);
+            st.ctl.stats.publish_quality(&st.table.quality);
         }
         st.teardown(&submitter, &mut sq, &mut cq);
     }
@@ -320,6 +320,19 @@ impl State {
                 }
                 _ => {}
             },
+        }
+    }
+
+    /// Every buffer the shard holds is in a send in flight (all other paths give it back
+    /// before returning), so the rest are free: in the ring, or pushed and committed at the
+    /// top of the next iteration. Filled buffers whose completion is not reaped yet count as
+    /// free (the kernel's ring head is not shared with user space).
+    fn gauges(&self) -> Gauges {
+        let held = self.inflight_send.min(usize::from(self.bufs.entries()));
+        Gauges {
+            active_streams: self.table.active_streams(),
+            free_port_pairs: self.table.free_port_pairs(),
+            free_buffers: (usize::from(self.bufs.entries()) - held) as u64,
         }
     }
 
