@@ -5,9 +5,11 @@
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
 pub mod admin_api;
+pub mod capture;
 /// Entry points for the fuzz targets and their stable corpus replay (`tests/fuzz/`).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hep;
 pub mod media;
 pub mod metrics;
 pub mod nat;
