@@ -75,8 +75,19 @@ fn describe(c: &[Capture]) -> String {
 }
 
 #[test]
-fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
-    let test = "collector_gets_one_hep_packet_per_sip_message_of_a_call";
+fn collector_gets_one_hep_packet_per_sip_message_of_a_udp_call() {
+    let test = "collector_gets_one_hep_packet_per_sip_message_of_a_udp_call";
+    one_call(test, Transport::Udp);
+}
+
+#[test]
+fn collector_gets_one_hep_packet_per_sip_message_of_a_tcp_call() {
+    let test = "collector_gets_one_hep_packet_per_sip_message_of_a_tcp_call";
+    one_call(test, Transport::Tcp);
+}
+
+/// One call with `transport` on both legs, captured; see the module doc.
+fn one_call(test: &str, transport: Transport) {
     let Some(tools) = edge_tools_or_skip(test) else {
         return;
     };
@@ -85,7 +96,7 @@ fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
     let collector_addr = collector.local_addr().unwrap();
     let sipp = |label: &str, file: &str| {
         Sipp::new(&tools.sipp, label, Scenario::File(scenario(file)))
-            .transport(Transport::Udp)
+            .transport(transport)
             .calls(1)
             .timeout(Duration::from_secs(20))
             .trace_msg(true)
@@ -94,7 +105,16 @@ fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
         .ip(CORE_IP)
         .spawn(&dir)
         .unwrap_or_else(|e| panic!("{e}"));
-    let args = EdgeArgs::udp_core(uas.local_addr()).extra(&[
+    let (scheme, proto) = match transport {
+        Transport::Udp => ("udp", hep::PROTO_UDP),
+        Transport::Tcp => ("tcp", hep::PROTO_TCP),
+    };
+    let args = EdgeArgs {
+        tcp: transport == Transport::Tcp,
+        cores: vec![format!("{scheme}:{}", uas.local_addr())],
+        extra: Vec::new(),
+    }
+    .extra(&[
         "--hep-collector",
         &collector_addr.to_string(),
         "--media-mode",
@@ -111,9 +131,71 @@ fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
     let outcomes = vec![uac.wait(), uas.wait()];
     assert_calls_ok(test, &outcomes, &mut edge);
 
+    // Everything the collector got; every packet sent before the SIPp runs ended is queued.
+    collector
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut got: Vec<Capture> = Vec::new();
+    let mut probes = Vec::new();
+    let mut total = 0;
+    while let Ok((n, from)) = collector.recv_from(&mut buf) {
+        total += 1;
+        assert_eq!(from.ip(), EDGE_IP, "{test}: a packet from {from}");
+        let d = hep::decode(&buf[..n])
+            .unwrap_or_else(|e| panic!("{test}: packet {total} does not decode: {e}"));
+        let line = first_line(&d.payload);
+        assert_eq!(d.proto_type, hep::PROTO_TYPE_SIP, "{test}: {line}");
+        assert_eq!(d.ip_family, hep::FAMILY_IPV4, "{test}: {line}");
+        assert_eq!(
+            d.correlation_id.as_deref(),
+            hep::call_id(&d.payload),
+            "{test}: the correlation id of {line} is its Call-ID"
+        );
+        // The harness's readiness OPTIONS come from another port of the access IP, over UDP.
+        let peer = if d.src.ip() == EDGE_IP { d.dst } else { d.src };
+        if peer.ip() == ACCESS_IP && peer != uac_addr {
+            probes.push(line);
+            continue;
+        }
+        assert_eq!(d.ip_proto, proto, "{test}: IP protocol of {line}");
+        got.push((d.src, d.dst, d.payload));
+    }
+    assert!(
+        probes
+            .iter()
+            .all(|l| l.starts_with("OPTIONS ") || l.starts_with("SIP/2.0 200")),
+        "{test}: captures of other messages: {probes:?}"
+    );
+
+    // The edge's end toward the core: its listen address over UDP, the local end of the one
+    // connection it opened over TCP.
+    let core_side: Vec<SocketAddr> = got
+        .iter()
+        .filter_map(|(s, d, _)| match (*s == uas_addr, *d == uas_addr) {
+            (true, _) => Some(*d),
+            (_, true) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    let edge_core = core_side.first().copied().unwrap_or(edge_addr);
+    assert!(
+        core_side.iter().all(|a| *a == edge_core) && edge_core.ip() == EDGE_IP,
+        "{test}: the edge's ends toward the core: {core_side:?}"
+    );
+    if transport == Transport::Udp {
+        assert_eq!(
+            edge_core, edge_addr,
+            "{test}: UDP leaves from the listen socket"
+        );
+    }
+
     // What the edge exchanged with each peer, from the peers' traces.
-    let mut expected: Vec<Capture> = Vec::new();
-    for (o, peer) in outcomes.iter().zip([uac_addr, uas_addr]) {
+    let mut want: Vec<Capture> = Vec::new();
+    for (o, peer, edge_end) in [
+        (&outcomes[0], uac_addr, edge_addr),
+        (&outcomes[1], uas_addr, edge_core),
+    ] {
         let log = o.messages.as_deref().expect("trace_msg on");
         let traced = parse_trace(log);
         assert!(
@@ -123,56 +205,19 @@ fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
         );
         for t in traced {
             let (src, dst) = if t.sent {
-                (peer, edge_addr)
+                (peer, edge_end)
             } else {
-                (edge_addr, peer)
+                (edge_end, peer)
             };
-            expected.push((src, dst, t.bytes));
+            want.push((src, dst, t.bytes));
         }
     }
-    let call_id = hep::call_id(&expected[0].2)
-        .expect("the INVITE has a Call-ID")
-        .to_vec();
-
-    // Everything the collector got; every packet sent before the SIPp runs ended is queued.
-    collector
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let mut got: Vec<Capture> = Vec::new();
-    let mut others = Vec::new();
-    let mut total = 0;
-    while let Ok((n, from)) = collector.recv_from(&mut buf) {
-        total += 1;
-        assert_eq!(from.ip(), EDGE_IP, "{test}: a packet from {from}");
-        let d = hep::decode(&buf[..n])
-            .unwrap_or_else(|e| panic!("{test}: packet {total} does not decode: {e}"));
-        assert_eq!(d.proto_type, hep::PROTO_TYPE_SIP, "{test}: protocol type");
-        assert_eq!(
-            (d.ip_family, d.ip_proto),
-            (hep::FAMILY_IPV4, hep::PROTO_UDP),
-            "{test}: family/protocol"
-        );
-        assert_eq!(
-            d.correlation_id.as_deref(),
-            hep::call_id(&d.payload),
-            "{test}: correlation id is the Call-ID"
-        );
-        if hep::call_id(&d.payload) == Some(&call_id[..]) {
-            got.push((d.src, d.dst, d.payload));
-        } else {
-            others.push(first_line(&d.payload));
-        }
-    }
-    // The only other SIP the edge saw: the harness's readiness OPTIONS and their answers.
+    let call_id = hep::call_id(&want[0].2).expect("the INVITE has a Call-ID");
     assert!(
-        others
-            .iter()
-            .all(|l| l.starts_with("OPTIONS ") || l.starts_with("SIP/2.0 200")),
-        "{test}: captures of another call: {others:?}"
+        got.iter().all(|(_, _, p)| hep::call_id(p) == Some(call_id)),
+        "{test}: captures of another call:\n{}",
+        describe(&got)
     );
-
-    let mut want = expected.clone();
     want.sort();
     got.sort();
     assert!(
@@ -190,12 +235,12 @@ fn collector_gets_one_hep_packet_per_sip_message_of_a_call() {
             .count()
     };
     assert!(count(uac_addr, edge_addr) >= 3, "{test}: caller -> edge");
-    assert!(count(edge_addr, uas_addr) >= 3, "{test}: edge -> core");
-    assert!(count(uas_addr, edge_addr) >= 3, "{test}: core -> edge");
+    assert!(count(edge_core, uas_addr) >= 3, "{test}: edge -> core");
+    assert!(count(uas_addr, edge_core) >= 3, "{test}: core -> edge");
     assert!(count(edge_addr, uac_addr) >= 4, "{test}: edge -> caller");
     assert!(
         got.iter()
-            .any(|(s, d, p)| (*s, *d) == (edge_addr, uas_addr) && p.starts_with(b"INVITE ")),
+            .any(|(s, d, p)| (*s, *d) == (edge_core, uas_addr) && p.starts_with(b"INVITE ")),
         "{test}: no forwarded INVITE captured"
     );
 
