@@ -17,6 +17,7 @@ pub struct EdgeConfig {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub registrar: crate::RegistrarConfig,
+    pub hep: HepConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -467,6 +468,53 @@ impl Default for AdminConfig {
     }
 }
 
+/// SIP capture: a copy of every SIP message the edge sends and receives, in HEP v3 over UDP,
+/// to a capture collector (Homer, sipcapture.org).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HepConfig {
+    /// Off unless set: capture costs one datagram per SIP message.
+    pub enabled: bool,
+    /// The collector's `ip:port` (UDP).
+    pub collector: SocketAddr,
+    /// Capture agent id written in every packet: tells this edge apart at the collector.
+    pub agent_id: u32,
+    /// Authentication key the collector expects (HEP chunk 14); none when absent.
+    pub password: Option<String>,
+}
+
+impl Default for HepConfig {
+    fn default() -> Self {
+        HepConfig {
+            enabled: false,
+            collector: SocketAddr::from(([127, 0, 0, 1], 9060)),
+            agent_id: 0,
+            password: None,
+        }
+    }
+}
+
+impl HepConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && (self.collector.ip().is_unspecified() || self.collector.port() == 0) {
+            return Err(ConfigError::invalid(
+                "hep.collector",
+                format!("{} is not a collector address (ip:port)", self.collector),
+            ));
+        }
+        // The key is one HEP chunk next to a message of up to 64 KiB in one datagram.
+        if let Some(p) = &self.password {
+            if p.is_empty() || p.len() > 1024 {
+                return Err(ConfigError::invalid(
+                    "hep.password",
+                    "must be 1 to 1024 bytes (leave it out for none)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -550,6 +598,7 @@ impl Validate for EdgeConfig {
         self.log.filter()?;
         self.media.validate()?;
         self.registrar.validate()?;
+        self.hep.validate()?;
         if self.sip.listen_udp.is_empty() && self.sip.listen_tcp.is_empty() {
             return Err(ConfigError::invalid(
                 "sip.listen_udp",

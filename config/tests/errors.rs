@@ -185,3 +185,28 @@ fn source_rate_limits_parse_and_bad_ones_name_the_key() {
         config::from_str::<EdgeConfig>("[limits]\nsource_rate = 0\nsource_burst = 0\n").is_ok()
     );
 }
+
+#[test]
+fn hep_capture_is_off_by_default_and_bad_keys_are_named() {
+    let e: EdgeConfig = config::from_str("").unwrap();
+    assert!(!e.hep.enabled);
+    let e: EdgeConfig = config::from_str(
+        "[hep]\nenabled = true\ncollector = \"192.0.2.9:9060\"\nagent_id = 7\npassword = \"k\"\n",
+    )
+    .unwrap();
+    assert_eq!(e.hep.collector.to_string(), "192.0.2.9:9060");
+    assert_eq!((e.hep.agent_id, e.hep.password.as_deref()), (7, Some("k")));
+    let err =
+        config::from_str::<EdgeConfig>("[hep]\nenabled = true\ncollector = \"0.0.0.0:9060\"\n")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("hep.collector"), "{err}");
+    let err = config::from_str::<EdgeConfig>("[hep]\npassword = \"\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hep.password"), "{err}");
+    let err = config::from_str::<EdgeConfig>("[hep]\n\ncolector = \"192.0.2.9:9060\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("colector") && err.contains("line 3"), "{err}");
+}

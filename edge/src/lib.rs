@@ -8,9 +8,11 @@
 pub const BUILD_COMMIT: &str = env!("EDGE_BUILD_COMMIT");
 
 pub mod admin_api;
+pub mod capture;
 /// Entry points for the fuzz targets and their stable corpus replay (`tests/fuzz/`).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hep;
 pub mod media;
 pub mod metrics;
 pub mod nat;

@@ -73,6 +73,10 @@ struct Args {
     /// limits.source_block_s).
     #[arg(long = "source-block")]
     source_block: Option<u64>,
+    /// Copy every SIP message sent and received to this HEP v3 collector `ip:port` (UDP);
+    /// turns hep.enabled on (replaces hep.collector).
+    #[arg(long = "hep-collector")]
+    hep_collector: Option<SocketAddr>,
     /// Location log path (replaces registrar.store_path).
     #[arg(long)]
     store: Option<PathBuf>,
@@ -159,6 +163,10 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if let Some(b) = args.source_block {
         cfg.limits.source_block_s = b;
+    }
+    if let Some(c) = args.hep_collector {
+        cfg.hep.enabled = true;
+        cfg.hep.collector = c;
     }
     if let Some(p) = &args.store {
         cfg.registrar.store_path = p.clone();

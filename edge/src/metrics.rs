@@ -55,6 +55,10 @@ pub struct Metrics {
     /// `edge_sip_probes_total{kind}`: OPTIONS the edge originates to probe (`core_health`,
     /// `nat_keepalive`), retransmissions included; not in `edge_sip_requests_total`.
     pub probes: IntCounterVec,
+    /// SIP messages copied to the HEP capture collector (`[hep]`).
+    pub hep_sent: IntCounter,
+    /// SIP messages not copied to the collector: its socket would block (or failed).
+    pub hep_dropped: IntCounter,
     /// Pre-resolved children of `requests` / `responses`: the hot path increments a plain
     /// atomic instead of hashing label values under a lock.
     request_children: Vec<[IntCounter; 2]>,
@@ -258,6 +262,14 @@ impl Metrics {
             absorbed: counter(
                 "edge_sip_retransmissions_absorbed_total",
                 "Retransmissions received and absorbed by a transaction",
+            ),
+            hep_sent: counter(
+                "edge_hep_sent_total",
+                "SIP messages sent to the HEP capture collector",
+            ),
+            hep_dropped: counter(
+                "edge_hep_dropped_total",
+                "SIP messages not sent to the HEP capture collector (socket full or error)",
             ),
             registry,
             requests,

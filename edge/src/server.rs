@@ -4,6 +4,7 @@
 //! other core is left to the kernel's network stack and to rtprelay. Scaling further is done with
 //! SO_REUSEPORT workers that hand messages to the worker owning the transaction (see DESIGN.md).
 
+use crate::capture::Exporter;
 use crate::media::{ClientConfig, MediaMetrics, RelayHandle};
 use crate::metrics::Metrics;
 use crate::proxy::policy::{Policy, Side};
@@ -39,6 +40,8 @@ pub struct Edge {
     current: RefCell<EdgeConfig>,
     /// The last location-store write failed with this (cleared by the next success).
     store_error: RefCell<Option<String>>,
+    /// SIP capture to a HEP collector (`[hep]`), when enabled.
+    pub hep: Option<Rc<Exporter>>,
 }
 
 impl Edge {
@@ -161,6 +164,9 @@ impl Edge {
 
     /// A message arrived: run the proxy core, then send what it decided.
     pub fn on_message(self: &Rc<Self>, data: Bytes, src: Source) {
+        if let Some(hep) = &self.hep {
+            hep.capture(src.transport, src.remote, src.local, &data);
+        }
         self.run_core(|p, now| p.on_message(data, src, now));
     }
 
@@ -228,7 +234,7 @@ impl Edge {
     }
 
     fn send_udp(&self, dest: Dest, bytes: Bytes) {
-        let Some((_, sock)) = self
+        let Some((local, sock)) = self
             .udp
             .iter()
             .find(|(l, _)| l.is_ipv4() == dest.addr.is_ipv4())
@@ -242,9 +248,15 @@ impl Edge {
             // the error queue has it; send this one again.
             sent = sock.try_send_to(&bytes, dest.addr);
         }
+        let capture = |hep: &Option<Rc<Exporter>>| {
+            if let Some(hep) = hep {
+                hep.capture(Transport::Udp, *local, dest.addr, &bytes);
+            }
+        };
         match sent {
-            Ok(_) => {}
+            Ok(_) => capture(&self.hep),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                capture(&self.hep);
                 let sock = sock.clone();
                 tokio::task::spawn_local(async move {
                     let _ = sock.send_to(&bytes, dest.addr).await;
@@ -304,6 +316,9 @@ pub async fn run(
     let limiter = RateLimiter::new(&cfg.limits, Instant::now());
     let sides = Policy::new(&cfg.routing);
     let cfg_now = cfg.clone();
+    let hep = Exporter::new(&cfg.hep, &metrics)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("hep.collector: {e}")))?
+        .map(Rc::new);
     let edge = Rc::new(Edge {
         cfg,
         metrics: metrics.clone(),
@@ -316,6 +331,7 @@ pub async fn run(
         limiter: RefCell::new(limiter),
         sides: RefCell::new(sides),
         current: RefCell::new(cfg_now),
+        hep,
     });
     start_resolvers(&edge);
     let (stop_tx, mut stop) = signals()?;

@@ -10,6 +10,7 @@ use super::guard::{
 };
 use super::keepalive::{self, StreamKeepalive};
 use super::{Dest, FlowId, Source, Transport};
+use crate::capture::Exporter;
 use crate::server::Edge;
 use crate::sip;
 use bytes::{Buf, Bytes, BytesMut};
@@ -289,7 +290,13 @@ async fn run_connection(
     edge.metrics.tcp_connections.inc();
     let limits = TcpLimits::from(&edge.cfg.limits);
     let (mut reader, writer) = stream.into_split();
-    let writer_task = tokio::task::spawn_local(write_loop(writer, rx, shared.clone(), limits));
+    let writer_task = tokio::task::spawn_local(write_loop(
+        writer,
+        rx,
+        shared.clone(),
+        limits,
+        edge.hep.clone(),
+    ));
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let src = Source {
         transport: Transport::Tcp,
@@ -411,14 +418,23 @@ pub fn drain_frames(
 }
 
 /// Writes queued messages in order; a write that makes no progress within the write timeout, or
-/// fails, closes the connection.
+/// fails, closes the connection. Each message is captured (`[hep]`) as its write begins: only
+/// here are both ends of an outbound connection known, and a message dropped from a full
+/// queue is never captured.
 async fn write_loop(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     shared: Rc<Shared>,
     limits: TcpLimits,
+    hep: Option<Rc<Exporter>>,
 ) {
+    let ends = writer
+        .local_addr()
+        .and_then(|l| Ok((l, writer.peer_addr()?)));
     while let Some(bytes) = rx.recv().await {
+        if let (Some(hep), Ok((local, peer))) = (&hep, &ends) {
+            hep.capture(Transport::Tcp, *local, *peer, &bytes);
+        }
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let deadline = shared
