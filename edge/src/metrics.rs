@@ -52,6 +52,9 @@ pub struct Metrics {
     pub transactions_limit: IntGauge,
     /// `edge_registrar_store_errors_total`: location-store writes (append, fsync) that failed.
     pub store_errors: IntCounter,
+    /// `edge_registrar_bindings_by_mode{mode}`: local bindings per registrar mode of their
+    /// AoR's domain (refreshed when scraped).
+    pub bindings_by_mode: IntGaugeVec,
     /// `edge_sip_probes_total{kind}`: OPTIONS the edge originates to probe (`core_health`,
     /// `nat_keepalive`), retransmissions included; not in `edge_sip_requests_total`.
     pub probes: IntCounterVec,
@@ -225,6 +228,17 @@ impl Metrics {
                 "1 while the core target is in rotation, 0 while down or disabled",
                 &["core"],
             ),
+            bindings_by_mode: {
+                let g = gauge_vec(
+                    "edge_registrar_bindings_by_mode",
+                    "Local bindings per registrar mode of their AoR's domain (refreshed when scraped)",
+                    &["mode"],
+                );
+                for m in ["mirror", "contact", "aor"] {
+                    g.with_label_values(&[m]).set(0);
+                }
+                g
+            },
             store_errors: counter(
                 "edge_registrar_store_errors_total",
                 "Location store writes (append, fsync) that failed",

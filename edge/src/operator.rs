@@ -18,6 +18,12 @@ pub fn answer(
     set_level: Option<SetLevel<'_>>,
     main_loop: &tokio::sync::mpsc::UnboundedSender<&'static str>,
 ) -> Option<ApiAnswer> {
+    if target == "/metrics" {
+        // Gauges that cost a walk of the location table are computed per scrape (every
+        // 15 s or so), not per REGISTER; the listener then encodes the registry as usual.
+        edge.refresh_scrape_gauges();
+        return None;
+    }
     if target == "/ready" && method == "GET" {
         return Some(match edge.readiness(Instant::now()).check() {
             Ok(()) => ("200 OK".to_string(), b"ready\n".to_vec()),

@@ -107,6 +107,31 @@ impl Edge {
         }
     }
 
+    /// `edge_registrar_bindings_by_mode{mode}`: one walk of the AoRs (no binding copied).
+    pub fn refresh_scrape_gauges(&self) {
+        let cfg = self.current.borrow();
+        let mut counts: std::collections::HashMap<&'static str, i64> = Default::default();
+        self.proxy
+            .borrow()
+            .registrar()
+            .location()
+            .for_each_aor(|aor, n| {
+                let domain = crate::registrar::contact::aor_domain(aor);
+                let mode = match cfg.registrar.policy_for(domain).mode {
+                    config::RegistrarMode::Mirror => "mirror",
+                    config::RegistrarMode::Contact => "contact",
+                    config::RegistrarMode::Aor => "aor",
+                };
+                *counts.entry(mode).or_default() += n as i64;
+            });
+        for m in ["mirror", "contact", "aor"] {
+            self.metrics
+                .bindings_by_mode
+                .with_label_values(&[m])
+                .set(counts.get(m).copied().unwrap_or(0));
+        }
+    }
+
     /// What `GET /ready` answers from.
     pub fn readiness(&self, now: Instant) -> crate::admin_api::Readiness {
         let p = self.proxy.borrow();

@@ -126,6 +126,15 @@ fn throttling(test: &str, mode: &str) {
         USERS * 4
     );
     assert_eq!(metric(&edge, "edge_registrar_bindings"), f64::from(USERS));
+    let samples = edge.metrics().unwrap_or_else(|e| panic!("/metrics: {e}"));
+    let by_mode = |m: &str| {
+        metrics::sum(&samples, "edge_registrar_bindings_by_mode", &[("mode", m)]).unwrap_or(-1.0)
+    };
+    assert_eq!(
+        (by_mode(mode), by_mode("mirror")),
+        (f64::from(USERS), 0.0),
+        "{test}: bindings by mode"
+    );
     assert_eq!(
         metric(&edge, "edge_registrar_registers_forwarded_total"),
         f64::from(USERS)

@@ -294,6 +294,13 @@ impl Location {
         self.aors.iter().flat_map(|e| e.value().clone()).collect()
     }
 
+    /// Bindings per AoR, without copying them: `f(aor, bindings)` for each AoR.
+    pub fn for_each_aor(&self, mut f: impl FnMut(&str, usize)) {
+        for e in self.aors.iter() {
+            f(e.key(), e.value().len());
+        }
+    }
+
     /// Number of bindings.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
