@@ -4,8 +4,9 @@
 //! [`proxy`]) is sans-IO: plain data structures and functions fed with `(input, now)` that
 //! return actions. Sockets and timers live in the thin tokio shell ([`server`], [`transport`]).
 
-/// The git commit the binary was built from (`edge/build.rs`), "unknown" outside a checkout.
-pub const BUILD_COMMIT: &str = env!("EDGE_BUILD_COMMIT");
+/// The git commit the binary was built from (found by `rtprelay/build.rs`: one repository,
+/// one commit for both daemons), "unknown" outside a checkout.
+pub const BUILD_COMMIT: &str = rtprelay::metrics::GIT_COMMIT;
 
 pub mod admin_api;
 pub mod capture;
