@@ -16,13 +16,13 @@
 //! Figures go to stderr in one line, e.g. `fault_relay: 20/20 old calls ended by BYE both ways
 //! 5.3 s after the crash; 10/10 new calls with audio`.
 
-use e2e::edge::{start_or_panic, EdgeArgs};
+use e2e::edge::{start_or_panic, Edge, EdgeArgs};
 use e2e::heavy_lock;
 use e2e::metrics;
 use e2e::ports::{ACCESS_IP, CORE_IP};
 use e2e::relay::{free_media_range, relay_or_skip, Relay};
-use e2e::sipp::{Scenario, Sipp};
-use e2e::tools::{edge_tools_or_skip, rtp_call_scenario};
+use e2e::sipp::{Scenario, Sipp, SippRun};
+use e2e::tools::{edge_tools_or_skip, rtp_call_scenario, EdgeTools};
 use e2e::workdir::WorkDir;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,6 +49,35 @@ fn long_call_scenario(dir: &Path, loops: i32) -> PathBuf {
     out
 }
 
+/// The callee (SIPp's `uas` echoing RTP from media port `mp`, for `calls` calls) as the core,
+/// and the edge anchoring media on `relay`.
+fn callee_and_edge(
+    tools: &EdgeTools,
+    dir: &WorkDir,
+    relay: &Relay,
+    (calls, mp): (u32, u16),
+    limit: Duration,
+) -> (SippRun, Edge) {
+    let callee = Sipp::new(&tools.sipp, "callee", Scenario::Builtin("uas"))
+        .ip(CORE_IP)
+        .calls(calls)
+        .timeout(limit)
+        .arg("-rtp_echo")
+        .arg("-mp")
+        .arg(&mp.to_string())
+        .spawn(dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let control = relay.control_addr().to_string();
+    let args = EdgeArgs::udp_core(callee.local_addr()).extra(&[
+        "--media-mode",
+        "always",
+        "--relay",
+        &control,
+    ]);
+    let edge = start_or_panic(&tools.edge, dir, &args);
+    (callee, edge)
+}
+
 #[test]
 fn relay_crash_ends_old_calls_by_bye_and_new_calls_have_audio() {
     let test = "fault_relay_restart";
@@ -67,23 +96,13 @@ fn relay_crash_ends_old_calls_by_bye_and_new_calls_have_audio() {
     // SIPp binds its media port and the port 2 above (video): take them from a free block.
     let (mp, _) = free_media_range(64);
     let (mp_callee, mp_old, mp_new) = (mp, mp + 4, mp + 8);
-    let callee = Sipp::new(&tools.sipp, "callee", Scenario::Builtin("uas"))
-        .ip(CORE_IP)
-        .calls(OLD_CALLS + NEW_CALLS)
-        .timeout(limit)
-        .arg("-rtp_echo")
-        .arg("-mp")
-        .arg(&mp_callee.to_string())
-        .spawn(&dir)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let control = relay.control_addr().to_string();
-    let args = EdgeArgs::udp_core(callee.local_addr()).extra(&[
-        "--media-mode",
-        "always",
-        "--relay",
-        &control,
-    ]);
-    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let (callee, mut edge) = callee_and_edge(
+        &tools,
+        &dir,
+        &relay,
+        (OLD_CALLS + NEW_CALLS, mp_callee),
+        limit,
+    );
     let old = Sipp::new(
         &tools.sipp,
         "old_calls",
@@ -214,23 +233,7 @@ fn dead_media_ends_the_call_with_bye_both_ways() {
         .unwrap_or_else(|f| panic!("rtprelay: {}\n{}", f.message, f.log));
     let (mp, _) = free_media_range(64);
     let limit = Duration::from_secs(60);
-    let callee = Sipp::new(&tools.sipp, "callee", Scenario::Builtin("uas"))
-        .ip(CORE_IP)
-        .calls(CALLS)
-        .timeout(limit)
-        .arg("-rtp_echo")
-        .arg("-mp")
-        .arg(&mp.to_string())
-        .spawn(&dir)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let control = relay.control_addr().to_string();
-    let args = EdgeArgs::udp_core(callee.local_addr()).extra(&[
-        "--media-mode",
-        "always",
-        "--relay",
-        &control,
-    ]);
-    let mut edge = start_or_panic(&tools.edge, &dir, &args);
+    let (callee, mut edge) = callee_and_edge(&tools, &dir, &relay, (CALLS, mp), limit);
     let started = Instant::now();
     let callers = Sipp::new(
         &tools.sipp,
