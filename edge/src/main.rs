@@ -32,6 +32,10 @@ struct Args {
     /// routing.health_misses).
     #[arg(long = "health-misses")]
     health_misses: Option<u32>,
+    /// Seconds between the relay checks of confirmed calls, 0 = off (overrides
+    /// media.check_interval_s).
+    #[arg(long = "media-check-interval")]
+    media_check_interval: Option<u64>,
     /// Network treated as core side (repeatable; added to routing.trusted_networks).
     #[arg(long)]
     trusted: Vec<IpNet>,
@@ -93,6 +97,9 @@ fn load(args: &Args) -> Result<EdgeConfig, String> {
     }
     if !args.core.is_empty() {
         cfg.routing.core = args.core.clone();
+    }
+    if let Some(s) = args.media_check_interval {
+        cfg.media.check_interval_s = s;
     }
     if let Some(n) = args.health_misses {
         cfg.routing.health_misses = n;

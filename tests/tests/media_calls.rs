@@ -29,6 +29,7 @@ fn run_calls(
     relay: SocketAddr,
     calls: u32,
     rate: u32,
+    extra: &[&str],
 ) -> Edge {
     let uac_xml = rtp_call_scenario(dir.path());
     let limit = Duration::from_secs(90);
@@ -40,8 +41,9 @@ fn run_calls(
         .spawn(dir)
         .unwrap_or_else(|e| panic!("{e}"));
     let relay = relay.to_string();
-    let args =
-        EdgeArgs::udp_core(uas.local_addr()).extra(&["--media-mode", "always", "--relay", &relay]);
+    let args = EdgeArgs::udp_core(uas.local_addr())
+        .extra(&["--media-mode", "always", "--relay", &relay])
+        .extra(extra);
     let mut edge = start_or_panic(&tools.edge, dir, &args);
     let uac = Sipp::new(&tools.sipp, "uac", Scenario::File(uac_xml))
         .ip(ACCESS_IP)
@@ -92,7 +94,7 @@ fn calls_with_audio_through_edge_and_rtprelay() {
     let relay = Relay::start(&relay_bin, &dir, &["--ports", "20000-21999"])
         .unwrap_or_else(|f| panic!("{test}: relay: {} {}", f.message, f.log));
     const CALLS: u32 = 200;
-    let edge = run_calls(test, &tools, &dir, relay.control_addr(), CALLS, 25);
+    let edge = run_calls(test, &tools, &dir, relay.control_addr(), CALLS, 25, &[]);
 
     // Every call's relay session ended by the edge's D, with audio both ways.
     let mut per_call = HashMap::new();
@@ -132,7 +134,18 @@ fn calls_with_audio_through_edge_and_rtpengine() {
     let (control, log_path) = (engine.control, engine.log.clone());
 
     const CALLS: u32 = 40;
-    let edge = run_calls(test, &tools, &dir, control, CALLS, 10);
+    // No liveness queries (`Q`): rtpengine 10.5 logs no "Final packet stats" for a call that
+    // was queried, and those lines are what this test counts. (The calls themselves work with
+    // the queries on: the edge's check is exercised against our relay in fault_relay.rs.)
+    let edge = run_calls(
+        test,
+        &tools,
+        &dir,
+        control,
+        CALLS,
+        10,
+        &["--media-check-interval", "0"],
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     // rtpengine logs "Final packet stats" per call: one Port line per side with "N p".
