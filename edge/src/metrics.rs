@@ -234,7 +234,7 @@ impl Metrics {
                     "Local bindings per registrar mode of their AoR's domain (refreshed when scraped)",
                     &["mode"],
                 );
-                for m in ["mirror", "contact", "aor"] {
+                for m in REGISTRAR_MODES {
                     g.with_label_values(&[m]).set(0);
                 }
                 g
@@ -394,6 +394,18 @@ const DROP_REASONS: [&str; 9] = [
 
 /// The `kind` labels of `edge_sip_parse_errors_total`.
 const PARSE_ERROR_KINDS: [&str; 5] = ["request", "response", "framing", "oversize", "unparseable"];
+
+/// The `mode` labels of `edge_registrar_bindings_by_mode`, as `registrar.mode` spells them.
+pub const REGISTRAR_MODES: [&str; 3] = ["mirror", "contact", "aor"];
+
+/// The position of `mode` in [`REGISTRAR_MODES`].
+pub fn registrar_mode_index(mode: config::RegistrarMode) -> usize {
+    match mode {
+        config::RegistrarMode::Mirror => 0,
+        config::RegistrarMode::Contact => 1,
+        config::RegistrarMode::Aor => 2,
+    }
+}
 
 /// The bounded label of a method: one of the known methods, or "other".
 pub fn method_label(method: &str) -> &'static str {

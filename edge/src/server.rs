@@ -110,25 +110,21 @@ impl Edge {
     /// `edge_registrar_bindings_by_mode{mode}`: one walk of the AoRs (no binding copied).
     pub fn refresh_scrape_gauges(&self) {
         let cfg = self.current.borrow();
-        let mut counts: std::collections::HashMap<&'static str, i64> = Default::default();
+        let mut counts = [0i64; crate::metrics::REGISTRAR_MODES.len()];
         self.proxy
             .borrow()
             .registrar()
             .location()
             .for_each_aor(|aor, n| {
                 let domain = crate::registrar::contact::aor_domain(aor);
-                let mode = match cfg.registrar.policy_for(domain).mode {
-                    config::RegistrarMode::Mirror => "mirror",
-                    config::RegistrarMode::Contact => "contact",
-                    config::RegistrarMode::Aor => "aor",
-                };
-                *counts.entry(mode).or_default() += n as i64;
+                let mode = cfg.registrar.policy_for(domain).mode;
+                counts[crate::metrics::registrar_mode_index(mode)] += n as i64;
             });
-        for m in ["mirror", "contact", "aor"] {
+        for (mode, n) in crate::metrics::REGISTRAR_MODES.iter().zip(counts) {
             self.metrics
                 .bindings_by_mode
-                .with_label_values(&[m])
-                .set(counts.get(m).copied().unwrap_or(0));
+                .with_label_values(&[mode])
+                .set(n);
         }
     }
 

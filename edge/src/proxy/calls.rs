@@ -50,14 +50,6 @@ pub enum Toward {
 }
 
 impl Call {
-    pub fn call_id(&self) -> &str {
-        &self.call_id
-    }
-
-    pub fn caller_tag(&self) -> &str {
-        &self.caller_tag
-    }
-
     pub fn dest(&self, to: Toward) -> Dest {
         match to {
             Toward::Caller => self.caller.dest,

@@ -80,11 +80,8 @@ impl Timing {
         self.started.remove(&tx);
     }
 
-    pub fn len(&self) -> usize {
-        self.started.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.started.is_empty()
     }
 }
@@ -141,6 +138,6 @@ mod tests {
         );
         t.forget(TxId(3));
         assert_eq!(t.response(TxId(3), 200, t0), None);
-        assert_eq!(t.len(), 0);
+        assert!(t.is_empty());
     }
 }
