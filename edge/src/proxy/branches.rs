@@ -396,7 +396,6 @@ impl Proxy {
                 }
                 return;
             }
-            self.reg_own_failed(tx, now);
             return;
         };
         if let Some(d) = self

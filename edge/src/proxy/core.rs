@@ -481,7 +481,7 @@ impl Proxy {
                             .with_label_values(&[&core.addr.to_string()])
                             .observe(took.as_secs_f64());
                     }
-                } else if !self.is_ping(tx) {
+                } else {
                     self.metrics
                         .tx_duration
                         .with_label_values(&[method, class])
@@ -563,7 +563,6 @@ impl Proxy {
         let mut candidates: Vec<TxId> = self.client_ctx.keys().copied().collect();
         candidates.extend(self.health.in_flight_to(dest.addr));
         self.fail_toward(candidates, &dest, now);
-        self.reg_transport_error(&dest, now);
         self.after_event();
     }
 
@@ -914,7 +913,7 @@ impl Proxy {
                 match o {
                     Output::Transmit(t) => {
                         if t.retransmission {
-                            if self.health.probe_dest(t.tx).is_some() || self.is_ping(t.tx) {
+                            if self.health.probe_dest(t.tx).is_some() {
                                 let kind = self.probe_kind(&t.dest);
                                 self.metrics.probes.with_label_values(&[kind]).inc();
                             } else {

@@ -15,7 +15,7 @@
 
 use super::*;
 use crate::nat;
-use crate::registrar::keepalive::{Keepalive, PingId};
+use crate::registrar::keepalive::{ping_branch, ping_of_branch, Keepalive};
 use crate::registrar::lookup::Target;
 use crate::registrar::{
     Binding, Change, CoreUpdate, PendingId, RegisterAction, Registrar, RegistrarMetrics,
@@ -32,8 +32,6 @@ pub(super) struct RegGlue {
     pending: HashMap<u64, PendingId>,
     /// Context → the flow and Path route set of each lookup target (its branch's hop).
     hops: HashMap<u64, Vec<TargetHop>>,
-    /// The edge's own OPTIONS pings in flight.
-    pings: HashMap<TxId, PingId>,
     /// Changes for the shell's store, drained from the registrar after each call.
     changes: Vec<Change>,
     /// NATed bindings' received sources (for Contact fixing), counted per source.
@@ -76,13 +74,12 @@ impl RegGlue {
         let m = RegistrarMetrics::register(&metrics.registry)
             .unwrap_or_else(|_| RegistrarMetrics::unregistered());
         let reg = Registrar::new(&cfg.registrar, edge, rand::random(), m.clone());
-        let ka = Keepalive::new(&cfg.registrar, reg.location().clone(), m);
+        let ka = Keepalive::new(&cfg.registrar, reg.location().clone(), rand::random(), m);
         RegGlue {
             reg,
             ka,
             pending: HashMap::new(),
             hops: HashMap::new(),
-            pings: HashMap::new(),
             changes: Vec::new(),
             nated: HashMap::new(),
             nated_src: HashMap::new(),
@@ -92,9 +89,11 @@ impl RegGlue {
         }
     }
 
-    /// Moves the registrar's changes to our buffer, keeping the NATed-source index current.
+    /// Moves the registrar's changes to our buffer, keeping the NATed-source index and the
+    /// keepalive schedule current.
     fn sync(&mut self) {
         for c in self.reg.take_changes() {
+            self.ka.on_change(&c);
             match &c {
                 Change::Upsert(b) => self.index(b),
                 Change::Remove { aor, contact } => self.unindex(aor, contact),
@@ -168,6 +167,7 @@ impl Proxy {
     pub fn registrar_restore(&mut self, bindings: Vec<Binding>) {
         for b in &bindings {
             self.reg.index(b);
+            self.reg.ka.on_upsert(b);
         }
         self.reg.reg.restore(bindings);
     }
@@ -444,38 +444,16 @@ impl Proxy {
         self.reg.hops.remove(&id);
     }
 
-    /// A response to one of the edge's own requests (ping or core update).
-    pub(super) fn reg_own_response(&mut self, tx: TxId, now: Instant) {
-        if let Some(p) = self.reg.pings.remove(&tx) {
-            // Any response means the NAT let the ping through.
-            self.ka_result(p, true, now);
+    /// A response whose top Via branch is a keepalive's (stateless: no transaction matched).
+    /// True when it was one of ours, from where the ping went.
+    pub(super) fn reg_ping_answer(&mut self, branch: &str, src: &Source) -> bool {
+        let Some(id) = ping_of_branch(branch) else {
+            return false;
+        };
+        if !self.reg.ka.on_answer(id, src.remote) {
+            self.metrics.drop("stray_response");
         }
-    }
-
-    /// The shell could not deliver to `dest`: the edge's own pings toward it fail.
-    pub(super) fn reg_transport_error(&mut self, dest: &Dest, now: Instant) {
-        let pings: Vec<TxId> = self.reg.pings.keys().copied().collect();
-        self.fail_toward(pings, dest, now);
-    }
-
-    /// Is `tx` one of the edge's keepalive pings?
-    pub(super) fn is_ping(&self, tx: TxId) -> bool {
-        self.reg.pings.contains_key(&tx)
-    }
-
-    /// One of the edge's own requests timed out or could not be sent.
-    pub(super) fn reg_own_failed(&mut self, tx: TxId, now: Instant) {
-        if let Some(p) = self.reg.pings.remove(&tx) {
-            self.ka_result(p, false, now);
-        }
-    }
-
-    fn ka_result(&mut self, p: PingId, answered: bool, now: Instant) {
-        if let Some(dead) = self.reg.ka.on_ping_result(p, answered) {
-            let ups = self.reg.reg.remove_bindings(&[dead]);
-            self.reg.sync();
-            self.send_core_updates(ups, now);
-        }
+        true
     }
 
     /// A reloaded `[registrar]` (see [`Registrar::set_config`]).
@@ -522,16 +500,16 @@ impl Proxy {
             let hp = self.locals.host_port(local);
             match ping.method {
                 NatPingMethod::Options => {
+                    // Stateless (no client transaction, no Timer E): sent once; the answer is
+                    // matched by the branch, silence counts at the binding's next ping.
                     let from = format!("sip:ping@{hp}");
-                    let id = ping.id;
-                    let tx =
-                        self.send_own(ping.dest, "OPTIONS", now, |via| ping.payload(via, &from));
-                    match tx {
-                        Some(t) => {
-                            self.reg.pings.insert(t, id);
-                        }
-                        None => self.ka_result(id, false, now),
-                    }
+                    let via = build::via(ping.dest.transport, &hp, &ping_branch(ping.id));
+                    let bytes = ping.payload(&via, &from);
+                    self.metrics
+                        .probes
+                        .with_label_values(&[self.probe_kind(&ping.dest)])
+                        .inc();
+                    self.send(ping.dest, bytes);
                 }
                 _ => {
                     let bytes = ping.payload("", "");

@@ -21,8 +21,11 @@ impl Proxy {
         };
         let key = ClientKey::new(br, tx_method(&cseq.method));
         let Some(client) = self.txs.find_client(&key) else {
-            // RFC 6026: a response matching no transaction is not forwarded.
-            self.metrics.drop("stray_response");
+            // A keepalive's answer (pings are stateless), or a stray: RFC 6026, a response
+            // matching no transaction is not forwarded.
+            if !self.reg_ping_answer(br, &src) {
+                self.metrics.drop("stray_response");
+            }
             return;
         };
         let owner = self.client_ctx.get(&client).copied();
@@ -76,10 +79,7 @@ impl Proxy {
         let Some((id, b)) = owner else {
             // e.g. the 200 for a CANCEL we sent: ends here (§16.10); or a keepalive's answer;
             // or a health probe's (the core was marked up or, on 503, down above).
-            if self.health.answered(client).is_some() {
-                return;
-            }
-            self.reg_own_response(client, now);
+            self.health.answered(client);
             return;
         };
         if (101..200).contains(&status) {

@@ -9,11 +9,21 @@
 //! (the caller then passes it to [`super::Registrar::remove_bindings`] to update the core).
 //! CRLF and 4-byte pings keep the NAT open but detect nothing on UDP.
 //!
-//! Sans-IO: [`Keepalive::poll`] returns the pings due, [`Keepalive::on_ping_result`] takes the
-//! outcome of an OPTIONS (a response, or a transaction timeout / transport error).
+//! Pings are stateless, as nathelper's: an OPTIONS is sent once, with no client transaction
+//! and no Timer E retransmissions (100,000 bindings would otherwise keep ~10 retransmitting
+//! transactions each alive). Its top Via branch carries an unguessable ping id
+//! ([`ping_branch`]); a response with that branch is the answer, and a ping still unanswered
+//! when the binding's next ping is due counts as one failure.
+//!
+//! The scheduler follows the location table through its [`Change`]s (O(1) per change), never
+//! by walking or copying the table.
+//!
+//! Sans-IO: [`Keepalive::poll`] returns the pings due, [`Keepalive::on_answer`] takes an
+//! answer, [`Keepalive::on_change`] a change of the location table.
 
 use super::location::{Binding, Location};
 use super::metrics::RegistrarMetrics;
+use super::mode::Change;
 use crate::transport::Dest;
 use bytes::{BufMut, Bytes, BytesMut};
 use config::{NatPingMethod, RegistrarConfig};
@@ -42,15 +52,15 @@ pub struct Ping {
 }
 
 impl Ping {
-    /// The bytes to send: CRLFCRLF, four zero bytes, or an OPTIONS with the caller's Via and
-    /// `from` URI (e.g. `sip:ping@edge-host`). Send the OPTIONS in a non-INVITE client
-    /// transaction and report its outcome with [`Keepalive::on_ping_result`].
+    /// The bytes to send: CRLFCRLF, four zero bytes, or an OPTIONS with the caller's Via (whose
+    /// branch is [`ping_branch`] of this ping's id) and `from` URI (e.g. `sip:ping@edge-host`).
+    /// Sent once, statelessly; report a response with [`Keepalive::on_answer`].
     pub fn payload(&self, via: &str, from: &str) -> Bytes {
         match self.method {
             NatPingMethod::Crlf => Bytes::from_static(b"\r\n\r\n"),
             NatPingMethod::FourByte => Bytes::from_static(&[0, 0, 0, 0]),
             NatPingMethod::Options => {
-                let id = self.id.0.to_string();
+                let id = format!("{:x}", self.id.0);
                 let mut b = BytesMut::with_capacity(384);
                 let lines: [&[&str]; 8] = [
                     &["OPTIONS ", &self.contact, " SIP/2.0"],
@@ -104,19 +114,47 @@ pub struct Keepalive {
     /// Bindings given up on, with the CSeq they had: not rescheduled until the caller removes
     /// them or the device registers again (a new CSeq).
     dead: HashMap<Key, u32>,
+    /// Bindings seen in the change feed since the last poll.
+    fresh: Vec<Key>,
     next_id: u64,
-    /// Phases are counted from the first poll, so pings are evenly spread from then on.
+    /// Mixed into ping ids so that a third party cannot guess them and answer for a device.
+    salt: u64,
+    /// Phases are counted from the first binding seen, so pings are evenly spread from then on.
     epoch: Option<Instant>,
-    /// When the table was last scanned for new NATed bindings.
-    scanned: Option<Instant>,
     metrics: RegistrarMetrics,
 }
 
-/// How often [`Keepalive::poll`] rescans the location table for new bindings.
-const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// Prefix of the top Via branch of a keepalive OPTIONS (RFC 3261 §8.1.1.7 magic cookie first).
+const BRANCH_PREFIX: &str = "z9hG4bKka.";
+
+/// The top Via branch of the OPTIONS ping `id`.
+pub fn ping_branch(id: PingId) -> String {
+    format!("{BRANCH_PREFIX}{:x}", id.0)
+}
+
+/// The ping id of a response's top Via branch, if it is one of our keepalives'.
+pub fn ping_of_branch(branch: &str) -> Option<PingId> {
+    let hex = branch.strip_prefix(BRANCH_PREFIX)?;
+    (hex.len() <= 16).then(|| u64::from_str_radix(hex, 16).ok().map(PingId))?
+}
+
+/// SplitMix64 at step `n` from seed `salt`: a bijection of `n`, so distinct counters give
+/// distinct ids.
+fn mix(n: u64, salt: u64) -> u64 {
+    let mut z = salt.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 impl Keepalive {
-    pub fn new(cfg: &RegistrarConfig, loc: Arc<Location>, metrics: RegistrarMetrics) -> Self {
+    /// `salt` (random in production) makes ping ids unguessable.
+    pub fn new(
+        cfg: &RegistrarConfig,
+        loc: Arc<Location>,
+        salt: u64,
+        metrics: RegistrarMetrics,
+    ) -> Self {
         Keepalive {
             loc,
             interval: Duration::from_secs(u64::from(cfg.natping_interval_s)),
@@ -126,9 +164,10 @@ impl Keepalive {
             heap: BinaryHeap::new(),
             outstanding: HashMap::new(),
             dead: HashMap::new(),
+            fresh: Vec::new(),
             next_id: 1,
+            salt,
             epoch: None,
-            scanned: None,
             metrics,
         }
     }
@@ -162,41 +201,74 @@ impl Keepalive {
         at
     }
 
-    fn scan(&mut self, now: Instant) {
-        let epoch = *self.epoch.get_or_insert(now);
-        self.scanned = Some(now);
-        let all = self.loc.all();
-        self.dead.retain(|k, cseq| {
-            all.iter()
-                .any(|b| b.aor == k.0 && b.contact == k.1 && b.cseq == *cseq)
-        });
-        for b in all.into_iter().filter(|b| b.nated) {
-            let key = (b.aor, b.contact);
-            if !self.entries.contains_key(&key) && !self.dead.contains_key(&key) {
-                let next = self.first_due(&key, now, epoch);
-                self.heap.push(Reverse((next, key.clone())));
-                self.entries.insert(
-                    key,
-                    Entry {
-                        next,
-                        failures: 0,
-                        outstanding: None,
-                    },
-                );
+    /// A change of the location table (from the registrar's change feed, or a binding
+    /// restored at start-up as an upsert): schedule new NATed bindings, drop removed ones.
+    pub fn on_change(&mut self, change: &Change) {
+        match change {
+            Change::Upsert(b) => self.on_upsert(b),
+            Change::Remove { aor, contact } => {
+                let key = (aor.clone(), contact.clone());
+                self.forget(&key);
+                self.dead.remove(&key);
             }
         }
     }
 
-    /// The pings due at `now` (and bindings found dead). Call at least every second or at
-    /// [`Keepalive::next_due`].
+    /// A binding was inserted or refreshed; a new NATed one is scheduled at the next poll.
+    pub fn on_upsert(&mut self, b: &Binding) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let key = (b.aor.clone(), b.contact.clone());
+        if !b.nated {
+            self.forget(&key);
+            self.dead.remove(&key);
+            return;
+        }
+        // Given up on: only a new registration (a new CSeq) brings it back.
+        if let Some(&cseq) = self.dead.get(&key) {
+            if cseq == b.cseq {
+                return;
+            }
+            self.dead.remove(&key);
+        }
+        if !self.entries.contains_key(&key) {
+            self.fresh.push(key);
+        }
+    }
+
+    /// Schedules the bindings seen since the last poll (still NATed and still there).
+    fn schedule_fresh(&mut self, now: Instant) {
+        let epoch = *self.epoch.get_or_insert(now);
+        for key in std::mem::take(&mut self.fresh) {
+            if self.entries.contains_key(&key)
+                || !self
+                    .loc
+                    .find(&key.0, &key.1, None, None)
+                    .is_some_and(|b| b.nated)
+            {
+                continue;
+            }
+            let next = self.first_due(&key, now, epoch);
+            self.heap.push(Reverse((next, key.clone())));
+            self.entries.insert(
+                key,
+                Entry {
+                    next,
+                    failures: 0,
+                    outstanding: None,
+                },
+            );
+        }
+    }
+
+    /// The pings due at `now` (and bindings found dead). Call at [`Keepalive::next_due`].
     pub fn poll(&mut self, now: Instant) -> Polled {
         let mut out = Polled::default();
         if self.interval.is_zero() {
             return out;
         }
-        if self.scanned.is_none_or(|t| now >= t + SCAN_EVERY) {
-            self.scan(now);
-        }
+        self.schedule_fresh(now);
         while let Some(Reverse((at, _))) = self.heap.peek() {
             if *at > now {
                 break;
@@ -223,7 +295,7 @@ impl Keepalive {
                     continue;
                 }
             }
-            let id = PingId(self.next_id);
+            let id = PingId(mix(self.next_id, self.salt));
             self.next_id += 1;
             let next = at + self.interval;
             if let Some(e) = self.entries.get_mut(&key) {
@@ -249,8 +321,11 @@ impl Keepalive {
         out
     }
 
-    /// The next time [`Keepalive::poll`] has work (not counting the periodic rescan).
-    pub fn next_due(&self) -> Option<Instant> {
+    /// The next time [`Keepalive::poll`] has work: now if bindings wait to be scheduled.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        if !self.fresh.is_empty() {
+            return Some(now);
+        }
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
@@ -281,23 +356,24 @@ impl Keepalive {
         }
     }
 
-    /// The outcome of an OPTIONS ping: `answered` for any response, false for a timeout or a
-    /// transport error. Returns the binding when it must now be removed.
-    pub fn on_ping_result(&mut self, id: PingId, answered: bool) -> Option<Binding> {
-        let key = self.outstanding.remove(&id)?;
-        if answered {
-            if let Some(e) = self.entries.get_mut(&key) {
-                e.failures = 0;
-                e.outstanding = None;
-            }
-            return None;
+    /// A response whose top Via branch named ping `id` arrived from `from`. Counts only from
+    /// the address the ping went to (anyone can send a response); true when it was accepted.
+    pub fn on_answer(&mut self, id: PingId, from: SocketAddr) -> bool {
+        let Some(key) = self.outstanding.get(&id) else {
+            return false;
+        };
+        let sent_to = self.loc.find(&key.0, &key.1, None, None).map(|b| b.dest());
+        if sent_to.is_none_or(|d| d.addr != from) {
+            return false;
         }
-        let b = self.loc.find(&key.0, &key.1, None, None);
-        if self.fail(&key) {
-            b
-        } else {
-            None
+        let Some(key) = self.outstanding.remove(&id) else {
+            return false;
+        };
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.failures = 0;
+            e.outstanding = None;
         }
+        true
     }
 }
 
@@ -310,6 +386,13 @@ mod tests {
     fn setup(n: usize, method: NatPingMethod) -> (Keepalive, Arc<Location>, Instant) {
         let now = Instant::now();
         let loc = Arc::new(Location::new(10));
+        let cfg = RegistrarConfig {
+            natping_interval_s: 30,
+            natping_method: method,
+            natping_max_failures: 3,
+            ..RegistrarConfig::default()
+        };
+        let mut ka = Keepalive::new(&cfg, loc.clone(), 7, RegistrarMetrics::unregistered());
         for i in 0..n {
             let mut b = binding(
                 &format!("sip:u{i}@d"),
@@ -318,21 +401,14 @@ mod tests {
                 3600,
             );
             b.nated = true;
+            ka.on_change(&Change::Upsert(Box::new(b.clone())));
             loc.upsert(b);
         }
         // One binding without NAT: never pinged.
-        loc.upsert(binding("sip:pub@d", "sip:pub@198.51.100.9", now, 3600));
-        let cfg = RegistrarConfig {
-            natping_interval_s: 30,
-            natping_method: method,
-            natping_max_failures: 3,
-            ..RegistrarConfig::default()
-        };
-        (
-            Keepalive::new(&cfg, loc.clone(), RegistrarMetrics::unregistered()),
-            loc,
-            now,
-        )
+        let public = binding("sip:pub@d", "sip:pub@198.51.100.9", now, 3600);
+        ka.on_upsert(&public);
+        loc.upsert(public);
+        (ka, loc, now)
     }
 
     #[test]
@@ -373,18 +449,15 @@ mod tests {
             let polled = ka.poll(now);
             removed.extend(polled.dead);
             for p in polled.pings {
-                let req = parse(
-                    p.payload("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKk", "sip:ping@edge"),
-                    &Limits::default(),
-                )
-                .unwrap();
+                let via = format!("SIP/2.0/UDP 10.0.0.1:5060;branch={}", ping_branch(p.id));
+                let req = parse(p.payload(&via, "sip:ping@edge"), &Limits::default()).unwrap();
                 assert_eq!(req.method(), Some(&Method::Options));
                 assert_eq!(req.request_uri().unwrap(), p.contact.as_bytes());
+                let branch = req.top_via().unwrap().branch.unwrap().to_string();
+                assert_eq!(ping_of_branch(&branch), Some(p.id));
                 if p.aor == "sip:u1@d" {
-                    assert!(ka.on_ping_result(p.id, true).is_none());
+                    assert!(ka.on_answer(p.id, p.dest.addr));
                     answered_u1 += 1;
-                } else if let Some(b) = ka.on_ping_result(p.id, false) {
-                    removed.push(b);
                 }
             }
         }
@@ -412,10 +485,18 @@ mod tests {
         assert_eq!(sent, 3);
         assert_eq!(dead.len(), 1);
         // A late answer for a forgotten ping is ignored.
-        assert!(ka.on_ping_result(PingId(1), true).is_none());
-        // Given up until the device registers again.
+        let addr = loc.get("sip:u0@d")[0].dest().addr;
+        assert!(!ka.on_answer(PingId(mix(1, 7)), addr));
+        // A re-sent registration with the same CSeq does not bring it back…
         let mut b = loc.get("sip:u0@d").remove(0);
+        ka.on_upsert(&b);
+        let resent: usize = (200..260u64)
+            .map(|s| ka.poll(t0 + Duration::from_secs(s)).pings.len())
+            .sum();
+        assert_eq!(resent, 0);
+        // …a new registration does.
         b.cseq += 1;
+        ka.on_upsert(&b);
         loc.upsert(b);
         let again: usize = (260..290u64)
             .map(|s| ka.poll(t0 + Duration::from_secs(s)).pings.len())
@@ -428,6 +509,11 @@ mod tests {
         let (mut ka, loc, t0) = setup(1, NatPingMethod::FourByte);
         assert!(ka.poll(t0).pings.len() <= 1);
         loc.remove("sip:u0@d", "sip:u0@10.0.0.0");
+        ka.on_change(&Change::Remove {
+            aor: "sip:u0@d".into(),
+            contact: "sip:u0@10.0.0.0".into(),
+        });
+        assert_eq!(ka.scheduled(), 0);
         let mut n = 0;
         for s in 1..100u64 {
             n += ka.poll(t0 + Duration::from_secs(s)).pings.len();
@@ -438,7 +524,64 @@ mod tests {
             natping_interval_s: 0,
             ..RegistrarConfig::default()
         };
-        let mut off = Keepalive::new(&cfg, loc, RegistrarMetrics::unregistered());
+        let mut off = Keepalive::new(&cfg, loc.clone(), 7, RegistrarMetrics::unregistered());
+        let mut b = binding("sip:x@d", "sip:x@10.0.0.1", t0, 3600);
+        b.nated = true;
+        off.on_upsert(&b);
+        assert_eq!(off.scheduled(), 0);
         assert!(off.poll(t0 + Duration::from_secs(100)).pings.is_empty());
+    }
+
+    #[test]
+    fn answers_count_only_from_the_pinged_address_with_the_right_id() {
+        let (mut ka, loc, t0) = setup(1, NatPingMethod::Options);
+        let mut pings = Vec::new();
+        for s in 0..31u64 {
+            pings.extend(ka.poll(t0 + Duration::from_secs(s)).pings);
+        }
+        let p = pings.pop().expect("one ping in the first interval");
+        let addr = loc.get("sip:u0@d")[0].dest().addr;
+        assert_eq!(p.dest.addr, addr);
+        // Another source, or a guessed neighbouring id: ignored, the ping stays outstanding.
+        assert!(!ka.on_answer(p.id, "192.0.2.66:5060".parse().unwrap()));
+        assert!(!ka.on_answer(PingId(p.id.0 ^ 1), addr));
+        assert!(ka.on_answer(p.id, addr));
+        // Answered once: a replay is ignored.
+        assert!(!ka.on_answer(p.id, addr));
+    }
+
+    #[test]
+    fn ping_ids_are_distinct_and_unpredictable_from_the_counter() {
+        let ids: std::collections::HashSet<u64> = (1..10_000u64).map(|n| mix(n, 7)).collect();
+        assert_eq!(ids.len(), 9_999);
+        assert!(ids.iter().all(|&id| id > 10_000), "not the plain counter");
+        assert_eq!(
+            ping_of_branch(&ping_branch(PingId(u64::MAX))),
+            Some(PingId(u64::MAX))
+        );
+        assert_eq!(ping_of_branch("z9hG4bKka.zz"), None);
+        assert_eq!(ping_of_branch("z9hG4bKka.11112222333344445"), None);
+        assert_eq!(ping_of_branch("z9hG4bK776asdhds"), None);
+    }
+
+    #[test]
+    fn each_ping_is_sent_once_without_retransmission_and_dead_ones_stop() {
+        // Stateless: whatever happens, a binding gets exactly one datagram per interval until
+        // the failure limit, then none.
+        let (mut ka, _loc, t0) = setup(50, NatPingMethod::Options);
+        let mut per_binding: HashMap<String, usize> = HashMap::new();
+        let mut dead = 0;
+        for s in 0..600u64 {
+            let polled = ka.poll(t0 + Duration::from_secs(s));
+            dead += polled.dead.len();
+            for p in polled.pings {
+                *per_binding.entry(p.aor).or_default() += 1;
+            }
+        }
+        assert_eq!(dead, 50);
+        assert!(per_binding.values().all(|&n| n == 3), "{per_binding:?}");
+        assert_eq!(ka.scheduled(), 0);
+        assert_eq!(ka.metrics.keepalives_sent.get(), 150);
+        assert_eq!(ka.metrics.keepalives_failed.get(), 150);
     }
 }
