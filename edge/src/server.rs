@@ -11,6 +11,7 @@ use crate::proxy::policy::{Policy, Side};
 use crate::proxy::route_token::RouteKey;
 use crate::proxy::Proxy;
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::registrar::journal::Journal;
 use crate::registrar::persist::{Clock, Store};
 use crate::sip::Limits;
 use crate::transport::{recverr, tcp, udp, Dest, Source, Transport};
@@ -29,8 +30,9 @@ pub struct Edge {
     pub flows: RefCell<tcp::Flows>,
     proxy: RefCell<Proxy>,
     relays: RelayHandle,
-    /// The mid-registrar's location log (append after each event, fsync every second).
-    store: RefCell<Store>,
+    /// The mid-registrar's location log: changes go to its writer thread after each event
+    /// (group commit there; the event loop never waits for the disk).
+    journal: Journal,
     /// The per-source rate limit of the access side, checked before parsing.
     limiter: RefCell<RateLimiter>,
     /// The shell's copy of the routing policy, to tell access from core side before parsing
@@ -216,8 +218,8 @@ impl Edge {
             )
         };
         if !changes.is_empty() {
-            let r = self.store.borrow_mut().append(&changes, Clock::system());
-            self.store_result(r.map_err(|e| e.to_string()), "append");
+            let live = self.proxy.borrow().registrar().location().len();
+            self.journal.append(changes, Clock::system(), live);
         }
         for t in out {
             self.send(t.dest, t.bytes);
@@ -234,16 +236,15 @@ impl Edge {
         }
     }
 
-    /// fsync the location log; compact it when it holds far more records than bindings.
-    fn persist(&self) {
-        let synced = self.store.borrow_mut().sync().map_err(|e| e.to_string());
-        self.store_result(synced, "sync");
-        let live = self.proxy.borrow().registrar().location().all();
-        let mut store = self.store.borrow_mut();
-        if store.should_compact(live.len()) {
-            if let Err(e) = store.compact(&live, Clock::system()) {
-                tracing::error!(error = %e, "location store compaction failed");
-            }
+    /// What the location-log writer reported since the last call: errors are logged and
+    /// counted, a success after them clears the not-ready state.
+    fn journal_outcomes(&self) {
+        let o = self.journal.take_outcomes();
+        for e in o.errors {
+            self.store_result(Err(e), "location log");
+        }
+        if o.recovered {
+            self.store_result(Ok(()), "location log");
         }
     }
 
@@ -347,7 +348,8 @@ pub async fn run(
         flows,
         proxy: RefCell::new(proxy),
         relays,
-        store: RefCell::new(store),
+        journal: Journal::spawn(store)
+            .map_err(|e| std::io::Error::other(format!("location-log writer thread: {e}")))?,
         store_error: RefCell::new(None),
         limiter: RefCell::new(limiter),
         sides: RefCell::new(sides),
@@ -437,7 +439,7 @@ pub async fn run(
         rtprelay::sd_notify::test_stall_point();
         if last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();
-            edge.persist();
+            edge.journal_outcomes();
             edge.sweep_rate_limits();
         }
     }
@@ -554,7 +556,9 @@ impl Edge {
         if let Some(n) = notifier {
             n.stopping("stopping");
         }
-        self.persist();
+        let synced = self.journal.sync();
+        self.journal_outcomes();
+        self.store_result(synced, "sync");
         tracing::info!(
             reason = why,
             bindings = self.proxy.borrow().registrar().location().len(),

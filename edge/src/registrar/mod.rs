@@ -71,6 +71,7 @@
 
 pub mod contact;
 pub mod core_update;
+pub mod journal;
 pub mod keepalive;
 pub mod location;
 pub mod lookup;

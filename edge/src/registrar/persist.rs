@@ -171,6 +171,15 @@ impl Store {
         self.records > 2 * live + 1024
     }
 
+    /// Compacts from the log itself: flush, read it back (the last record of each binding
+    /// wins, expired ones are dropped) and rewrite it. For the writer thread, which owns the
+    /// log: nobody has to hand it a copy of the location table.
+    pub fn compact_from_log(&mut self, clock: Clock) -> Result<(), StoreError> {
+        self.out.flush().map_err(io_err(&self.path))?;
+        let loaded = Store::load(&self.path, clock)?;
+        self.compact(&loaded.bindings, clock)
+    }
+
     /// Replaces the log by one upsert per live binding (write, fsync, rename).
     pub fn compact(&mut self, live: &[Binding], clock: Clock) -> Result<(), StoreError> {
         let tmp = self.path.with_extension("compact");
