@@ -44,6 +44,10 @@ pub struct Edge {
     store_error: RefCell<Option<String>>,
     /// SIP capture to a HEP collector (`[hep]`), when enabled.
     pub hep: Option<Rc<Exporter>>,
+    /// When the event loop runs the proxy's timers next ([`Proxy::poll_timeout`]), and the
+    /// wake-up for an event that armed an earlier one.
+    wake_at: std::cell::Cell<Instant>,
+    wake: tokio::sync::Notify,
 }
 
 impl Edge {
@@ -204,7 +208,17 @@ impl Edge {
     /// Feed the proxy core one event, then carry out what it decided: messages to send and
     /// relay commands (each awaited on its own task, its result fed back to the core).
     fn run_core(self: &Rc<Self>, event: impl FnOnce(&mut Proxy, Instant)) {
-        event(&mut self.proxy.borrow_mut(), Instant::now());
+        let now = Instant::now();
+        let next = {
+            let mut proxy = self.proxy.borrow_mut();
+            event(&mut proxy, now);
+            proxy.poll_timeout(now)
+        };
+        // The event may have armed a timer earlier than the one the loop sleeps for.
+        if next < self.wake_at.get() {
+            self.wake_at.set(next);
+            self.wake.notify_one();
+        }
         self.dispatch();
     }
 
@@ -228,10 +242,7 @@ impl Edge {
             let edge = self.clone();
             tokio::task::spawn_local(async move {
                 let result = edge.relays.command(r.command, r.target).await;
-                edge.proxy
-                    .borrow_mut()
-                    .on_relay_reply(r.id, result, Instant::now());
-                edge.dispatch();
+                edge.run_core(|p, now| p.on_relay_reply(r.id, result, now));
             });
         }
     }
@@ -355,6 +366,8 @@ pub async fn run(
         sides: RefCell::new(sides),
         current: RefCell::new(cfg_now),
         hep,
+        wake_at: std::cell::Cell::new(Instant::now()),
+        wake: tokio::sync::Notify::new(),
     });
     start_resolvers(&edge);
     let (stop_tx, mut stop) = signals()?;
@@ -398,14 +411,19 @@ pub async fn run(
             edge.proxy.borrow().registrar().location().len()
         ));
     }
-    // Timers: a 10 ms tick is far finer than T1 (500 ms) and costs ~100 wake-ups/s.
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Timers: the loop sleeps until the proxy's next deadline (an event that arms an earlier
+    // one wakes it), at most a second; a fixed tick would wake it 100 times a second for
+    // nothing and fire every timer up to a tick late.
     let mut last_sync = Instant::now();
     let mut drain: Option<Drain> = None;
     loop {
+        let mut at = edge.wake_at.get();
+        if drain.is_some() {
+            at = at.min(Instant::now() + DRAIN_CHECK);
+        }
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = edge.wake.notified() => continue,
             sig = stop.recv() => {
                 let Some(sig) = sig else { continue };
                 if sig == "drain (operator)" && drain.is_some() {
@@ -432,6 +450,8 @@ pub async fn run(
             }
         }
         edge.on_tick();
+        let now = Instant::now();
+        edge.wake_at.set(edge.proxy.borrow_mut().poll_timeout(now));
         // The watchdog is fed from this loop: if it stops turning, systemd restarts the edge.
         if let Some(n) = notifier.as_mut() {
             n.watchdog_tick(Instant::now(), true);
@@ -444,6 +464,9 @@ pub async fn run(
         }
     }
 }
+
+/// How often a graceful stop checks whether everything has finished.
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 /// A graceful stop in progress (SIGTERM): new dialogs are refused, the rest goes on until
 /// nothing is in progress or the deadline.

@@ -140,6 +140,9 @@ pub struct Proxy {
     max_per_source: usize,
 }
 
+/// Longest sleep of the event loop: the per-second gauges and checks run at least this often.
+pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
 impl Proxy {
     pub fn new(
         cfg: &EdgeConfig,
@@ -402,6 +405,24 @@ impl Proxy {
             }
         }
         self.after_event();
+    }
+
+    /// The latest instant at which [`Self::on_tick`] must run next: the earliest transaction
+    /// timer, Timer C, relay or keepalive deadline, health round or expiry sweep, and at most
+    /// [`HOUSEKEEPING`] from `now` (per-second gauges). The shell sleeps until then unless a
+    /// message comes first: no fixed tick, no idle wake-ups, no timer late by a tick.
+    pub fn poll_timeout(&mut self, now: Instant) -> Instant {
+        let c = self.timer_c_heap.peek().map(|Reverse((at, _, _))| *at);
+        [
+            self.txs.next_deadline(),
+            c,
+            self.media.poll_timeout(),
+            self.reg_next_due(now),
+            self.health.next_round(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(now + HOUSEKEEPING, Instant::min)
     }
 
     pub fn on_tick(&mut self, now: Instant) {

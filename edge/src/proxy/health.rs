@@ -51,6 +51,11 @@ impl Health {
         }
     }
 
+    /// When the next round is due (`None`: probing is off).
+    pub fn next_round(&self) -> Option<Instant> {
+        self.next_round
+    }
+
     /// The round due now, if any: previous probes still outstanding become misses.
     pub fn due(&mut self, now: Instant, cores: &[Dest]) -> Round {
         let (Some(interval), Some(next)) = (self.interval, self.next_round) else {

@@ -481,6 +481,12 @@ impl Proxy {
         true
     }
 
+    /// When [`Self::reg_tick`] has work next: the expiry sweep or a keepalive.
+    pub(super) fn reg_next_due(&self, now: Instant) -> Option<Instant> {
+        let sweep = self.reg.next_sweep.unwrap_or(now);
+        Some(self.reg.ka.next_due(now).map_or(sweep, |k| k.min(sweep)))
+    }
+
     /// Timers: expiry, keepalives, dead bindings.
     pub(super) fn reg_tick(&mut self, now: Instant) {
         let mut ups = Vec::new();
