@@ -421,6 +421,12 @@ pub async fn run(
         if drain.is_some() {
             at = at.min(Instant::now() + DRAIN_CHECK);
         }
+        if let Some(due) = notifier
+            .as_ref()
+            .and_then(|n| n.watchdog_due(Instant::now()))
+        {
+            at = at.min(due);
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
             _ = edge.wake.notified() => continue,

@@ -63,6 +63,13 @@ impl Notifier {
     /// Call on every turn of the event loop: sends `WATCHDOG=1` when half the watchdog timeout
     /// has passed since the last one (and `alive` says the parts it vouches for are moving).
     /// Returns whether it sent one.
+    /// When [`Self::watchdog_tick`] must next be called to keep the watchdog fed (`None`: no
+    /// watchdog), for a loop that sleeps until its next deadline.
+    pub fn watchdog_due(&self, now: Instant) -> Option<Instant> {
+        let every = self.watchdog?;
+        Some(self.last_watchdog.map_or(now, |t| t + every))
+    }
+
     pub fn watchdog_tick(&mut self, now: Instant, alive: bool) -> bool {
         let Some(every) = self.watchdog else {
             return false;
