@@ -99,10 +99,12 @@ peak_rss_kb() {
   echo "$total"
 }
 
-# wait_udp IP PORT SECONDS: until a UDP socket is bound there.
+# wait_udp IP PORT SECONDS [PID]: until a UDP socket is bound there (and PID, if given, still
+# runs: a stale process holding the port must not pass for the one just started).
 wait_udp() {
   local i
   for ((i = 0; i < $3 * 10; i++)); do
+    if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then return 1; fi
     ss -Hunl "( src $1:$2 )" 2>/dev/null | grep -q . && return 0
     sleep 0.1
   done
@@ -132,7 +134,7 @@ start_proxy() {
       start_bg "$st/rtprelay.log" "$RELAY_BIN" --control-udp "$RELAY_IP:$CTL_PORT" --listen "$RELAY_IP" \
         --ports "$MEDIA_PORTS" --admin "$RELAY_IP:$RELAY_ADMIN" --log-level warn
       PROCS+=("rtprelay=$BG_PID")
-      wait_udp "$RELAY_IP" "$CTL_PORT" 10 || die "rtprelay did not bind (log $st/rtprelay.log)"
+      wait_udp "$RELAY_IP" "$CTL_PORT" 10 "$BG_PID" || die "rtprelay did not bind (log $st/rtprelay.log)"
       relay=(--relay "$RELAY_IP:$CTL_PORT" --media-check-interval 0)
     fi
     cat >"$st/edge.toml" <<EOF
@@ -155,7 +157,9 @@ EOF
     BG_PID=$!
     STEP_PIDS+=("$BG_PID")
     PROCS+=("edge=$BG_PID")
-    wait_http "$PROXY_IP:$ADMIN_PORT" /health 15 || die "edge did not answer /health (log $st/edge.log)"
+    if ! wait_http "$PROXY_IP:$ADMIN_PORT" /health 15 || ! kill -0 "$BG_PID" 2>/dev/null; then
+      die "edge did not answer /health (log $st/edge.log)"
+    fi
   else
     local defs=()
     [ "$w" = register_absorbed ] && defs=(-A WITH_LOCAL_REGISTRAR)
@@ -166,14 +170,14 @@ EOF
         --foreground --log-stderr --log-level=4 --delete-delay=0 \
         --port-min="${MEDIA_PORTS%-*}" --port-max="${MEDIA_PORTS#*-}"
       PROCS+=("rtpengine=$BG_PID")
-      wait_udp "$RELAY_IP" "$CTL_PORT" 10 || die "rtpengine did not bind (log $st/rtpengine.log)"
+      wait_udp "$RELAY_IP" "$CTL_PORT" 10 "$BG_PID" || die "rtpengine did not bind (log $st/rtpengine.log)"
     fi
     sed -e "s/@CHILDREN@/$KAM_CHILDREN/" -e "s/@LISTEN@/$PROXY_IP:$SIP_PORT/" \
       -e "s/@RTPENGINE_NG@/$RELAY_IP:$CTL_PORT/" -e "s/@CORE_IP@/$CORE_IP/" \
       -e "s/@CORE_PORT@/$CORE_PORT/" "$BENCH/kamailio/edge.cfg" >"$st/kamailio.cfg"
     start_bg "$st/kamailio.log" kamailio -f "$st/kamailio.cfg" -DD -E -m 256 -M 32 -w "$st" -Y "$st" "${defs[@]}"
     PROCS+=("kamailio=$BG_PID")
-    wait_udp "$PROXY_IP" "$SIP_PORT" 15 || die "kamailio did not bind (log $st/kamailio.log)"
+    wait_udp "$PROXY_IP" "$SIP_PORT" 15 "$BG_PID" || die "kamailio did not bind (log $st/kamailio.log)"
     sleep 0.5 # workers forked after the bind
   fi
 }
@@ -207,7 +211,7 @@ sipp_step() {
     -trace_err -error_file "$st/core_errors.log" >"$st/core.out" 2>&1) &
   local core_pid=$!
   STEP_PIDS+=("$core_pid")
-  wait_udp "$CORE_IP" "$CORE_PORT" 10 || die "sipp core did not bind (log $st/core.out)"
+  wait_udp "$CORE_IP" "$CORE_PORT" 10 "$core_pid" || die "sipp core did not bind (log $st/core.out)"
   start_proxy "$sys" "$w" "$st"
 
   local p name pid now before=() rss=() cpu=() i
@@ -224,6 +228,17 @@ sipp_step() {
     rss+=("$name=$(peak_rss_kb "$pid")")
     i=$((i + 1))
   done
+  # Proof that media flowed: packets the relay forwarded during the step.
+  local relay_pkts=""
+  if [ "$w" = media_calls ]; then
+    if [ "$sys" = edge ]; then
+      relay_pkts="$(curl -fsS -m 3 "http://$RELAY_IP:$RELAY_ADMIN/metrics" 2>/dev/null |
+        awk '/^rtprelay_packets_forwarded_total/ { n += $NF } END { printf "%d", n }')"
+    else
+      relay_pkts="$(rtpengine-ctl -ip "$RELAY_IP" -port $((CTL_PORT + 1)) list totals 2>/dev/null |
+        awk -F: '/^ *Total relayed packets *:/ { gsub(/ /, "", $2); print $2; exit }')"
+    fi
+  fi
   stop_step
   local rtt
   rtt="$(find "$st" -maxdepth 1 -name '*_rtt.csv' | head -1)"
@@ -231,7 +246,7 @@ sipp_step() {
   line="$("$PY" "$BENCH/report.py" sipp --stat "$st/uac_stats.csv" --rtt "${rtt:-/nonexistent}" \
     --workload "$w" --system "$(sys_label "$sys")" --offered "$rate" --unit "$unit" \
     --ops-per-call "$per" --rtd-per-call "$rtd" --attempted "$calls" --duration "$DURATION" \
-    --cpu "${cpu[@]}" --rss "${rss[@]}" --note "$note")" || { echo "  no result (logs $st)" >&2; return 1; }
+    --cpu "${cpu[@]}" --rss "${rss[@]}" --relay-packets "${relay_pkts:-}" --note "$note")" || { echo "  no result (logs $st)" >&2; return 1; }
   echo "$line" >>"$RUNS"
   summarize "$line" "$st"
   grep -q '"pass": true' <<<"$line"
@@ -298,6 +313,10 @@ and all its workers) read before and after the client; RSS = VmHWM at the end of
   packets) against rtprelay io_uring, rtprelay fallback (recvmmsg/sendmmsg) and rtpengine over
   its rtpproxy-compatible `--listen-udp`. There is no plain recvmmsg/sendmmsg forwarder in
   bench/ to serve as a ceiling; the environment notes measured ≈ 250k packets/s per core for one.
+- Media steps: CPU is counted from the first call to the last BYE (step + 5.5 s); a relay's
+  background cost over that time (timers, idle polling) is part of it, so CPU per call at low
+  rates is inflated and falls with the rate. *relay pkts/call* ≈ 500 shows the audio crossed
+  the relay both ways.
 - SIPp itself runs on the same 2 CPUs: at high rates it competes with the system under test
   (and plays one pcap thread per media call), so failures at the top rates may be SIPp's.
 EOF

@@ -126,8 +126,10 @@ def cmd_sipp(a):
         "rss_kb": kv(a.rss),
         "pass": bool(attempted and fail_frac <= LIMIT and retr_frac <= LIMIT and calls_ok == calls_ok),
         "loadavg_after": loadavg(),
-        "note": a.note or "",
+        "note": (a.note or "").strip(),
     }
+    if a.relay_packets:
+        line["relay_packets"] = int(a.relay_packets)
     print(json.dumps(line))
 
 
@@ -182,10 +184,16 @@ def fmt(v, nd=1):
     if isinstance(v, float):
         if v != v:
             return "–"
-        if nd == 0 or v == int(v) and abs(v) >= 100:
+        if nd == 0 or abs(v) >= 100:
             return f"{v:.0f}"
         return f"{v:.{nd}f}"
     return str(v)
+
+
+def pkts(l):
+    """Packets the relay forwarded per successful call (media: ≈ 500 = 250 each way)."""
+    n, ops = l.get("relay_packets"), l.get("ok_ops")
+    return f" {n / ops:.0f} |" if n is not None and ops else " – |"
 
 
 def ours(system):
@@ -210,7 +218,9 @@ def render(a):
         "(calls' messages resent); p50/p99 = SIPp response time of each measured request "
         "(1 ms resolution: 0 means < 1 ms; RTP: relay latency); *CPU µs/op* = utime+stime of the "
         "processes under test ÷ successful operations (per process in parentheses); "
-        "*ours÷theirs* = our CPU/op ÷ the other system's at the same offered rate; *RSS* = peak "
+        "*ours÷theirs* = our CPU/op ÷ the other system's at the same offered rate; *relay "
+        "pkts/call* = packets the relay forwarded in the step ÷ successful calls (5 s of 20 ms "
+        "packets each way ≈ 500; proof that media flowed); *RSS* = peak "
         "resident set (VmHWM; Kamailio: summed over its processes, shared memory counted once "
         "per process). A step fails (✗) when failed or retransmissions exceed 1 % of attempts "
         "(RTP: loss or backlog > 1 %); a system's stepping stops at its first failure.\n"
@@ -228,11 +238,12 @@ def render(a):
         unit = rows[0].get("unit", "")
         out.append(f"## {TITLES.get(w, w)}\n")
         out.append(f"Unit: {unit}. Plots: `{w}-cpu.png`, `{w}-p99.png`.\n")
+        pk = any("relay_packets" in l for l in rows)
         out.append(
             "| system | offered | held | failed | retr. | p50 ms | p99 ms | CPU µs/op (by process) "
-            "| ours÷theirs | RSS MiB | ok |"
+            "| ours÷theirs | RSS MiB |" + (" relay pkts/call |" if pk else "") + " ok |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if pk else "") + "---|")
         # Reference CPU per op of "theirs" at each offered rate.
         theirs = {}
         for l in rows:
@@ -253,7 +264,7 @@ def render(a):
                 f"| {l['system']} | {fmt(l['offered'], 0)} | {fmt(l.get('held'), 0)} | "
                 f"{fmt(l.get('failed'), 0)} | {fmt(l.get('retransmissions'), 0)} | "
                 f"{fmt(l.get('p50_ms'), 2)} | {fmt(l.get('p99_ms'), 2)} | {cpu} | {ratio} | "
-                f"{rss_s} | {'✓' if l.get('pass') else '✗'} |"
+                f"{rss_s} |{pkts(l) if pk else ''} {'✓' if l.get('pass') else '✗'} |"
             )
         notes = sorted({l.get("note") for l in rows if l.get("note")})
         if notes:
@@ -315,6 +326,7 @@ def main():
     s.add_argument("--duration", type=float)
     s.add_argument("--cpu", nargs="*")
     s.add_argument("--rss", nargs="*")
+    s.add_argument("--relay-packets")
     s.add_argument("--note")
     s.set_defaults(fn=cmd_sipp)
     r = sub.add_parser("rtp")
