@@ -317,6 +317,10 @@ and all its workers) read before and after the client; RSS = VmHWM at the end of
   background cost over that time (timers, idle polling) is part of it, so CPU per call at low
   rates is inflated and falls with the rate. *relay pkts/call* ≈ 500 shows the audio crossed
   the relay both ways.
+- Kamailio's UDP workers are separate processes: a 180 and the 200 of one INVITE can leave
+  in the wrong order, and SIPp's built-in uac then aborts the call on the late 180 (counted
+  failed; in the smoke run a few per 1,000 calls). That is Kamailio's behaviour, not a bench
+  error (the edge showed no such failure in the smoke run).
 - SIPp itself runs on the same 2 CPUs: at high rates it competes with the system under test
   (and plays one pcap thread per media call), so failures at the top rates may be SIPp's.
 EOF
