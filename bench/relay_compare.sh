@@ -10,7 +10,8 @@
 # packets/s per stream and direction; ×2 directions × STREAMS = total), DURATION (10),
 # PORTS (4000-13999: below the e2e harness ports and the ephemeral range), CTL (22390),
 # NICE (0; e.g. -10 to shield relay and load tool from background builds on a shared box),
-# RELAY_ARGS (extra rtprelay flags, e.g. "--config ring.toml"), LABEL (suffix for "target").
+# RELAY_ARGS (extra rtprelay flags, e.g. "--config ring.toml"), LABEL (suffix for "target"),
+# BIN_DIR (where rtprelay and rtpload are; default $TARGET_DIR/release, TARGET_DIR default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-"io_uring fallback rtpengine"}
@@ -20,8 +21,9 @@ DURATION=${DURATION:-10}
 PORTS=${PORTS:-4000-13999}
 CTL=${CTL:-22390}
 ADMIN=${ADMIN:-29590}
-RELAY=target/release/rtprelay
-LOAD=target/release/rtpload
+BIN_DIR=${BIN_DIR:-${TARGET_DIR:-target}/release}
+RELAY=$BIN_DIR/rtprelay
+LOAD=$BIN_DIR/rtpload
 NICE=${NICE:-0}
 LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/relay-compare.XXXXXX)}
 [[ -x $RELAY && -x $LOAD ]] || { echo "build first: cargo build --release -p rtprelay -p bench" >&2; exit 2; }
