@@ -368,7 +368,13 @@ impl Proxy {
             return;
         };
         let server_alive = self.txs.server_state(ctx.server_tx).is_some();
-        if !server_alive && (ctx.rc.final_sent || ctx.rc.is_finished()) {
+        // A non-INVITE whose final response went out and whose branches all ended needs its
+        // context no more: the server transaction answers retransmissions by itself
+        // (§17.2.2) and a late response to a non-INVITE is never forwarded (§16.7 step 5
+        // forwards only an INVITE's 2xx). Dropping it now instead of after Timer J (32 s)
+        // keeps the request, the branches and the registrar's state out of memory.
+        let lean = !ctx.rc.invite && ctx.rc.is_finished();
+        if lean || (!server_alive && (ctx.rc.final_sent || ctx.rc.is_finished())) {
             let ctx = self.contexts.remove(&id).expect("present");
             self.reg_forget(id);
             self.server_ctx.remove(&ctx.server_tx);

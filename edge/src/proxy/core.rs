@@ -407,6 +407,11 @@ impl Proxy {
         self.after_event();
     }
 
+    /// Proxy contexts alive (requests in progress, INVITEs until their transactions end).
+    pub fn contexts(&self) -> usize {
+        self.contexts.len()
+    }
+
     /// The latest instant at which [`Self::on_tick`] must run next: the earliest transaction
     /// timer, Timer C, relay or keepalive deadline, health round or expiry sweep, and at most
     /// [`HOUSEKEEPING`] from `now` (per-second gauges). The shell sleeps until then unless a

@@ -716,6 +716,28 @@ fn register_is_forwarded_rewritten_and_the_core_200_saves_the_binding() {
 }
 
 #[test]
+fn a_finished_non_invite_keeps_only_its_transactions_while_they_wait() {
+    let mut h = Harness::new();
+    let phone_reg = register(PHONE, "reg-lean", 1, "z9hG4bKlean", 3600, "");
+    let out = h.recv(PHONE, &phone_reg);
+    assert_eq!(h.proxy.contexts(), 1, "in progress");
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    let contact = parse(&fwd).header(HeaderName::Contact).unwrap().to_vec();
+    h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    // Answered: the context is gone at once, the two transactions wait (Timers J, K).
+    assert_eq!(h.proxy.contexts(), 0);
+    assert_eq!(h.proxy.transactions(), 2);
+    // The phone's retransmission still gets the 200, from the server transaction alone.
+    let again = h.recv(PHONE, &phone_reg);
+    assert_eq!(only_to(&again, PHONE).len(), 1);
+    assert_eq!(status(only_to(&again, PHONE)[0]), 200);
+    assert!(only_to(&again, CORE).is_empty());
+    // A retransmitted 200 from the core is absorbed by the client transaction.
+    let late = h.recv(CORE, &answer(&fwd, 200, "c", &[("Contact", &contact)]));
+    assert!(only_to(&late, PHONE).is_empty());
+}
+
+#[test]
 fn contact_mode_refresh_on_the_same_flow_is_absorbed() {
     let mut h = Harness::with(|c| c.registrar.mode = config::RegistrarMode::Contact);
     let out = h.recv(PHONE, &register(PHONE, "reg-2", 1, "z9hG4bKr2", 60, ""));

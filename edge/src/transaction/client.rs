@@ -29,6 +29,8 @@ pub(crate) struct ClientTransaction {
     invite: bool,
     reliable: bool,
     state: ClientState,
+    /// The request, for Timer A/E retransmissions; emptied once none can follow (a final
+    /// response, or an INVITE's provisional), so a transaction in a wait state holds no copy.
     request: Bytes,
     /// The ACK of a non-2xx final response (§17.1.1.3), re-sent on each retransmission of it.
     ack: Option<Bytes>,
@@ -77,6 +79,11 @@ impl ClientTransaction {
         self.state
     }
 
+    /// Message bytes this transaction keeps (request, ACK).
+    pub fn held_bytes(&self) -> usize {
+        self.request.len() + self.ack.as_ref().map_or(0, Bytes::len)
+    }
+
     /// A response matched this transaction. `build_ack` is called at most once, when an INVITE
     /// transaction first enters Completed.
     pub fn on_response(
@@ -114,12 +121,14 @@ impl ClientTransaction {
                 self.state = Proceeding;
                 self.deadlines.retransmit = None;
                 self.deadlines.timeout = None;
+                self.request = Bytes::new();
                 Disposition::ToTu
             }
             (Calling | Proceeding, 200..=299) => {
                 // RFC 6026 §8.4: Accepted, so that 2xx retransmissions and forked 2xx still
                 // reach the TU; Timer M bounds the state.
                 self.state = Accepted;
+                self.request = Bytes::new();
                 self.deadlines.clear();
                 self.deadlines.linger = Some(now + timers.timeout());
                 Disposition::ToTu
@@ -127,6 +136,7 @@ impl ClientTransaction {
             (Calling | Proceeding, _) => {
                 // §17.1.1.3: the transaction ACKs a non-2xx final response itself.
                 self.state = Completed;
+                self.request = Bytes::new();
                 self.deadlines.clear();
                 self.ack = build_ack();
                 if let Some(ack) = &self.ack {
@@ -163,6 +173,7 @@ impl ClientTransaction {
             }
             (Trying | Proceeding, _) => {
                 self.state = Completed;
+                self.request = Bytes::new();
                 self.deadlines.clear();
                 self.linger(timers.t4_or_zero(self.reliable), now);
                 Disposition::ToTu

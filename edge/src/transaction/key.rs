@@ -29,6 +29,14 @@ impl Method {
         }
     }
 
+    /// Bytes this method owns on the heap (an unknown method's name).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Method::Other(name) => name.len(),
+            _ => 0,
+        }
+    }
+
     /// The method name as written on the wire.
     pub fn as_str(&self) -> &str {
         match self {
@@ -71,6 +79,11 @@ impl ClientKey {
 
     pub fn method(&self) -> &Method {
         &self.method
+    }
+
+    /// Bytes this key owns on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.branch.len() + self.method.heap_bytes()
     }
 }
 
@@ -148,5 +161,12 @@ impl Hash for ServerKey {
         self.branch.hash(state);
         self.sent_by.hash(state);
         self.method.hash(state);
+    }
+}
+
+impl ServerKey {
+    /// Bytes this key owns on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.branch.len() + self.sent_by.len() + self.method.heap_bytes()
     }
 }

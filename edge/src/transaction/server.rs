@@ -63,6 +63,11 @@ impl ServerTransaction {
         self.state
     }
 
+    /// Message bytes this transaction keeps (its last response).
+    pub fn held_bytes(&self) -> usize {
+        self.last_response.as_ref().map_or(0, Bytes::len)
+    }
+
     /// A retransmission of the request (not an ACK) arrived.
     pub fn on_request_retransmission(&mut self, actions: &mut Vec<Action>) -> Disposition {
         use ServerState::*;
@@ -123,6 +128,13 @@ impl ServerTransaction {
                 // RFC 6026 §8.5: Accepted; the TU (UAS core or proxy) retransmits 2xx itself.
                 self.state = Accepted;
                 self.deadlines.linger = Some(now + timers.timeout());
+                // Nothing is re-sent in Accepted (the TU retransmits 2xx): keep no copy.
+                self.last_response = None;
+                actions.push(Action::Send {
+                    bytes,
+                    retransmission: false,
+                });
+                return Ok(());
             }
             (true, Proceeding) => {
                 // §17.2.1: Completed; Timer G (unreliable only) and Timer H.

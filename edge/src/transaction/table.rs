@@ -68,6 +68,16 @@ impl<D> Entry<D> {
     }
 }
 
+/// Memory held by one transaction, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// State, key and table slots (hash map slots counted at their size, not their load).
+    pub state: usize,
+    /// Messages kept for re-sending: a request until its final response, the last response
+    /// of a server transaction that must re-send it, an INVITE's ACK for a non-2xx.
+    pub messages: usize,
+}
+
 /// All transactions of one worker, generic over the destination `D` the TU picks for each (an
 /// address, a flow id…), which comes back in every [`Transmit`].
 pub struct TransactionTable<D> {
@@ -128,6 +138,38 @@ impl<D: Clone> TransactionTable<D> {
                 }
             })
             .count()
+    }
+
+    /// What live transaction `tx` costs in memory (see [`Footprint`]).
+    pub fn footprint(&self, tx: TxId) -> Option<Footprint> {
+        let e = self.entries.get(&tx)?;
+        let (key_heap, map_slot, messages) = match &e.kind {
+            Kind::Client { key, machine } => (
+                key.heap_bytes(),
+                std::mem::size_of::<(ClientKey, TxId)>(),
+                machine.held_bytes(),
+            ),
+            Kind::Server { key, machine } => (
+                key.heap_bytes(),
+                std::mem::size_of::<(ServerKey, TxId)>(),
+                machine.held_bytes(),
+            ),
+        };
+        let armed = [Slot::Retransmit, Slot::Timeout, Slot::Linger]
+            .into_iter()
+            .filter(|s| e.deadlines().get(*s).is_some())
+            .count();
+        Some(Footprint {
+            // The entry's slot, the key's slot in the by-key map (one control byte each), the
+            // key's heap twice (the entry and the map each hold a copy), its timer entries.
+            state: std::mem::size_of::<(TxId, Entry<D>)>()
+                + 1
+                + map_slot
+                + 1
+                + 2 * key_heap
+                + armed * std::mem::size_of::<Reverse<(Instant, TxId, Slot)>>(),
+            messages,
+        })
     }
 
     /// Cumulative counters.

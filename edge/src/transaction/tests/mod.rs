@@ -2,6 +2,7 @@
 //! public table API the proxy uses.
 
 mod client;
+mod memory;
 mod prop;
 mod server;
 mod table;
