@@ -17,6 +17,8 @@
 #   WORKLOADS ("register_forwarded register_absorbed calls media_calls rtp"); SYSTEMS
 #     ("edge kamailio"); REG_RATES ("1000 2000 4000 6000" REGISTER/s, both REGISTER workloads);
 #   CALL_RATES ("500 1000 2000 3000" calls/s); MEDIA_RATES ("200 500 1000" calls/s);
+#   KA_BINDINGS (100000 NATed bindings for the keepalives workload, edge only), KA_RATE (2000
+#     REGISTER/s to create them), KA_INTERVAL (30 s ping interval), KA_WINDOW (60 s measured);
 #   RTP_RATES ("50000 100000 150000 200000" packets/s); RTP_TARGETS ("io_uring fallback
 #     rtpengine"); RTP_STREAMS (2000); KAM_CHILDREN (4 UDP workers); NICE (0).
 # Loopback only: 127.0.1.1 proxy, 127.0.1.2 callers/UAs, 127.0.1.3 core (SIPp uas/registrar),
@@ -33,7 +35,9 @@ BIN_DIR="${BIN_DIR:-$TARGET_DIR/release}"
 EDGE_BIN="$BIN_DIR/edge" RELAY_BIN="$BIN_DIR/rtprelay" LOAD_BIN="$BIN_DIR/rtpload"
 if [ "${QUICK:-0}" = 1 ]; then DURATION="${DURATION:-2}"; else DURATION="${DURATION:-10}"; fi
 MAX_LOAD="${MAX_LOAD:-0.5}"
-WORKLOADS="${WORKLOADS:-register_forwarded register_absorbed calls media_calls rtp}"
+WORKLOADS="${WORKLOADS:-register_forwarded register_absorbed calls media_calls rtp keepalives}"
+KA_BINDINGS="${KA_BINDINGS:-100000}" KA_RATE="${KA_RATE:-2000}"
+if [ "${QUICK:-0}" = 1 ]; then KA_INTERVAL="${KA_INTERVAL:-10}" KA_WINDOW="${KA_WINDOW:-10}"; else KA_INTERVAL="${KA_INTERVAL:-30}" KA_WINDOW="${KA_WINDOW:-60}"; fi
 SYSTEMS="${SYSTEMS:-edge kamailio}"
 REG_RATES="${REG_RATES:-1000 2000 4000 6000}"
 CALL_RATES="${CALL_RATES:-500 1000 2000 3000}"
@@ -329,6 +333,21 @@ EOF
 # --- run ------------------------------------------------------------------------------------
 echo "compare.sh: results in $OUT, logs in $WORK (load $load1)" >&2
 for w in $WORKLOADS; do
+  if [ "$w" = keepalives ]; then
+    # Edge only (the goal is a share of one core, not a ratio): KA_BINDINGS NATed bindings
+    # registered through SIPp, pinged every KA_INTERVAL s, measured over KA_WINDOW s.
+    echo "== keepalives ($KA_BINDINGS bindings, every ${KA_INTERVAL}s)" >&2
+    ka="$(EDGE_BIN="$EDGE_BIN" EDGE_PORT=$SIP_PORT UAS_PORT=$CORE_PORT UAC_PORT=$UA_PORT \
+      ADMIN_PORT=$ADMIN_PORT "$BENCH/sipp/keepalive_load.sh" -n "$KA_BINDINGS" -r "$KA_RATE" \
+      -i "$KA_INTERVAL" -w "$KA_WINDOW" --json 2>"$WORK/keepalives.err" | tail -1)" || true
+    if [ -n "$ka" ]; then
+      "$PY" -c 'import json,sys; l=json.loads(sys.argv[1]); l.update(workload="keepalives", system="edge", offered=l["bindings_requested"], unit="bindings", passed=l["edge_core_pct"] < 25 and l["pings_failed"] <= 0.01 * max(l["pings_sent"], 1)); l["pass"]=l.pop("passed"); print(json.dumps(l))' "$ka" >>"$RUNS"
+      echo "  keepalives: $ka" >&2
+    else
+      echo "  keepalives: no result ($WORK/keepalives.err)" >&2
+    fi
+    continue
+  fi
   case "$w" in
     register_forwarded|register_absorbed) rates="$REG_RATES" ;;
     calls) rates="$CALL_RATES" ;;

@@ -149,7 +149,7 @@ check_path /usr/lib/sysctl.d/90-edge-sbc.conf f root:root 644
 check_path /etc/edge-sbc d root:root 755
 check_path /etc/edge-sbc/edge.toml f root:root 644
 check_path /etc/edge-sbc/rtprelay.toml f root:root 644
-for doc in README.md deploy.md rtprelay.md security.md media-spirals.md reliability.md copyright \
+for doc in README.md deploy.md rtprelay.md security.md media-spirals.md reliability.md performance.md copyright \
   examples/edge.toml examples/rtprelay.toml prometheus/scrape.yml prometheus/alerts.yml; do
   check_path /usr/share/doc/$PKG/$doc f root:root 644
 done
