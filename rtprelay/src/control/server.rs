@@ -194,6 +194,9 @@ impl Server {
                         }
                     }
                     backend.end_batch();
+                    // Final counters of streams removed in earlier batches: logged now, not
+                    // at the next tick (keeps the pending set small).
+                    endpoint.sessions.collect_removed(backend.as_mut());
                     metrics.publish(&endpoint.sessions);
                     for (reply, src) in replies.drain(..) {
                         let sent = match sock.try_send_to(&reply, src) {
