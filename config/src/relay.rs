@@ -97,7 +97,13 @@ pub struct MediaConfig {
     pub strict_source: bool,
     /// Provided buffers per shard ring (io_uring); a power of two.
     pub ring_buffers: u32,
+    /// Port pairs each shard keeps bound ahead of use on `listen` (random ports, like any
+    /// allocation), so that a new stream costs no bind; 0 = bind when a stream is created.
+    pub socket_pool: usize,
 }
+
+/// Upper bound of `media.socket_pool` (pairs per shard).
+pub const MAX_SOCKET_POOL: usize = 4096;
 
 impl Default for MediaConfig {
     fn default() -> Self {
@@ -113,6 +119,7 @@ impl Default for MediaConfig {
             timeout_s: 60,
             strict_source: true,
             ring_buffers: 4096,
+            socket_pool: 32,
         }
     }
 }
@@ -137,6 +144,12 @@ impl Validate for RelayConfig {
             return Err(ConfigError::invalid(
                 "media.ring_buffers",
                 "must be a power of two in 16..=32768",
+            ));
+        }
+        if m.socket_pool > MAX_SOCKET_POOL {
+            return Err(ConfigError::invalid(
+                "media.socket_pool",
+                "must be at most 4096 (pairs per shard)",
             ));
         }
         if m.timeout_s == 0 {

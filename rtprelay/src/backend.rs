@@ -89,4 +89,28 @@ pub trait MediaBackend: Send {
     /// Streams whose both legs saw no packet for the configured timeout since the last call;
     /// the media plane has already freed them. Returned as (A, B, final counters A, B).
     fn take_expired(&mut self) -> Vec<(LegId, LegId, LegCounters, LegCounters)>;
+
+    /// Start a batch of calls (the control server's batch of commands). Until
+    /// [`MediaBackend::end_batch`], calls that need no answer from the media plane may return
+    /// before it has acted: an `update` or `remove_deferred` is queued to its shard, and the
+    /// shards are woken once, at the end of the batch. Outside a batch every call is complete
+    /// when it returns. Default: no batching.
+    fn begin_batch(&mut self) {}
+    /// End the batch: wake every shard that got commands.
+    fn end_batch(&mut self) {}
+    /// Like [`MediaBackend::remove`], but in a batch it may return `Ok(None)` before the shard
+    /// has removed the stream: the final counters then come from
+    /// [`MediaBackend::take_removed`].
+    fn remove_deferred(
+        &mut self,
+        a: LegId,
+        b: LegId,
+    ) -> Result<Option<(LegCounters, LegCounters)>, BackendError> {
+        self.remove(a, b).map(Some)
+    }
+    /// Final counters of streams removed by `remove_deferred` with `Ok(None)`, as
+    /// (A, B, final counters A, B).
+    fn take_removed(&mut self) -> Vec<(LegId, LegId, LegCounters, LegCounters)> {
+        Vec::new()
+    }
 }

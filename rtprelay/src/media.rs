@@ -1,6 +1,18 @@
 //! [`Media`]: the sharded media plane behind [`MediaBackend`]. It owns one datapath thread per
-//! shard; every trait call becomes a [`Command`] on the owning shard's queue, answered on a
-//! reply channel within [`REPLY_TIMEOUT`] (else [`BackendError::Unavailable`]).
+//! shard; every trait call becomes a [`Command`] on the owning shard's queue. A call that needs
+//! the shard's answer waits for it on a reply channel within [`REPLY_TIMEOUT`] (else
+//! [`BackendError::Unavailable`]).
+//!
+//! Cheap call setup (issue 12): in a batch ([`MediaBackend::begin_batch`], the control
+//! server's), `U`/`L`/`D` wait for no shard. Each shard keeps a pool of pairs bound ahead of
+//! use (`media.socket_pool`) and announces them on its event channel ([`Event::Pooled`]); a new
+//! stream takes two of them here and the shard is told to bridge them (no bind, no reply). An
+//! update is queued; a removal too, its final counters coming back as [`Event::Ended`] (as do
+//! expired streams: no round trip on the tick either). To answer `UnknownLeg` without asking,
+//! this side tracks which legs are live, from its own calls and the shard's events, which the
+//! shard sends in order and which are read before any decision that depends on them. The
+//! shards are woken once per batch. With an empty pool, or a leg on another interface than
+//! `media.listen`, a call waits for its shard as before.
 //!
 //! The configured port range is split into one contiguous sub-range per shard; a stream's two
 //! legs are always allocated in one shard (`shard_hint % shards`, the next one when that shard
@@ -9,10 +21,14 @@
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
 use crate::datapath::eventfd::EventFd;
 use crate::datapath::fallback::FallbackShard;
-use crate::datapath::{self, Command, Ctl, Kind, ShardParams, ShardStats, SharedStats};
+use crate::datapath::{self, Command, Ctl, Event, Kind, ShardParams, ShardStats, SharedStats};
 use crate::table::latch::LatchPolicy;
+use crate::table::Expired;
 use config::{DatapathKind, MediaConfig};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::net::IpAddr;
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,9 +54,34 @@ struct ShardHandle {
     /// `None` after shutdown (dropping it disconnects the queue, which also stops the shard).
     tx: Option<SyncSender<Command>>,
     wake: Arc<EventFd>,
+    events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
     base_port: u16,
     pairs: u32,
+    /// Pooled pairs announced by the shard and not yet taken (random ports, in random order).
+    pool: Vec<LegId>,
+    /// Per slot: a leg of a stream this side believes exists.
+    live: Vec<bool>,
+    /// Commands queued since the doorbell last rang.
+    dirty: bool,
+}
+
+impl ShardHandle {
+    fn slot(&self, leg: LegId) -> Option<usize> {
+        let off = leg.port.checked_sub(self.base_port)?;
+        let slot = usize::from(off / 2);
+        (off % 2 == 0 && slot < self.live.len()).then_some(slot)
+    }
+
+    fn is_live(&self, leg: LegId) -> bool {
+        self.slot(leg).is_some_and(|s| self.live[s])
+    }
+
+    fn set_live(&mut self, leg: LegId, on: bool) {
+        if let Some(s) = self.slot(leg) {
+            self.live[s] = on;
+        }
+    }
 }
 
 /// The running media plane.
@@ -48,6 +89,13 @@ pub struct Media {
     shards: Vec<ShardHandle>,
     stats: StatsHandle,
     kind: Kind,
+    /// The address pooled pairs are bound on (`media.listen`).
+    listen: IpAddr,
+    /// Inside a batch (see [`MediaBackend::begin_batch`]).
+    batch: bool,
+    /// Ended streams read from the event channels, not yet taken.
+    expired: Vec<Expired>,
+    removed: Vec<Expired>,
 }
 
 /// A cheap, cloneable, thread-safe reader of every shard's counters (for the metrics exporter,
@@ -124,6 +172,10 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
         shards: Vec::new(),
         stats: StatsHandle::default(),
         kind: Kind::Fallback,
+        listen: cfg.listen,
+        batch: false,
+        expired: Vec::new(),
+        removed: Vec::new(),
     };
     let mut requested = cfg.datapath;
     for (i, &(base_port, pairs)) in ranges.iter().enumerate() {
@@ -135,6 +187,8 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
             timeout: Duration::from_secs(cfg.timeout_s),
             ring_buffers: cfg.ring_buffers,
             pin_cpu: (cfg.pin_threads && !cpus.is_empty()).then(|| cpus[i % cpus.len()]),
+            pool: cfg.socket_pool,
+            listen: cfg.listen,
         };
         let kind = media.spawn(params, requested)?;
         if i == 0 {
@@ -204,10 +258,12 @@ impl Media {
         let wake = Arc::new(EventFd::new().map_err(|e| shard_err(e.to_string()))?);
         let stats = Arc::new(SharedStats::default());
         let (tx, rx) = sync_channel(QUEUE);
+        let (events_tx, events) = channel();
         let (ready_tx, ready_rx) = sync_channel(1);
         let ctl = Ctl {
             rx,
             wake: wake.clone(),
+            events: events_tx,
             stats: stats.clone(),
         };
         let (base_port, pairs) = (params.base_port, params.pairs);
@@ -236,9 +292,13 @@ impl Media {
         self.shards.push(ShardHandle {
             tx: Some(tx),
             wake,
+            events,
             thread: Some(thread),
             base_port,
             pairs,
+            pool: Vec::new(),
+            live: vec![false; pairs as usize],
+            dirty: false,
         });
         self.stats.shards.push(stats);
         Ok(kind)
@@ -285,39 +345,147 @@ impl Media {
         }
     }
 
+    /// Read every shard's events: pooled pairs, ended streams (their legs are not live any
+    /// more). Called before any decision that depends on them.
+    fn drain_events(&mut self) {
+        for h in &mut self.shards {
+            while let Ok(ev) = h.events.try_recv() {
+                match ev {
+                    Event::Pooled(leg) => h.pool.push(leg),
+                    Event::Ended {
+                        a,
+                        b,
+                        counters: (ca, cb),
+                        expired,
+                    } => {
+                        h.set_live(a, false);
+                        h.set_live(b, false);
+                        let out = if expired {
+                            &mut self.expired
+                        } else {
+                            &mut self.removed
+                        };
+                        out.push((a, b, ca, cb));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queue a command without waiting for an answer; the doorbell rings at the end of the
+    /// batch (at once outside a batch).
+    fn post(&mut self, shard: u16, cmd: Command) -> Result<(), BackendError> {
+        let h = self
+            .shards
+            .get_mut(usize::from(shard))
+            .ok_or(BackendError::UnknownLeg)?;
+        enqueue(h, cmd)?;
+        h.dirty = true;
+        if !self.batch {
+            ring(h);
+        }
+        Ok(())
+    }
+
+    /// Send a command and wait for its answer (rings the shard at once: commands queued
+    /// earlier in the batch are applied first, in order). Events the shard sent before its
+    /// answer are read afterwards.
     fn call<T>(
-        &self,
+        &mut self,
         shard: u16,
         make: impl FnOnce(SyncSender<T>) -> Command,
     ) -> Result<T, BackendError> {
         let h = self
             .shards
-            .get(usize::from(shard))
+            .get_mut(usize::from(shard))
             .ok_or(BackendError::UnknownLeg)?;
-        let queue = h.tx.as_ref().ok_or(BackendError::Unavailable)?;
         let (tx, rx) = sync_channel(1);
-        let mut cmd = make(tx);
         let deadline = Instant::now() + REPLY_TIMEOUT;
-        loop {
-            match queue.try_send(cmd) {
-                Ok(()) => break,
-                Err(TrySendError::Full(c)) => {
-                    if Instant::now() >= deadline {
-                        return Err(BackendError::Unavailable);
-                    }
-                    cmd = c;
-                    h.wake.notify();
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(BackendError::Unavailable),
-            }
-        }
-        h.wake.notify();
+        enqueue(h, make(tx))?;
+        ring(h);
         let left = deadline.saturating_duration_since(Instant::now());
-        rx.recv_timeout(left).map_err(|e| match e {
+        let r = rx.recv_timeout(left).map_err(|e| match e {
             RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => BackendError::Unavailable,
-        })
+        });
+        self.drain_events();
+        r
     }
+
+    /// A stream from two pooled pairs of `shard`, if it has two (legs on `media.listen`).
+    fn create_pooled(
+        &mut self,
+        shard: u16,
+        a: LegSpec,
+        b: LegSpec,
+    ) -> Option<Result<(LegId, LegId), BackendError>> {
+        let h = self.shards.get_mut(usize::from(shard))?;
+        if h.pool.len() < 2 {
+            return None;
+        }
+        let legs = (h.pool.pop()?, h.pool.pop()?);
+        let specs = (a, b);
+        let r = if self.batch {
+            self.post(
+                shard,
+                Command::CreatePooled {
+                    legs,
+                    specs,
+                    reply: None,
+                },
+            )
+        } else {
+            self.call(shard, |reply| Command::CreatePooled {
+                legs,
+                specs,
+                reply: Some(reply),
+            })
+            .and_then(|r| r)
+        };
+        Some(r.map(|()| {
+            if let Some(h) = self.shards.get_mut(usize::from(shard)) {
+                h.set_live(legs.0, true);
+                h.set_live(legs.1, true);
+            }
+            legs
+        }))
+    }
+
+    fn is_live(&self, leg: LegId) -> bool {
+        self.shards
+            .get(usize::from(leg.shard))
+            .is_some_and(|h| h.is_live(leg))
+    }
+
+    fn set_live(&mut self, leg: LegId, on: bool) {
+        if let Some(h) = self.shards.get_mut(usize::from(leg.shard)) {
+            h.set_live(leg, on);
+        }
+    }
+}
+
+/// Put a command on a shard's queue; a full queue rings the shard and waits (bounded).
+fn enqueue(h: &ShardHandle, mut cmd: Command) -> Result<(), BackendError> {
+    let queue = h.tx.as_ref().ok_or(BackendError::Unavailable)?;
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        match queue.try_send(cmd) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(c)) => {
+                if Instant::now() >= deadline {
+                    return Err(BackendError::Unavailable);
+                }
+                cmd = c;
+                h.wake.notify();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(BackendError::Unavailable),
+        }
+    }
+}
+
+fn ring(h: &mut ShardHandle) {
+    h.wake.notify();
+    h.dirty = false;
 }
 
 impl Drop for Media {
@@ -337,10 +505,27 @@ impl MediaBackend for Media {
         // next shards in turn: a call is refused only when no shard has a free pair, as with a
         // single range (rtpproxy, rtpengine). Hashing alone would refuse calls while half the
         // range is free whenever the Call-IDs happen to favour one shard.
+        self.drain_events();
+        let pooled = a.local_ip == self.listen && b.local_ip == self.listen;
         let mut last = BackendError::NoPorts;
         for shard in shard_order(shard_hint, self.shards.len()) {
+            if pooled {
+                match self.create_pooled(shard, a, b) {
+                    Some(Ok(legs)) => return Ok(legs),
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
             match self.call(shard, |reply| Command::Create { a, b, reply })? {
-                Ok(legs) => return Ok(legs),
+                Ok(legs) => {
+                    // The shard may have used pooled pairs (its allocator was empty).
+                    if let Some(h) = self.shards.get_mut(usize::from(shard)) {
+                        h.pool.retain(|l| *l != legs.0 && *l != legs.1);
+                        h.set_live(legs.0, true);
+                        h.set_live(legs.1, true);
+                    }
+                    return Ok(legs);
+                }
                 Err(e @ (BackendError::NoPorts | BackendError::Bind(_))) => last = e,
                 Err(e) => return Err(e),
             }
@@ -349,7 +534,26 @@ impl MediaBackend for Media {
     }
 
     fn update(&mut self, leg: LegId, spec: LegSpec) -> Result<(), BackendError> {
-        self.call(leg.shard, |reply| Command::Update { leg, spec, reply })?
+        self.drain_events();
+        if !self.is_live(leg) {
+            return Err(BackendError::UnknownLeg);
+        }
+        // A leg on another interface may need a rebind, which may fail: wait for that answer.
+        if self.batch && spec.local_ip == self.listen {
+            return self.post(
+                leg.shard,
+                Command::Update {
+                    leg,
+                    spec,
+                    reply: None,
+                },
+            );
+        }
+        self.call(leg.shard, |reply| Command::Update {
+            leg,
+            spec,
+            reply: Some(reply),
+        })?
     }
 
     fn counters(&mut self, leg: LegId) -> Result<LegCounters, BackendError> {
@@ -360,18 +564,55 @@ impl MediaBackend for Media {
         if a.shard != b.shard {
             return Err(BackendError::UnknownLeg);
         }
-        self.call(a.shard, |reply| Command::Remove { a, b, reply })?
+        let r = self.call(a.shard, |reply| Command::Remove {
+            a,
+            b,
+            reply: Some(reply),
+        })?;
+        if r.is_ok() {
+            self.set_live(a, false);
+            self.set_live(b, false);
+        }
+        r
     }
 
     fn take_expired(&mut self) -> Vec<(LegId, LegId, LegCounters, LegCounters)> {
-        let mut out = Vec::new();
-        for i in 0..self.shards.len() {
-            match self.call(i as u16, |reply| Command::TakeExpired { reply }) {
-                Ok(mut v) => out.append(&mut v),
-                Err(e) => tracing::warn!(shard = i, error = %e, "cannot collect expired streams"),
-            }
+        self.drain_events();
+        std::mem::take(&mut self.expired)
+    }
+
+    fn begin_batch(&mut self) {
+        self.batch = true;
+    }
+
+    fn end_batch(&mut self) {
+        self.batch = false;
+        for h in self.shards.iter_mut().filter(|h| h.dirty) {
+            ring(h);
         }
-        out
+    }
+
+    fn remove_deferred(
+        &mut self,
+        a: LegId,
+        b: LegId,
+    ) -> Result<Option<(LegCounters, LegCounters)>, BackendError> {
+        if !self.batch {
+            return self.remove(a, b).map(Some);
+        }
+        self.drain_events();
+        if a.shard != b.shard || !self.is_live(a) || !self.is_live(b) {
+            return Err(BackendError::UnknownLeg);
+        }
+        self.post(a.shard, Command::Remove { a, b, reply: None })?;
+        self.set_live(a, false);
+        self.set_live(b, false);
+        Ok(None)
+    }
+
+    fn take_removed(&mut self) -> Vec<(LegId, LegId, LegCounters, LegCounters)> {
+        self.drain_events();
+        std::mem::take(&mut self.removed)
     }
 }
 

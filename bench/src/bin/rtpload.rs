@@ -77,6 +77,10 @@ struct Cli {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Measure call setup only: N × (U, L, D) pipelined, no media; with `--relay-pid`, prints
+    /// the relay's CPU (utime+stime) ÷ N.
+    #[arg(long, value_name = "N")]
+    setup_only: Option<usize>,
 }
 
 fn parse_control(s: &str) -> Result<SocketAddr, String> {
@@ -97,6 +101,18 @@ fn main() -> ExitCode {
     if let Err(e) = check(&cli) {
         eprintln!("rtpload: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(calls) = cli.setup_only {
+        return match setup_only(&cli, calls) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rtpload: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match run(&cli) {
         Ok(report) => {
@@ -147,6 +163,88 @@ fn check(cli: &Cli) -> Result<(), String> {
         return Err("--window must be >= 1 and --drain-ms 10..=10000".into());
     }
     Ok(())
+}
+
+/// Calls open at once in `--setup-only` (U of a chunk, then L, then D): bounded so that a
+/// default port range (2,500 streams) is never exhausted.
+const SETUP_CHUNK: usize = 500;
+const MAX_SETUP_CALLS: usize = 1_000_000;
+
+/// `--setup-only N`: N calls, each U + L + D (one stream, as Kamailio sends them), pipelined
+/// with `--window` commands in flight, in chunks of [`SETUP_CHUNK`] calls. Reports wall time,
+/// failures and, with `--relay-pid`, the relay's utime+stime ÷ N (clock ticks of 10 ms: use
+/// N ≥ 10,000 for a figure to ±1 µs).
+fn setup_only(cli: &Cli, calls: usize) -> Result<String, String> {
+    if calls == 0 || calls > MAX_SETUP_CALLS {
+        return Err(format!("--setup-only must be 1..={MAX_SETUP_CALLS}"));
+    }
+    let mut client = Client::new(
+        cli.control,
+        ClientOptions {
+            window: cli.window,
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(|e| format!("control socket: {e}"))?;
+    client
+        .call(&Command::Version)
+        .map_err(|e| format!("relay at {} does not answer V: {e}", cli.control))?;
+    let run_id: u32 = rand::random();
+    // Party addresses only appear in signalling: nothing is sent to them.
+    let a: SocketAddr = SocketAddr::new(cli.local, 9);
+    let b: SocketAddr = SocketAddr::new(cli.local, 11);
+    let rss_before = cli.relay_pid.and_then(procfs::rss_bytes);
+    let cpu_before = cli.relay_pid.and_then(procfs::cpu_time);
+    let start = Instant::now();
+    let (mut failed, mut first_error) = (0usize, None);
+    // `U`/`L` must answer a port (0 is a refusal), `D` a plain `0`.
+    let mut count = |rs: Vec<Result<rtprelay::control::proto::Reply, String>>, port: bool| {
+        for r in rs {
+            let bad = match r {
+                Ok(rep) => match rep.port() {
+                    Some((0, _)) if port => Some(format!("{rep:?}")),
+                    _ => rep.error().map(|e| format!("{e:?}")),
+                },
+                Err(e) => Some(e),
+            };
+            if let Some(e) = bad {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    };
+    let mut i = 0;
+    while i < calls {
+        let end = (i + SETUP_CHUNK).min(calls);
+        let u: Vec<Command> = (i..end).map(|j| control::offer(run_id, j, a)).collect();
+        count(client.run(&u), true);
+        let l: Vec<Command> = (i..end).map(|j| control::answer(run_id, j, b)).collect();
+        count(client.run(&l), true);
+        let d: Vec<Command> = (i..end).map(|j| control::delete(run_id, j)).collect();
+        count(client.run(&d), false);
+        i = end;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu_after = cli.relay_pid.and_then(procfs::cpu_time);
+    let rss_after = cli.relay_pid.and_then(procfs::rss_bytes);
+    let mut line = format!(
+        "setup-only calls={calls} failed_commands={failed} wall_s={wall:.3} calls_per_s={:.0}",
+        calls as f64 / wall.max(1e-9)
+    );
+    if let (Some(b0), Some(b1)) = (cpu_before, cpu_after) {
+        let cpu = b1.saturating_sub(b0).as_secs_f64();
+        line += &format!(
+            " relay_cpu_s={cpu:.2} relay_cpu_us_per_call={:.1}",
+            cpu * 1e6 / calls as f64
+        );
+    }
+    if let (Some(r0), Some(r1)) = (rss_before, rss_after) {
+        line += &format!(" relay_rss_before={r0} relay_rss_after={r1}");
+    }
+    if let Some(e) = first_error {
+        line += &format!(" first_error={e:?}");
+    }
+    Ok(line)
 }
 
 fn run(cli: &Cli) -> Result<Report, String> {

@@ -32,4 +32,6 @@ pub use query::QUERY_STATS;
 pub use session::{Client, Quotas, SessionConfig, SessionManager, Totals};
 
 #[cfg(test)]
+mod session_memory;
+#[cfg(test)]
 mod session_tests;

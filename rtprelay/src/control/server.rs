@@ -14,8 +14,11 @@
 //!   Access to the socket is governed by its file permissions, not by the allow-list;
 //! - a 1 s tick that drops streams the media plane timed out and purges the reply cache.
 //!
-//! The backend is called synchronously from the control task, so its calls must be quick
-//! (enqueue to a shard and wait for a short answer).
+//! The backend is called synchronously from the control task, in batches: the datagrams queued
+//! on the socket (up to [`BATCH`]) are executed one after the other inside
+//! [`MediaBackend::begin_batch`]/[`MediaBackend::end_batch`], so `U`/`L`/`D` only queue work
+//! to the shards (pooled sockets, no reply awaited) and the shards are woken once per batch;
+//! then the replies are sent.
 
 use super::cache::ReplyCache;
 use super::endpoint::{Endpoint, OutcomeKind};
@@ -36,6 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const REPLY_CACHE_ENTRIES: usize = 100_000;
 /// Largest datagram or unix read accepted as one command.
 pub const MAX_COMMAND: usize = 16 * 1024;
+/// Datagrams handled as one batch (one wake-up of the media plane) at most.
+pub const BATCH: usize = 64;
 /// Period of the expiry tick.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -161,45 +166,65 @@ impl Server {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; MAX_COMMAND];
+        let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+        let mut pending: Option<io::Result<(usize, SocketAddr)>> = None;
         tracing::info!(udp = ?udp.as_ref().and_then(|s| s.local_addr().ok()), "control server ready");
         loop {
             tokio::select! {
-                r = recv(udp.as_ref(), &mut buf) => {
-                    let (n, src) = match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "control recv failed");
-                            continue;
+                r = recv(udp.as_ref(), &mut buf, &mut pending) => {
+                    let Some(sock) = udp.as_ref() else { continue };
+                    // One batch: this datagram and whatever else is queued (up to BATCH); the
+                    // media plane is woken once for all of them (see `MediaBackend::begin_batch`).
+                    let mut next = Some(r);
+                    replies.clear();
+                    backend.begin_batch();
+                    for _ in 0..BATCH {
+                        let Some(r) = next.take() else { break };
+                        match r {
+                            Ok((n, src)) => {
+                                if let Some(reply) = datagram(&allow, &metrics, &mut endpoint, backend.as_mut(), buf.get(..n), src) {
+                                    replies.push((reply, src));
+                                }
+                            }
+                            Err(e) => tracing::debug!(error = %e, "control recv failed"),
                         }
-                    };
-                    if !allowed(&allow, src.ip()) {
-                        metrics.reject("source");
-                        tracing::debug!(%src, "control command from a source not allowed");
-                        continue;
+                        match sock.try_recv_from(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            r => next = Some(r),
+                        }
                     }
-                    let Some(datagram) = buf.get(..n) else { continue };
-                    let (reply, outcome) = endpoint.datagram(src, datagram, backend.as_mut(), Instant::now());
-                    if outcome.result == OutcomeKind::Dropped {
-                        metrics.reject("framing");
-                    } else {
-                        metrics.record(outcome);
-                    }
+                    backend.end_batch();
+                    // Final counters of streams removed in earlier batches: logged now, not
+                    // at the next tick (keeps the pending set small).
+                    endpoint.sessions.collect_removed(backend.as_mut());
                     metrics.publish(&endpoint.sessions);
-                    if let (Some(reply), Some(sock)) = (reply, udp.as_ref()) {
-                        if let Err(e) = sock.send_to(&reply, src).await {
+                    for (reply, src) in replies.drain(..) {
+                        let sent = match sock.try_send_to(&reply, src) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(&reply, src).await,
+                            r => r,
+                        };
+                        if let Err(e) = sent {
                             tracing::debug!(%src, error = %e, "control reply not sent");
                         }
                     }
+                    // A datagram read but not handled (the batch was full) goes first next time.
+                    if let Some(r) = next {
+                        pending = Some(r);
+                    }
                 }
                 Some((line, reply_tx)) = lines.recv() => {
+                    backend.begin_batch();
                     let (reply, outcome) = endpoint.line(&line, backend.as_mut(), Instant::now());
+                    backend.end_batch();
                     metrics.record(outcome);
                     metrics.publish(&endpoint.sessions);
                     let _ = reply_tx.send(reply);
                 }
                 _ = tick.tick() => {
                     // Timeouts are counted by the shards (`rtprelay_timeouts_total{shard}`).
+                    backend.begin_batch();
                     endpoint.tick(backend.as_mut(), Instant::now());
+                    backend.end_batch();
                     metrics.publish(&endpoint.sessions);
                 }
                 Some(()) = stops.recv() => {
@@ -235,8 +260,39 @@ impl Server {
     }
 }
 
-/// Receive from the UDP socket, or wait forever when there is none.
-async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+/// One UDP datagram: allow-list, execute, metrics. The reply, if any.
+fn datagram(
+    allow: &[IpNet],
+    metrics: &ControlMetrics,
+    endpoint: &mut Endpoint,
+    backend: &mut dyn MediaBackend,
+    datagram: Option<&[u8]>,
+    src: SocketAddr,
+) -> Option<Vec<u8>> {
+    if !allowed(allow, src.ip()) {
+        metrics.reject("source");
+        tracing::debug!(%src, "control command from a source not allowed");
+        return None;
+    }
+    let (reply, outcome) = endpoint.datagram(src, datagram?, backend, Instant::now());
+    if outcome.result == OutcomeKind::Dropped {
+        metrics.reject("framing");
+    } else {
+        metrics.record(outcome);
+    }
+    reply
+}
+
+/// Receive from the UDP socket (a datagram left over from the last batch first), or wait
+/// forever when there is none.
+async fn recv(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+    pending: &mut Option<io::Result<(usize, SocketAddr)>>,
+) -> io::Result<(usize, SocketAddr)> {
+    if let Some(r) = pending.take() {
+        return r;
+    }
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,

@@ -227,6 +227,18 @@ pub struct SessionManager {
     pub(super) client: Client,
     /// Draining: a `U` for a new call is refused (`E98`), everything else goes on.
     pub(super) draining: bool,
+    /// Streams already forgotten whose final counters the media plane reports later (see
+    /// [`MediaBackend::remove_deferred`]), by leg A: logged and folded into the totals then.
+    pub(super) ending: HashMap<LegId, Ending>,
+}
+
+/// A removed stream waiting for its final counters.
+#[derive(Debug)]
+pub(super) struct Ending {
+    call_id: String,
+    stream: Stream,
+    reason: EndReason,
+    at: Instant,
 }
 
 impl SessionManager {
@@ -241,6 +253,7 @@ impl SessionManager {
             per_client: HashMap::new(),
             client: Client::Local,
             draining: false,
+            ending: HashMap::new(),
         }
     }
 
@@ -280,6 +293,7 @@ impl SessionManager {
     /// Drop the streams the media plane timed out (it has already freed their ports).
     /// Returns how many streams ended.
     pub fn expire(&mut self, backend: &mut dyn MediaBackend, now: Instant) -> usize {
+        self.collect_removed(backend);
         let expired = backend.take_expired();
         let mut n = 0;
         for (a, _b, ca, cb) in expired {
@@ -297,6 +311,15 @@ impl SessionManager {
             n += 1;
         }
         n
+    }
+
+    /// Log and account the removed streams whose final counters have come back.
+    pub fn collect_removed(&mut self, backend: &mut dyn MediaBackend) {
+        for (a, _b, ca, cb) in backend.take_removed() {
+            if let Some(e) = self.ending.remove(&a) {
+                self.log_end(&e.call_id, &e.stream, (ca, cb), e.reason, e.at);
+            }
+        }
     }
 
     /// Calls (Call-IDs) currently known.
@@ -325,8 +348,26 @@ impl SessionManager {
         let Some(st) = self.calls.get(call_id).and_then(|s| s.get(idx)) else {
             return;
         };
-        let counters = match backend.remove(st.legs[0], st.legs[1]) {
-            Ok(c) => c,
+        let counters = match backend.remove_deferred(st.legs[0], st.legs[1]) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                // Gone from the media plane's point of view; counters later.
+                if let Some(stream) = self.detach(call_id, idx, reason) {
+                    let a = stream.legs[0];
+                    let ending = Ending {
+                        call_id: call_id.to_owned(),
+                        stream,
+                        reason,
+                        at: now,
+                    };
+                    if let Some(old) = self.ending.insert(a, ending) {
+                        // Its counters never came (the leg is reused already): log without.
+                        let zero = (LegCounters::default(), LegCounters::default());
+                        self.log_end(&old.call_id, &old.stream, zero, old.reason, old.at);
+                    }
+                }
+                return;
+            }
             Err(e) => {
                 // The media plane no longer has it (e.g. it expired between two ticks): the
                 // entry must go anyway, or it would leak.
@@ -342,15 +383,20 @@ impl SessionManager {
         &mut self,
         call_id: &str,
         idx: usize,
-        (ca, cb): (LegCounters, LegCounters),
+        counters: (LegCounters, LegCounters),
         reason: EndReason,
         now: Instant,
     ) {
-        let Some(streams) = self.calls.get_mut(call_id) else {
-            return;
-        };
+        if let Some(st) = self.detach(call_id, idx, reason) {
+            self.log_end(call_id, &st, counters, reason, now);
+        }
+    }
+
+    /// Remove the entry and count it as ended (the packet totals come with its counters).
+    fn detach(&mut self, call_id: &str, idx: usize, reason: EndReason) -> Option<Stream> {
+        let streams = self.calls.get_mut(call_id)?;
         if idx >= streams.len() {
-            return;
+            return None;
         }
         let st = streams.swap_remove(idx);
         if streams.is_empty() {
@@ -363,6 +409,18 @@ impl SessionManager {
         if reason == EndReason::Timeout {
             self.totals.streams_timed_out += 1;
         }
+        Some(st)
+    }
+
+    /// Fold a stream's final counters into the totals and log its end.
+    fn log_end(
+        &mut self,
+        call_id: &str,
+        st: &Stream,
+        (ca, cb): (LegCounters, LegCounters),
+        reason: EndReason,
+        now: Instant,
+    ) {
         self.totals.ended_packets_in += ca.packets_in + cb.packets_in;
         self.totals.ended_packets_relayed += ca.packets_out + cb.packets_out;
         self.totals.ended_packets_dropped += ca.dropped + cb.dropped;

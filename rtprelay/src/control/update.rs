@@ -248,9 +248,10 @@ impl SessionManager {
             created: now,
             signalled: now,
         };
+        // Most calls have one stream: a default Vec would reserve room for four (896 bytes).
         self.calls
             .entry(u.call.id.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(stream);
         self.own(&u.call.id);
         self.by_leg.insert(leg_a, u.call.id.clone());

@@ -6,7 +6,7 @@
 use super::sockaddr;
 use super::socket::bind_pair;
 use super::stats::{Gauges, IoStats};
-use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
+use super::{after_batch, apply, Ctl, ShardParams, BUF_SIZE, TICK};
 use crate::table::{Action, Component, Sockets, Table};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -155,8 +155,8 @@ pub struct FallbackShard {
 impl FallbackShard {
     /// Set up the shard; on failure the control endpoints are handed back.
     pub fn new(params: &ShardParams, ctl: Ctl) -> Result<FallbackShard, (io::Error, Ctl)> {
-        let table = params.table();
-        let socks = match EpollSockets::new(table.pairs()) {
+        let mut table = params.table();
+        let mut socks = match EpollSockets::new(table.pairs()) {
             Ok(s) => s,
             Err(e) => return Err((e, ctl)),
         };
@@ -164,6 +164,8 @@ impl FallbackShard {
             return Err((e, ctl));
         }
         ctl.stats.set_datapath(super::Kind::Fallback);
+        // The pool is ready before the shard reports ready.
+        after_batch(&mut table, &mut socks, &ctl.events);
         Ok(FallbackShard {
             table,
             socks,
@@ -200,13 +202,16 @@ impl FallbackShard {
                     self.service(data as usize, now);
                 }
             }
+            let mut batch = false;
             if woken {
                 self.ctl.wake.drain();
                 loop {
                     match self.ctl.rx.try_recv() {
                         Ok(cmd) => {
                             self.io.commands += 1;
-                            if !apply(cmd, &mut self.table, &mut self.socks, now) {
+                            batch = true;
+                            if !apply(cmd, &mut self.table, &mut self.socks, &self.ctl.events, now)
+                            {
                                 return;
                             }
                         }
@@ -218,7 +223,11 @@ impl FallbackShard {
             if now >= next_tick {
                 self.table.expire(now, &mut self.socks);
                 next_tick = now + TICK;
+                batch = true;
                 crate::sd_notify::test_stall_point();
+            }
+            if batch {
+                after_batch(&mut self.table, &mut self.socks, &self.ctl.events);
             }
             self.io.loop_iterations += 1;
             let gauges = Gauges {

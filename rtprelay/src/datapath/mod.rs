@@ -26,8 +26,8 @@ pub mod stats;
 pub mod uring;
 
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec};
-use crate::table::{Expired, Sockets, Table};
-use std::sync::mpsc::{Receiver, SyncSender};
+use crate::table::{Sockets, Table};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,54 +55,125 @@ impl Kind {
     }
 }
 
-/// A request from the control thread to one shard.
+/// A request from the control thread to one shard. Commands without a reply channel (or with
+/// `reply: None`) are fire-and-forget: their outcome, if any, comes back as an [`Event`].
 #[derive(Debug)]
 pub enum Command {
+    /// Allocate and bind two pairs now (the pool had none).
     Create {
         a: LegSpec,
         b: LegSpec,
         reply: SyncSender<Result<(LegId, LegId), BackendError>>,
     },
+    /// Bridge two pooled pairs (announced by [`Event::Pooled`]) into a stream. Should it fail,
+    /// an [`Event::Ended`] reports the stream gone (as if it had timed out).
+    CreatePooled {
+        legs: (LegId, LegId),
+        specs: (LegSpec, LegSpec),
+        reply: Option<SyncSender<Result<(), BackendError>>>,
+    },
     Update {
         leg: LegId,
         spec: LegSpec,
-        reply: SyncSender<Result<(), BackendError>>,
+        reply: Option<SyncSender<Result<(), BackendError>>>,
     },
     Counters {
         leg: LegId,
         reply: SyncSender<Result<LegCounters, BackendError>>,
     },
+    /// Without a reply channel the final counters come back as [`Event::Ended`].
     Remove {
         a: LegId,
         b: LegId,
-        reply: SyncSender<Result<(LegCounters, LegCounters), BackendError>>,
-    },
-    TakeExpired {
-        reply: SyncSender<Vec<Expired>>,
+        reply: Option<SyncSender<Result<(LegCounters, LegCounters), BackendError>>>,
     },
     Stop,
 }
 
+/// What a shard tells the control thread unasked, in order, on its event channel.
+// Most events are `Ended`; boxing its counters would cost an allocation per stream end.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A pair of the socket pool is bound and ready to become a leg.
+    Pooled(LegId),
+    /// A stream is gone: expired (`expired: true`; also a pooled create that failed) or removed
+    /// by a fire-and-forget [`Command::Remove`]; its final counters.
+    Ended {
+        a: LegId,
+        b: LegId,
+        counters: (LegCounters, LegCounters),
+        expired: bool,
+    },
+}
+
 /// Apply one command to the shard's table. Returns `false` on `Stop`.
-pub fn apply(cmd: Command, table: &mut Table, sockets: &mut impl Sockets, now: Instant) -> bool {
+pub fn apply(
+    cmd: Command,
+    table: &mut Table,
+    sockets: &mut impl Sockets,
+    events: &Sender<Event>,
+    now: Instant,
+) -> bool {
     // A failed reply send means the caller gave up waiting; the work is done anyway (and a
-    // created stream will expire), except expired streams, which are kept for the next call.
+    // created stream will expire). A failed event send means the control side is gone.
     match cmd {
         Command::Create { a, b, reply } => {
             let _ = reply.send(table.create(a, b, now, sockets));
         }
+        Command::CreatePooled { legs, specs, reply } => {
+            let r = table.create_pooled(legs, specs, now, sockets);
+            if let Err(e) = &r {
+                tracing::warn!(shard = table.shard(), error = %e, "pooled create failed");
+                if reply.is_none() {
+                    let _ = events.send(Event::Ended {
+                        a: legs.0,
+                        b: legs.1,
+                        counters: Default::default(),
+                        expired: true,
+                    });
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        }
         Command::Update { leg, spec, reply } => {
-            let _ = reply.send(table.update(leg, spec, sockets));
+            let r = table.update(leg, spec, sockets);
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(r);
+                }
+                None => {
+                    if let Err(e) = r {
+                        // Raced with expiry (reported as Ended) or a failed rebind.
+                        tracing::debug!(shard = table.shard(), ?leg, error = %e, "update not applied");
+                    }
+                }
+            }
         }
         Command::Counters { leg, reply } => {
             let _ = reply.send(table.counters(leg, now));
         }
         Command::Remove { a, b, reply } => {
-            let _ = reply.send(table.remove(a, b, now, sockets));
-        }
-        Command::TakeExpired { reply } => {
-            if let Err(e) = reply.send(table.take_expired()) {
-                table.requeue_expired(e.0);
+            let r = table.remove(a, b, now, sockets);
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(r);
+                }
+                None => match r {
+                    Ok(counters) => {
+                        let _ = events.send(Event::Ended {
+                            a,
+                            b,
+                            counters,
+                            expired: false,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!(shard = table.shard(), ?a, error = %e, "remove not applied")
+                    }
+                },
             }
         }
         Command::Stop => return false,
@@ -110,11 +181,28 @@ pub fn apply(cmd: Command, table: &mut Table, sockets: &mut impl Sockets, now: I
     true
 }
 
-/// The control endpoints a shard thread owns: its command queue, its doorbell, its stats block.
+/// Between batches: report expired streams and refill the socket pool.
+pub fn after_batch(table: &mut Table, sockets: &mut impl Sockets, events: &Sender<Event>) {
+    for (a, b, ca, cb) in table.take_expired() {
+        let _ = events.send(Event::Ended {
+            a,
+            b,
+            counters: (ca, cb),
+            expired: true,
+        });
+    }
+    for leg in table.refill_pool(sockets) {
+        let _ = events.send(Event::Pooled(leg));
+    }
+}
+
+/// The control endpoints a shard thread owns: its command queue, its doorbell, its event
+/// channel, its stats block.
 #[derive(Debug)]
 pub struct Ctl {
     pub rx: Receiver<Command>,
     pub wake: Arc<eventfd::EventFd>,
+    pub events: Sender<Event>,
     pub stats: Arc<SharedStats>,
 }
 
@@ -128,6 +216,9 @@ pub struct ShardParams {
     pub timeout: Duration,
     pub ring_buffers: u32,
     pub pin_cpu: Option<usize>,
+    /// Socket pool: pairs kept bound ahead of use (`media.socket_pool`), on `listen`.
+    pub pool: usize,
+    pub listen: std::net::IpAddr,
 }
 
 impl ShardParams {
@@ -141,6 +232,7 @@ impl ShardParams {
             // The port choice must not be predictable from outside (issue 9).
             rand::random(),
         )
+        .with_pool(self.pool, self.listen)
     }
 }
 

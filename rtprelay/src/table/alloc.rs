@@ -59,6 +59,11 @@ impl PortAllocator {
         self.free.len() + self.quarantine.len()
     }
 
+    /// Is a slot free outside the quarantine?
+    pub fn has_unquarantined(&self) -> bool {
+        !self.free.is_empty()
+    }
+
     /// Take a random free slot (the oldest quarantined one if no other is free).
     pub fn allocate(&mut self) -> Option<u32> {
         let slot = if self.free.is_empty() {

@@ -85,6 +85,12 @@ pub struct Table {
     shard: u16,
     alloc: PortAllocator,
     legs: Vec<Option<Leg>>,
+    /// The socket pool (see [`Table::refill_pool`]): `pooled[slot]` for pairs allocated and
+    /// bound on `pool_ip` ahead of time, not yet a leg.
+    pooled: Vec<bool>,
+    pool_len: usize,
+    pool_target: usize,
+    pool_ip: IpAddr,
     policy: LatchPolicy,
     timeout: Duration,
     active_streams: u64,
@@ -105,10 +111,15 @@ impl Table {
     ) -> Table {
         let alloc = PortAllocator::new(base_port, pairs, seed);
         let legs = vec![None; alloc.pairs() as usize];
+        let pooled = vec![false; alloc.pairs() as usize];
         Table {
             shard,
             alloc,
             legs,
+            pooled,
+            pool_len: 0,
+            pool_target: 0,
+            pool_ip: IpAddr::from([127, 0, 0, 1]),
             policy,
             timeout,
             active_streams: 0,
@@ -118,8 +129,140 @@ impl Table {
         }
     }
 
+    /// Keep up to `target` pairs bound on `ip` ahead of use (0: no pool, every leg is bound
+    /// when it is created).
+    pub fn with_pool(mut self, target: usize, ip: IpAddr) -> Table {
+        self.pool_target = target;
+        self.pool_ip = ip;
+        self
+    }
+
     pub fn shard(&self) -> u16 {
         self.shard
+    }
+
+    /// Pairs bound ahead of use and not yet a leg.
+    pub fn pooled_pairs(&self) -> usize {
+        self.pool_len
+    }
+
+    /// The address pooled pairs are bound on.
+    pub fn pool_ip(&self) -> IpAddr {
+        self.pool_ip
+    }
+
+    /// Socket pool: bind pairs ahead of use until `target` are ready, so that creating a
+    /// stream costs no `bind` (the shell calls this between batches, off the path of a
+    /// command's reply). Pairs come from the allocator like any other: random ports, and a
+    /// freed pair comes back only after its quarantine. Stops early when the allocator has
+    /// nothing free (the pool never takes quarantined pairs, which only a real allocation
+    /// may use as a last resort) or a port cannot be bound. Returns the legs made ready.
+    pub fn refill_pool(&mut self, sockets: &mut impl Sockets) -> Vec<LegId> {
+        let mut out = Vec::new();
+        while self.pool_len < self.pool_target && self.alloc.has_unquarantined() {
+            match self.allocate_bound(self.pool_ip, sockets) {
+                Ok(slot) => {
+                    self.pooled[slot as usize] = true;
+                    self.pool_len += 1;
+                    out.push(self.leg_id(slot));
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Take the pooled pair of `leg` out of the pool (bound on the pool address).
+    fn claim_pooled(&mut self, leg: LegId) -> Result<u32, BackendError> {
+        if leg.shard != self.shard || !leg.port.is_multiple_of(2) {
+            return Err(BackendError::UnknownLeg);
+        }
+        let slot = self
+            .alloc
+            .slot_of(leg.port)
+            .ok_or(BackendError::UnknownLeg)?;
+        match self.pooled.get_mut(slot as usize) {
+            Some(p) if *p => {
+                *p = false;
+                self.pool_len -= 1;
+                Ok(slot)
+            }
+            _ => Err(BackendError::UnknownLeg),
+        }
+    }
+
+    /// Any pooled pair (for an allocation when the allocator has nothing left).
+    fn claim_any_pooled(&mut self) -> Option<u32> {
+        let slot = self.pooled.iter().position(|p| *p)? as u32;
+        self.pooled[slot as usize] = false;
+        self.pool_len -= 1;
+        Some(slot)
+    }
+
+    /// Rebind a claimed pooled pair to `ip` if that is not the pool address; on failure the
+    /// pair is released (quarantined).
+    fn rebind_pooled(
+        &mut self,
+        slot: u32,
+        ip: IpAddr,
+        sockets: &mut impl Sockets,
+    ) -> Result<u32, BackendError> {
+        if ip == self.pool_ip {
+            return Ok(slot);
+        }
+        sockets.close(slot);
+        match sockets.open(slot, ip, self.alloc.port_of(slot)) {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.alloc.release_unusable(slot);
+                Err(BackendError::Bind(e.to_string()))
+            }
+        }
+    }
+
+    /// Bridge the two pooled pairs `a` and `b` (published by [`Table::refill_pool`]) into a
+    /// stream. On failure nothing stays allocated.
+    pub fn create_pooled(
+        &mut self,
+        (a, b): (LegId, LegId),
+        (sa, sb): (LegSpec, LegSpec),
+        now: Instant,
+        sockets: &mut impl Sockets,
+    ) -> Result<(), BackendError> {
+        let la = self.claim_pooled(a)?;
+        let lb = match self.claim_pooled(b) {
+            Ok(s) => s,
+            Err(e) => {
+                sockets.close(la);
+                self.alloc.free(la);
+                return Err(e);
+            }
+        };
+        let la = match self.rebind_pooled(la, sa.local_ip, sockets) {
+            Ok(s) => s,
+            Err(e) => {
+                sockets.close(lb);
+                self.alloc.free(lb);
+                return Err(e);
+            }
+        };
+        let lb = match self.rebind_pooled(lb, sb.local_ip, sockets) {
+            Ok(s) => s,
+            Err(e) => {
+                sockets.close(la);
+                self.alloc.free(la);
+                return Err(e);
+            }
+        };
+        self.bridge(la, lb, sa, sb, now);
+        Ok(())
+    }
+
+    fn bridge(&mut self, sa: u32, sb: u32, a: LegSpec, b: LegSpec, now: Instant) {
+        self.legs[sa as usize] = Some(Leg::new(a, sb, true, now));
+        self.legs[sb as usize] = Some(Leg::new(b, sa, false, now));
+        self.active_streams += 1;
+        self.stats.streams_created += 1;
     }
 
     /// Number of port pairs (= legs) this shard can hold.
@@ -135,9 +278,10 @@ impl Table {
         self.active_streams
     }
 
-    /// Port pairs the allocator can still hand out (quarantined ones included).
+    /// Port pairs that can still take a leg: the allocator's (quarantined ones included) and
+    /// the pooled ones.
     pub fn free_port_pairs(&self) -> u64 {
-        self.alloc.free_pairs() as u64
+        (self.alloc.free_pairs() + self.pool_len) as u64
     }
 
     pub fn leg_id(&self, slot: u32) -> LegId {
@@ -166,7 +310,8 @@ impl Table {
         self.legs.get(slot as usize).and_then(Option::as_ref)
     }
 
-    /// Allocate and bind one pair for `ip`, skipping pairs whose ports are taken.
+    /// Allocate and bind one pair for `ip`, skipping pairs whose ports are taken. When the
+    /// allocator has nothing left, a pooled pair is used.
     fn allocate_bound(
         &mut self,
         ip: IpAddr,
@@ -174,7 +319,10 @@ impl Table {
     ) -> Result<u32, BackendError> {
         let mut last_err = None;
         for _ in 0..BIND_ATTEMPTS {
-            let slot = self.alloc.allocate().ok_or(BackendError::NoPorts)?;
+            let Some(slot) = self.alloc.allocate() else {
+                let slot = self.claim_any_pooled().ok_or(BackendError::NoPorts)?;
+                return self.rebind_pooled(slot, ip, sockets);
+            };
             match sockets.open(slot, ip, self.alloc.port_of(slot)) {
                 Ok(()) => return Ok(slot),
                 Err(e) => {
@@ -205,10 +353,7 @@ impl Table {
                 return Err(e);
             }
         };
-        self.legs[sa as usize] = Some(Leg::new(a, sb, true, now));
-        self.legs[sb as usize] = Some(Leg::new(b, sa, false, now));
-        self.active_streams += 1;
-        self.stats.streams_created += 1;
+        self.bridge(sa, sb, a, b, now);
         Ok((self.leg_id(sa), self.leg_id(sb)))
     }
 
@@ -305,12 +450,6 @@ impl Table {
             }
         }
         n
-    }
-
-    /// Give back expired streams whose report could not be delivered.
-    pub fn requeue_expired(&mut self, mut e: Vec<Expired>) {
-        e.append(&mut self.expired);
-        self.expired = e;
     }
 
     /// Streams expired since the last call.

@@ -652,3 +652,93 @@ fn quality_per_direction_rtp_only_observed_at_stream_end() {
     assert!(t.slot(a).is_err() && t.slot(b).is_err());
     assert_eq!(t.quality.observations, 2);
 }
+
+fn lo() -> IpAddr {
+    "127.0.0.1".parse().expect("ip")
+}
+
+/// Socket pool: the pool refills to its target with bound pairs on distinct ports; taking two
+/// for a stream leaves a gap the next refill closes.
+#[test]
+fn socket_pool_refills_to_target() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(64, true).with_pool(8, lo());
+    let ready = t.refill_pool(&mut s);
+    assert_eq!(ready.len(), 8);
+    assert_eq!(s.open.len(), 8, "every pooled pair is bound");
+    let ports: BTreeSet<u16> = ready.iter().map(|l| l.port).collect();
+    assert_eq!(ports.len(), 8);
+    assert_eq!((t.pooled_pairs(), t.free_port_pairs()), (8, 64));
+    assert!(t.refill_pool(&mut s).is_empty(), "already at target");
+    t.create_pooled((ready[0], ready[1]), (spec(None), spec(None)), t0, &mut s)
+        .expect("pooled create");
+    assert_eq!(t.active_streams(), 1);
+    assert_eq!(t.pooled_pairs(), 6);
+    // A pair taken already (or never pooled) cannot be bridged again.
+    assert_eq!(
+        t.create_pooled((ready[0], ready[2]), (spec(None), spec(None)), t0, &mut s),
+        Err(BackendError::UnknownLeg)
+    );
+    assert_eq!(
+        t.pooled_pairs(),
+        6,
+        "the failed create gave nothing back to the pool"
+    );
+    assert_eq!(t.refill_pool(&mut s).len(), 2, "refilled to 8");
+    assert_eq!(t.pooled_pairs(), 8);
+}
+
+/// Socket pool reuse: a freed pair comes back to the pool only after its quarantine.
+#[test]
+fn socket_pool_reuses_a_freed_pair_only_after_quarantine() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    // 8 pairs: quarantine of 2; the pool takes all 8.
+    let mut t = table(8, true).with_pool(8, lo());
+    let ready = t.refill_pool(&mut s);
+    assert_eq!(ready.len(), 8);
+    let first = (ready[0], ready[1]);
+    t.create_pooled(first, (spec(None), spec(None)), t0, &mut s)
+        .expect("create 1");
+    t.remove(first.0, first.1, t0, &mut s).expect("remove 1");
+    assert!(
+        t.refill_pool(&mut s).is_empty(),
+        "a pair in quarantine must not come back"
+    );
+    let second = (ready[2], ready[3]);
+    t.create_pooled(second, (spec(None), spec(None)), t0, &mut s)
+        .expect("create 2");
+    t.remove(second.0, second.1, t0, &mut s).expect("remove 2");
+    // Two more frees pushed the first stream's pairs out of the quarantine.
+    let back: BTreeSet<u16> = t.refill_pool(&mut s).iter().map(|l| l.port).collect();
+    assert_eq!(back, BTreeSet::from([first.0.port, first.1.port]));
+}
+
+/// Exhaustion: with every pair in the pool, a plain create uses pooled pairs, then NoPorts.
+#[test]
+fn socket_pool_exhaustion_falls_back_to_pooled_then_no_ports() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true).with_pool(16, lo());
+    assert_eq!(
+        t.refill_pool(&mut s).len(),
+        4,
+        "the pool stops at the range"
+    );
+    t.create(spec(None), spec(None), t0, &mut s).expect("1");
+    t.create(spec(None), spec(None), t0, &mut s).expect("2");
+    assert_eq!(t.pooled_pairs(), 0);
+    assert_eq!(
+        t.create(spec(None), spec(None), t0, &mut s),
+        Err(BackendError::NoPorts)
+    );
+    assert_eq!(s.open.len(), 4);
+    // No pool at all: binds on create, as before.
+    let mut s = FakeSockets::default();
+    let mut t = table(4, true);
+    assert!(t.refill_pool(&mut s).is_empty());
+    t.create(spec(None), spec(None), t0, &mut s)
+        .expect("bound on create");
+    assert_eq!(s.open.len(), 2);
+}

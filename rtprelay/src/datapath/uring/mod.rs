@@ -23,7 +23,7 @@ mod userdata;
 use super::bufring::BufRing;
 use super::sockaddr::{self, NAME_LEN};
 use super::stats::{Gauges, IoStats};
-use super::{apply, Ctl, ShardParams, BUF_SIZE, TICK};
+use super::{after_batch, apply, Ctl, ShardParams, BUF_SIZE, TICK};
 use crate::table::{Action, Component, Table};
 use io_uring::squeue::Entry;
 use io_uring::types::{CancelBuilder, Fd, Fixed, RecvMsgOut, TimeoutFlags, Timespec};
@@ -65,6 +65,8 @@ struct State {
     ctl: Ctl,
     io: IoStats,
     stop: bool,
+    /// Commands were applied or streams expired in this iteration (see `after_batch`).
+    batch: bool,
     next_tick: Instant,
     /// The kernel supports `min_wait_usec` (6.12+).
     min_wait: bool,
@@ -88,7 +90,12 @@ impl UringShard {
         match Self::setup(params) {
             Ok((ring, table, bufs, files)) => {
                 ctl.stats.set_datapath(super::Kind::IoUring);
-                Ok(Self::assemble(ring, table, bufs, files, ctl))
+                let mut shard = Self::assemble(ring, table, bufs, files, ctl);
+                // The pool is ready before the shard reports ready (its ring updates are
+                // applied at the top of the first loop iteration).
+                let st = &mut shard.st;
+                after_batch(&mut st.table, &mut st.socks, &st.ctl.events);
+                Ok(shard)
             }
             Err(e) => Err((e, ctl)),
         }
@@ -147,6 +154,7 @@ impl UringShard {
                 ctl,
                 io: IoStats::default(),
                 stop: false,
+                batch: false,
                 next_tick: Instant::now() + TICK,
                 min_wait,
                 tick_multishot: true,
@@ -192,6 +200,7 @@ impl UringShard {
             }
             cq.sync();
             let now = Instant::now();
+            st.batch = false;
             for cqe in &mut cq {
                 st.on_cqe(&cqe, now, &submitter, &mut sq);
             }
@@ -199,7 +208,11 @@ impl UringShard {
             if now >= st.next_tick {
                 st.table.expire(now, &mut st.socks);
                 st.next_tick = now + TICK;
+                st.batch = true;
                 crate::sd_notify::test_stall_point();
+            }
+            if st.batch && !st.stop {
+                after_batch(&mut st.table, &mut st.socks, &st.ctl.events);
             }
             st.io.loop_iterations += 1;
             let gauges = st.gauges();
@@ -264,9 +277,20 @@ impl State {
 
     /// Apply queued file-table updates, cancels and arms (in that order).
     fn apply_socket_changes(&mut self, submitter: &Submitter<'_>, sq: &mut SubmissionQueue<'_>) {
-        for (idx, fd) in std::mem::take(&mut self.socks.updates) {
-            if let Err(e) = submitter.register_files_update(idx, &[fd]) {
-                tracing::warn!(idx, error = %e, "fixed file update failed");
+        // One syscall per run of consecutive indexes (a pair's RTP and RTCP are neighbours).
+        let updates = std::mem::take(&mut self.socks.updates);
+        let mut i = 0;
+        while let Some(&(first, _)) = updates.get(i) {
+            let mut fds = vec![updates[i].1];
+            while let Some(&(idx, fd)) = updates.get(i + fds.len()) {
+                if idx != first + fds.len() as u32 {
+                    break;
+                }
+                fds.push(fd);
+            }
+            i += fds.len();
+            if let Err(e) = submitter.register_files_update(first, &fds) {
+                tracing::warn!(idx = first, error = %e, "fixed file update failed");
             }
         }
         for ud in std::mem::take(&mut self.socks.cancel) {
@@ -341,7 +365,8 @@ impl State {
             match self.ctl.rx.try_recv() {
                 Ok(cmd) => {
                     self.io.commands += 1;
-                    if !apply(cmd, &mut self.table, &mut self.socks, now) {
+                    self.batch = true;
+                    if !apply(cmd, &mut self.table, &mut self.socks, &self.ctl.events, now) {
                         self.stop = true;
                         return;
                     }
