@@ -14,7 +14,7 @@ pub mod route_token;
 pub mod srv;
 pub mod timing;
 
-pub use self::core::Proxy;
+pub use self::core::{Proxy, HOUSEKEEPING};
 
 #[cfg(test)]
 mod tests;

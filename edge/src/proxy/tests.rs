@@ -1,6 +1,6 @@
 //! The proxy core driven through simulated exchanges: no sockets, time injected.
 
-use super::Proxy;
+use super::{Proxy, HOUSEKEEPING};
 use crate::metrics::Metrics;
 use crate::sip::{self, HeaderName, Limits, Message};
 use crate::transport::{Dest, Source, Transmit, Transport};
@@ -713,6 +713,43 @@ fn register_is_forwarded_rewritten_and_the_core_200_saves_the_binding() {
     assert_eq!(b[0].source, PHONE.parse::<SocketAddr>().unwrap());
     let changes = h.proxy.take_registrar_changes();
     assert_eq!(changes.len(), 1, "one upsert for the store");
+}
+
+#[test]
+fn the_loop_sleeps_until_the_next_deadline_and_no_tick_is_needed() {
+    let mut h = Harness::new();
+    let t0 = h.now;
+    // Idle (after the first tick ran the start-up work): only the housekeeping bound.
+    h.proxy.on_tick(t0);
+    assert_eq!(h.proxy.poll_timeout(t0), t0 + HOUSEKEEPING);
+    // An INVITE forwarded over UDP arms Timer A at T1 (500 ms): the loop must wake then.
+    let out = h.recv(PHONE, &invite("sip:bob@example.com", "z9hG4bKdl1", ""));
+    assert_eq!(only_to(&out, CORE).len(), 1);
+    let due = h.proxy.poll_timeout(t0);
+    assert_eq!(due, t0 + Duration::from_millis(500));
+    // Driven only at its deadlines (as the shell does), the retransmission goes out on time.
+    h.now = due;
+    h.proxy.on_tick(h.now);
+    let again = h.proxy.take_transmits();
+    assert_eq!(
+        only_to(&again, CORE).len(),
+        1,
+        "Timer A fired at its deadline"
+    );
+    // Woken only at the deadlines it reports, the proxy sends the next one at 1.5 s (2·T1).
+    let mut sent_at = Vec::new();
+    while h.now < t0 + Duration::from_millis(1600) {
+        h.now = h.proxy.poll_timeout(h.now);
+        h.proxy.on_tick(h.now);
+        if !only_to(&h.proxy.take_transmits(), CORE).is_empty() {
+            sent_at.push(h.now - t0);
+        }
+    }
+    assert_eq!(sent_at, vec![Duration::from_millis(1500)]);
+    // Once the core answers, Timer A is gone: the next deadline is far (Timer C / housekeeping).
+    let fwd = only_to(&out, CORE)[0].bytes.clone();
+    h.recv(CORE, &answer(&fwd, 180, "c", &[]));
+    assert!(h.proxy.poll_timeout(h.now) >= h.now + Duration::from_millis(999));
 }
 
 #[test]
