@@ -44,6 +44,9 @@ pub const BATCH: usize = 64;
 /// Period of the expiry tick.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// How soon the final counters of removed streams are collected while some are pending.
+const COLLECT_EVERY: Duration = Duration::from_millis(20);
+
 type LineRequest = (Vec<u8>, oneshot::Sender<Vec<u8>>);
 
 /// Bind the sockets of `cfg` and serve forever. The session limit is the number of streams
@@ -164,6 +167,10 @@ impl Server {
         // Keep one sender so `lines` never reports closed when there is no unix socket.
         let _keep_open = tx;
         let mut tick = tokio::time::interval(TICK);
+        // While removed streams wait for their final counters, collect them soon (the shards
+        // answer within a batch): the "stream ended" line should not wait for the next tick.
+        let mut collect = tokio::time::interval(COLLECT_EVERY);
+        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; MAX_COMMAND];
         let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
@@ -219,6 +226,10 @@ impl Server {
                     metrics.record(outcome);
                     metrics.publish(&endpoint.sessions);
                     let _ = reply_tx.send(reply);
+                }
+                _ = collect.tick(), if endpoint.sessions.ending() > 0 => {
+                    endpoint.sessions.collect_removed(backend.as_mut());
+                    metrics.publish(&endpoint.sessions);
                 }
                 _ = tick.tick() => {
                     // Timeouts are counted by the shards (`rtprelay_timeouts_total{shard}`).

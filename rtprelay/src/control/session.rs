@@ -322,6 +322,11 @@ impl SessionManager {
         }
     }
 
+    /// Removed streams whose final counters have not come back yet.
+    pub fn ending(&self) -> usize {
+        self.ending.len()
+    }
+
     /// Calls (Call-IDs) currently known.
     pub fn sessions(&self) -> usize {
         self.calls.len()
