@@ -20,7 +20,7 @@
 #   KA_BINDINGS (100000 NATed bindings for the keepalives workload, edge only), KA_RATE (2000
 #     REGISTER/s to create them), KA_INTERVAL (30 s ping interval), KA_WINDOW (60 s measured);
 #   RTP_RATES ("50000 100000 150000 200000" packets/s); RTP_TARGETS ("io_uring fallback
-#     rtpengine"); RTP_STREAMS (2000); KAM_CHILDREN (4 UDP workers); NICE (0).
+#     rtpengine mmsgfwd"; mmsgfwd = bench's plain recvmmsg/sendmmsg forwarder, the baseline); RTP_STREAMS (2000); KAM_CHILDREN (4 UDP workers); NICE (0).
 # Loopback only: 127.0.1.1 proxy, 127.0.1.2 callers/UAs, 127.0.1.3 core (SIPp uas/registrar),
 # 127.0.1.4 relay media and control. Ports 35060-35590 and media 40000-59999 on 127.0.1.4.
 # Every process started is stopped by PID (trap); every loop and wait is bounded.
@@ -43,7 +43,7 @@ REG_RATES="${REG_RATES:-1000 2000 4000 6000}"
 CALL_RATES="${CALL_RATES:-500 1000 2000 3000}"
 MEDIA_RATES="${MEDIA_RATES:-200 500 1000}"
 RTP_RATES="${RTP_RATES:-50000 100000 150000 200000}"
-RTP_TARGETS="${RTP_TARGETS:-io_uring fallback rtpengine}"
+RTP_TARGETS="${RTP_TARGETS:-io_uring fallback rtpengine mmsgfwd}"
 RTP_STREAMS="${RTP_STREAMS:-2000}"
 KAM_CHILDREN="${KAM_CHILDREN:-4}"
 NICE="${NICE:-0}"
@@ -265,7 +265,7 @@ rtp_step() {
   local target=$1 rate=$2 st pps out label
   st="$(mktemp -d "$WORK/rtp-$target-$rate.XXXX")"
   pps="$(awk -v r="$rate" -v s="$RTP_STREAMS" 'BEGIN { printf "%g", r / s / 2 }')"
-  case "$target" in rtpengine) label=rtpengine ;; *) label="rtprelay-$target" ;; esac
+  case "$target" in rtpengine|mmsgfwd) label=$target ;; *) label="rtprelay-$target" ;; esac
   out="$(BIN_DIR="$BIN_DIR" TARGETS="$target" PPS="$pps" STREAMS="$RTP_STREAMS" DURATION="$DURATION" \
     CTL=35390 ADMIN=35590 NICE="$NICE" LOG_DIR="$st" "$BENCH/relay_compare.sh" 2>"$st/relay_compare.err" | tail -1)" || true
   if [ -z "$out" ]; then
@@ -314,9 +314,11 @@ and all its workers) read before and after the client; RSS = VmHWM at the end of
   (ng protocol, `--listen-ng`), rtpengine 10.5 userspace (`--table=-1 --delete-delay=0`); the
   edge drives rtprelay over the rtpproxy protocol.
 - **RTP load** — `bench/relay_compare.sh` (rtpload, RTP_STREAMS streams both ways, 172-byte
-  packets) against rtprelay io_uring, rtprelay fallback (recvmmsg/sendmmsg) and rtpengine over
-  its rtpproxy-compatible `--listen-udp`. There is no plain recvmmsg/sendmmsg forwarder in
-  bench/ to serve as a ceiling; the environment notes measured ≈ 250k packets/s per core for one.
+  packets) against rtprelay io_uring, rtprelay fallback (recvmmsg/sendmmsg), rtpengine over
+  its rtpproxy-compatible `--listen-udp`, and `mmsgfwd` (bench/src/bin/mmsgfwd.rs): a plain
+  recvmmsg/sendmmsg forwarder (epoll per thread, 2 threads pinned, batches of 64, symmetric
+  latching, nothing else) as the ceiling; *÷mmsgfwd* is each target's CPU/packet ÷ mmsgfwd's at
+  the same rate (issue 12: io_uring ≤ 1.1).
 - Media steps: CPU is counted from the first call to the last BYE (step + 5.5 s); a relay's
   background cost over that time (timers, idle polling) is part of it, so CPU per call at low
   rates is inflated and falls with the rate. *relay pkts/call* ≈ 500 shows the audio crossed

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Compare relays under rtpload: rtprelay (io_uring, fallback) and rtpengine (userspace), fresh
-# process per run, loopback only, every run bounded (DURATION s). One JSON object per run on
+# Compare relays under rtpload: rtprelay (io_uring, fallback), rtpengine (userspace) and mmsgfwd
+# (bench's plain recvmmsg/sendmmsg forwarder: the ceiling to compare against), fresh process per run, loopback only, every run bounded (DURATION s). One JSON object per run on
 # stdout: {"target":..., "rate_pps":..., "result": <rtpload --json>}.
 #
 #   cargo build --release -p rtprelay -p bench
 #   bench/relay_compare.sh > bench/reports/relay-runs.jsonl
 #
-# Environment: TARGETS ("io_uring fallback rtpengine"), STREAMS (2000), PPS ("25 37.5 50":
+# Environment: TARGETS ("io_uring fallback rtpengine"; also "mmsgfwd"), STREAMS (2000), PPS ("25 37.5 50":
 # packets/s per stream and direction; ×2 directions × STREAMS = total), DURATION (10),
 # PORTS (4000-13999: below the e2e harness ports and the ephemeral range), CTL (22390),
 # NICE (0; e.g. -10 to shield relay and load tool from background builds on a shared box),
 # RELAY_ARGS (extra rtprelay flags, e.g. "--config ring.toml"), LABEL (suffix for "target"),
-# BIN_DIR (where rtprelay and rtpload are; default $TARGET_DIR/release, TARGET_DIR default target).
+# BIN_DIR (where rtprelay, rtpload and mmsgfwd are; default $TARGET_DIR/release, TARGET_DIR default
+# target), FWD_ARGS (extra mmsgfwd flags, e.g. "--batch 32"; default 2 threads pinned like rtprelay's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-"io_uring fallback rtpengine"}
@@ -24,6 +25,7 @@ ADMIN=${ADMIN:-29590}
 BIN_DIR=${BIN_DIR:-${TARGET_DIR:-target}/release}
 RELAY=$BIN_DIR/rtprelay
 LOAD=$BIN_DIR/rtpload
+FWD=$BIN_DIR/mmsgfwd
 NICE=${NICE:-0}
 LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/relay-compare.XXXXXX)}
 [[ -x $RELAY && -x $LOAD ]] || { echo "build first: cargo build --release -p rtprelay -p bench" >&2; exit 2; }
@@ -47,6 +49,11 @@ start() {
         io_uring|fallback)
             nice -n "$NICE" "$RELAY" --control-udp "127.0.0.1:$CTL" --admin "127.0.0.1:$ADMIN" --ports "$PORTS" \
                 --datapath "$target" --log-level warn ${RELAY_ARGS:-} >"$log" 2>&1 &
+            ;;
+        mmsgfwd)
+            [[ -x $FWD ]] || { echo "$FWD missing: cargo build --release -p bench" >&2; return 1; }
+            nice -n "$NICE" "$FWD" --control "127.0.0.1:$CTL" --ports "$PORTS" --max-seconds 900 \
+                ${FWD_ARGS:-} >"$log" 2>&1 &
             ;;
         rtpengine)
             command -v rtpengine >/dev/null || { echo "rtpengine not installed: skipped" >&2; return 1; }
@@ -77,7 +84,7 @@ relay_metrics() {
 
 for target in $TARGETS; do
     for pps in $PPS; do
-        [[ $target == rtpengine || -n $(command -v curl) ]] || { echo "curl needed" >&2; exit 2; }
+        [[ $target == rtpengine || $target == mmsgfwd || -n $(command -v curl) ]] || { echo "curl needed" >&2; exit 2; }
         log="$LOG_DIR/$target-$pps.log"
         start "$target" "$log" || continue
         rate=$(awk -v s="$STREAMS" -v p="$pps" 'BEGIN { printf "%d", s * p * 2 }')
@@ -85,7 +92,7 @@ for target in $TARGETS; do
         if out=$(nice -n "$NICE" "$LOAD" --control "127.0.0.1:$CTL" -n "$STREAMS" -p "$pps" -d "$DURATION" \
                 --relay-pid "$pid" --json); then
             metrics=null
-            if [[ $target != rtpengine ]]; then
+            if [[ $target == io_uring || $target == fallback ]]; then
                 metrics=$(relay_metrics)
             fi
             echo "{\"target\":\"$target${LABEL:-}\",\"rate_pps\":$rate,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"relay_metrics\":$metrics,\"result\":$out}"

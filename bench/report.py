@@ -200,6 +200,11 @@ def ours(system):
     return system.startswith("edge") or system.startswith("rtprelay")
 
 
+# The RTP baseline (bench/src/bin/mmsgfwd.rs): neither ours nor theirs; every RTP row is also
+# shown as CPU/packet ÷ its CPU/packet at the same offered rate (issue 12: io_uring ≤ 1.1).
+BASELINE = "mmsgfwd"
+
+
 def render(a):
     lines = []
     with open(a.jsonl) as f:
@@ -218,7 +223,9 @@ def render(a):
         "(calls' messages resent); p50/p99 = SIPp response time of each measured request "
         "(1 ms resolution: 0 means < 1 ms; RTP: relay latency); *CPU µs/op* = utime+stime of the "
         "processes under test ÷ successful operations (per process in parentheses); "
-        "*ours÷theirs* = our CPU/op ÷ the other system's at the same offered rate; *relay "
+        "*ours÷theirs* = our CPU/op ÷ the other system's at the same offered rate; *÷mmsgfwd* "
+        "(RTP) = CPU/packet ÷ that of mmsgfwd, the plain recvmmsg/sendmmsg forwarder, at the "
+        "same rate (issue 12's goal for io_uring: ≤ 1.10); *relay "
         "pkts/call* = packets the relay forwarded in the step ÷ successful calls (5 s of 20 ms "
         "packets each way ≈ 500; proof that media flowed); *RSS* = peak "
         "resident set (VmHWM; Kamailio: summed over its processes, shared memory counted once "
@@ -242,15 +249,29 @@ def render(a):
         out.append(f"## {TITLES.get(w, w)}\n")
         out.append(f"Unit: {unit}. Plots: `{w}-cpu.png`, `{w}-p99.png`.\n")
         pk = any("relay_packets" in l for l in rows)
+        base = {
+            l["offered"]: l["cpu_us_per_op"]
+            for l in rows
+            if l["system"] == BASELINE and l.get("cpu_us_per_op")
+        }
+        bl = bool(base)
         out.append(
             "| system | offered | held | failed | retr. | p50 ms | p99 ms | CPU µs/op (by process) "
-            "| ours÷theirs | RSS MiB |" + (" relay pkts/call |" if pk else "") + " ok |"
+            "| ours÷theirs |" + (f" ÷{BASELINE} |" if bl else "") + " RSS MiB |"
+            + (" relay pkts/call |" if pk else "") + " ok |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if pk else "") + "---|")
-        # Reference CPU per op of "theirs" at each offered rate.
+        out.append(
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if bl else "") + "---|"
+            + ("---|" if pk else "") + "---|"
+        )
+        # Reference CPU per op of "theirs" at each offered rate (the baseline is not theirs).
         theirs = {}
         for l in rows:
-            if not ours(l["system"]) and l.get("cpu_us_per_op") is not None:
+            if (
+                not ours(l["system"])
+                and l["system"] != BASELINE
+                and l.get("cpu_us_per_op") is not None
+            ):
                 theirs.setdefault(l["offered"], l["cpu_us_per_op"])
         for l in sorted(rows, key=lambda l: (systems.index(l["system"]), l["offered"])):
             by = l.get("cpu_us_per_op_by_process") or {}
@@ -259,6 +280,12 @@ def render(a):
             ratio = "–"
             if ours(l["system"]) and l.get("cpu_us_per_op") and theirs.get(l["offered"]):
                 ratio = f"{l['cpu_us_per_op'] / theirs[l['offered']]:.2f}"
+            vs_base = ""
+            if bl:
+                b = base.get(l["offered"])
+                vs_base = (
+                    f" {l['cpu_us_per_op'] / b:.2f} |" if b and l.get("cpu_us_per_op") else " – |"
+                )
             rss = l.get("rss_kb") or {}
             rss_s = ", ".join(
                 f"{k} {v / 1024:.0f}" if v else f"{k} –" for k, v in rss.items()
@@ -266,7 +293,7 @@ def render(a):
             out.append(
                 f"| {l['system']} | {fmt(l['offered'], 0)} | {fmt(l.get('held'), 0)} | "
                 f"{fmt(l.get('failed'), 0)} | {fmt(l.get('retransmissions'), 0)} | "
-                f"{fmt(l.get('p50_ms'), 2)} | {fmt(l.get('p99_ms'), 2)} | {cpu} | {ratio} | "
+                f"{fmt(l.get('p50_ms'), 2)} | {fmt(l.get('p99_ms'), 2)} | {cpu} | {ratio} |{vs_base} "
                 f"{rss_s} |{pkts(l) if pk else ''} {'✓' if l.get('pass') else '✗'} |"
             )
         notes = sorted({l.get("note") for l in rows if l.get("note")})
