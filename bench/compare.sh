@@ -12,7 +12,7 @@
 #
 # Environment:
 #   BIN_DIR (default $TARGET_DIR/release, TARGET_DIR default <repo>/target): edge, rtprelay,
-#     rtpload; OUT; DURATION (s per step, 10; QUICK=1: 2); MAX_LOAD (0.5: refuse to start,
+#     rtpload, mmsgfwd; OUT; DURATION (s per step, 10; QUICK=1: 2); MAX_LOAD (0.5: refuse to start,
 #     exit 3, when the 1-minute load average is above it);
 #   WORKLOADS ("register_forwarded register_absorbed calls media_calls rtp"); SYSTEMS
 #     ("edge kamailio"); REG_RATES ("1000 2000 4000 6000" REGISTER/s, both REGISTER workloads);
@@ -62,7 +62,8 @@ if awk -v l="$load1" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
 fi
 
 command -v "$SIPP" >/dev/null || die "sipp not found (apt-get install sip-tester)"
-for b in "$EDGE_BIN" "$RELAY_BIN" "$LOAD_BIN"; do
+case " $RTP_TARGETS " in *" mmsgfwd "*) FWD_BIN="$BIN_DIR/mmsgfwd" ;; *) FWD_BIN="" ;; esac
+for b in "$EDGE_BIN" "$RELAY_BIN" "$LOAD_BIN" ${FWD_BIN:+"$FWD_BIN"}; do
   [ -x "$b" ] || die "$b missing: cargo build --release -p edge -p rtprelay -p bench (BIN_DIR/TARGET_DIR)"
 done
 command -v kamailio >/dev/null || die "kamailio not found"

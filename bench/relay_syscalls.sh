@@ -12,7 +12,8 @@
 #
 # Environment: TARGET (io_uring | fallback | mmsgfwd), RATE (total packets/s, 100000), STREAMS
 # (2000), WINDOW (3 s counted), PORTS (4000-13999), CTL (22390), ADMIN (29590), NICE (0),
-# RELAY_ARGS / FWD_ARGS (extra flags), EVENTS (perf events, comma separated), BIN_DIR.
+# RELAY_ARGS / FWD_ARGS (extra flags), EVENTS (perf events, comma separated), BIN_DIR,
+# RECORD (1: also a cpu-clock profile of the window, top symbols in the log dir's profile.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${TARGET:-io_uring}
@@ -62,7 +63,16 @@ lpid=$!
 sleep 3   # set-up of the streams and ramp
 # One perf session counts everything: the packets the relay sent (net:net_dev_xmit on lo in its
 # threads = packets forwarded), its CPU (task-clock) and its syscalls and io_uring events.
-perf stat -x, -e "task-clock,net:net_dev_xmit,$EVENTS" -p "$pid" -o "$tmp/perf.csv" -- sleep "$WINDOW" 2>/dev/null
+perf stat -x, -e "task-clock,net:net_dev_xmit,$EVENTS" -p "$pid" -o "$tmp/perf.csv" -- sleep "$WINDOW" 2>/dev/null &
+spid=$!
+if [[ ${RECORD:-0} == 1 ]]; then
+    # Where the time goes: cpu-clock samples (a software event: works in VMs) of the same window,
+    # flat profile by symbol into $tmp/profile.txt (perturbs the CPU numbers a little).
+    perf record -q -e cpu-clock -F 2000 -p "$pid" -o "$tmp/perf.data" -- sleep "$WINDOW" >/dev/null 2>&1 || true
+    perf report -i "$tmp/perf.data" --stdio --sort sym --percent-limit 0.7 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -40 >"$tmp/profile.txt" || true
+fi
+wait "$spid"
 wait "$lpid" || true
 lpid=""
 stop
