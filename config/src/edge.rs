@@ -50,7 +50,9 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Most header fields in one message; more gets 400.
     pub max_headers: usize,
-    /// Most live transactions; beyond it new requests get 503.
+    /// Most transactions in progress (before their final response); beyond it new requests
+    /// get 503. Transactions in wait states (absorbing retransmissions, a few hundred bytes
+    /// each) are bounded by their RFC 3261 timers, not by this.
     pub max_transactions: usize,
     /// Most server transactions of one access-side source IP still waiting for their final
     /// response (a NAT site is one source); beyond it its new requests get a stateless 503.

@@ -14,6 +14,9 @@ pub struct Metrics {
     /// `class`: 1xx..6xx.
     pub responses: IntCounterVec,
     pub transactions_active: IntGauge,
+    /// `edge_transactions_in_progress`: live transactions before their final response, the
+    /// ones `limits.max_transactions` bounds.
+    pub transactions_in_progress: IntGauge,
     /// `kind`: request (answered 4xx/5xx), response (dropped), framing (dropped), oversize.
     pub parse_errors: IntCounterVec,
     pub retransmissions: IntCounter,
@@ -245,13 +248,20 @@ impl Metrics {
             ),
             transactions_limit: gauge(
                 "edge_transactions_limit",
-                "limits.max_transactions: new requests get 503 beyond it",
+                "limits.max_transactions: new requests get 503 when this many are in progress",
             ),
             security,
             core_downs,
             request_children,
             response_children,
-            transactions_active: gauge("edge_transactions_active", "Live SIP transactions"),
+            transactions_active: gauge(
+                "edge_transactions_active",
+                "Live SIP transactions (in progress and in wait states)",
+            ),
+            transactions_in_progress: gauge(
+                "edge_transactions_in_progress",
+                "Live SIP transactions before their final response (bounded by limits.max_transactions)",
+            ),
             tcp_connections: gauge("edge_tcp_connections", "Open SIP TCP connections"),
             blocked_sources: gauge(
                 "edge_blocked_sources",

@@ -594,6 +594,9 @@ impl Proxy {
 
     fn after_event(&mut self) {
         self.metrics.transactions_active.set(self.txs.len() as i64);
+        self.metrics
+            .transactions_in_progress
+            .set(self.txs.pending() as i64);
         let absorbed = self.txs.stats().absorbed;
         self.metrics
             .absorbed
@@ -667,7 +670,9 @@ impl Proxy {
         // Early rejects are stateless (issue 8): decided before any state is kept, sent once,
         // never retransmitted by Timer G — a spoofed source gets one datagram, not twelve —
         // and no 100 Trying goes out before the request passed them.
-        if self.txs.len() >= self.max_transactions {
+        // The limit bounds work in progress; a transaction that only absorbs retransmissions
+        // costs a few hundred bytes (transaction/tests/memory.rs) and ends by its own timer.
+        if self.txs.pending() >= self.max_transactions {
             self.reply_stateless(&msg, &src, 503, "Service Unavailable (transaction limit)");
             return;
         }

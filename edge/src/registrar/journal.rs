@@ -182,10 +182,11 @@ impl Writer {
             let due = self.dirty_since.is_some_and(|t| t.elapsed() >= SYNC_EVERY);
             if due || !waiting.is_empty() {
                 let r = self.fsync();
+                // Before answering: a `sync` caller sees the outcome of everything it queued.
+                self.maybe_compact();
                 for w in waiting {
                     let _ = w.send(r.clone());
                 }
-                self.maybe_compact();
             }
         }
         let _ = self.fsync();

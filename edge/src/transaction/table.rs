@@ -50,6 +50,8 @@ enum Kind {
 struct Entry<D> {
     dest: D,
     kind: Kind,
+    /// Counted in [`TransactionTable::waiting`]: only absorbing retransmissions.
+    waiting: bool,
 }
 
 impl<D> Entry<D> {
@@ -57,6 +59,21 @@ impl<D> Entry<D> {
         match &self.kind {
             Kind::Client { machine, .. } => machine.deadlines,
             Kind::Server { machine, .. } => machine.deadlines,
+        }
+    }
+
+    /// Past its final response: kept only to absorb retransmissions (client Completed or
+    /// Accepted, server Completed, Confirmed or Accepted).
+    fn is_waiting(&self) -> bool {
+        match &self.kind {
+            Kind::Client { machine, .. } => matches!(
+                machine.state(),
+                ClientState::Completed | ClientState::Accepted
+            ),
+            Kind::Server { machine, .. } => matches!(
+                machine.state(),
+                ServerState::Completed | ServerState::Confirmed | ServerState::Accepted
+            ),
         }
     }
 
@@ -88,6 +105,9 @@ pub struct TransactionTable<D> {
     servers: HashMap<ServerKey, TxId>,
     heap: BinaryHeap<Reverse<(Instant, TxId, Slot)>>,
     stats: TxStats,
+    /// Live transactions in a wait state (see [`Entry::is_waiting`]), kept up to date by
+    /// `settle` and `remove` so that [`Self::pending`] is O(1).
+    waiting: usize,
     /// Scratch buffer for state machine actions, reused across calls.
     actions: Vec<Action>,
 }
@@ -102,6 +122,7 @@ impl<D: Clone> TransactionTable<D> {
             servers: HashMap::new(),
             heap: BinaryHeap::new(),
             stats: TxStats::default(),
+            waiting: 0,
             actions: Vec::new(),
         }
     }
@@ -120,24 +141,11 @@ impl<D: Clone> TransactionTable<D> {
     }
 
     /// Transactions still waiting for their final response (client: Calling, Trying,
-    /// Proceeding; server: Trying, Proceeding): the ones a graceful stop must let finish. The
-    /// others only absorb retransmissions until their timer ends them. O(n): for rare calls.
+    /// Proceeding; server: Trying, Proceeding): the work in progress, which a graceful stop
+    /// must let finish and `limits.max_transactions` bounds. The others only absorb
+    /// retransmissions until their timer ends them. O(1).
     pub fn pending(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| match &e.kind {
-                Kind::Client { machine, .. } => matches!(
-                    machine.state(),
-                    ClientState::Calling | ClientState::Trying | ClientState::Proceeding
-                ),
-                Kind::Server { machine, .. } => {
-                    matches!(
-                        machine.state(),
-                        ServerState::Trying | ServerState::Proceeding
-                    )
-                }
-            })
-            .count()
+        self.entries.len() - self.waiting
     }
 
     /// What live transaction `tx` costs in memory (see [`Footprint`]).
@@ -213,6 +221,7 @@ impl<D: Clone> TransactionTable<D> {
             Entry {
                 dest,
                 kind: Kind::Client { key, machine },
+                waiting: false,
             },
         );
         self.settle(id, Deadlines::default(), out);
@@ -331,6 +340,7 @@ impl<D: Clone> TransactionTable<D> {
             Entry {
                 dest,
                 kind: Kind::Server { key, machine },
+                waiting: false,
             },
         );
         Ok(id)
@@ -495,13 +505,27 @@ impl<D: Clone> TransactionTable<D> {
                 }
             }
         }
-        if entry.is_terminated() {
+        let (waiting, terminated) = (entry.is_waiting(), entry.is_terminated());
+        if waiting != entry.waiting {
+            if waiting {
+                self.waiting += 1;
+            } else {
+                self.waiting -= 1;
+            }
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.waiting = waiting;
+            }
+        }
+        if terminated {
             self.remove(id, out);
         }
     }
 
     fn remove(&mut self, id: TxId, out: &mut Vec<Output<D>>) {
         if let Some(entry) = self.entries.remove(&id) {
+            if entry.waiting {
+                self.waiting -= 1;
+            }
             match entry.kind {
                 Kind::Client { key, .. } => {
                     self.clients.remove(&key);

@@ -177,6 +177,12 @@ proptest! {
             }
             c.check(&mut out);
             prop_assert_eq!(sim.table.len(), c.live().len());
+            // The O(1) in-progress count agrees with the states, one by one.
+            let in_progress = c.live().into_iter().filter(|&tx| {
+                matches!(sim.table.client_state(tx), Some(ClientState::Calling | ClientState::Trying | ClientState::Proceeding))
+                    || matches!(sim.table.server_state(tx), Some(ServerState::Trying | ServerState::Proceeding))
+            }).count();
+            prop_assert_eq!(sim.table.pending(), in_progress);
         }
         // Give every live server transaction a final response, then let all timers run out:
         // only INVITE client transactions in Proceeding (bounded by the TU's Timer C) remain.
