@@ -90,8 +90,19 @@ start_edge() {
   local limits=(--source-rate "${SOURCE_RATE:-0}")
   # shellcheck disable=SC2206
   local extra=(${EDGE_ARGS:-})
-  "$EDGE_BIN" --listen-udp "$1" "${tcp[@]}" --core "$2" --admin "$3" "${media[@]}" \
-    "${limits[@]}" "${extra[@]}" >"$5" 2>&1 &
+  # A fresh state directory next to the log (never the caller's working directory: a run must
+  # not leave a location log that the next run loads and pings), and the limits of a trunk.
+  local state
+  state="$(dirname "$5")/edge-state"
+  mkdir -p "$state"
+  local cfg=()
+  if [[ " ${EDGE_ARGS:-} " != *" --config "* ]]; then
+    printf '[registrar]\nstore_path = "%s"\nmax_bindings_per_source = 1000000\n' \
+      "$state/location.log" >"$state/edge.toml"
+    cfg=(--config "$state/edge.toml")
+  fi
+  (cd "$state" && exec "$EDGE_BIN" "${cfg[@]}" --listen-udp "$1" "${tcp[@]}" --core "$2" \
+    --admin "$3" "${media[@]}" "${limits[@]}" "${extra[@]}") >"$5" 2>&1 &
   EDGE_PID=$!
   STARTED_PIDS+=("$EDGE_PID")
   wait_http "$3" /health 15 || { tail -20 "$5" >&2; die "edge did not answer /health on $3"; }
