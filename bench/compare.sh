@@ -17,6 +17,8 @@
 #   WORKLOADS ("register_forwarded register_absorbed calls media_calls rtp"); SYSTEMS
 #     ("edge kamailio"); REG_RATES ("1000 2000 4000 6000" REGISTER/s, both REGISTER workloads);
 #   CALL_RATES ("500 1000 2000 3000" calls/s); MEDIA_RATES ("200 500 1000" calls/s);
+#   SOAK_RATE (2000 calls/s) and SOAK_DURATION (600 s; QUICK=1: 20) for the soak workload
+#     (edge only: transactions in progress vs limits.max_transactions, RSS, memory per call);
 #   KA_BINDINGS (100000 NATed bindings for the keepalives workload, edge only), KA_RATE (2000
 #     REGISTER/s to create them), KA_INTERVAL (30 s ping interval), KA_WINDOW (60 s measured);
 #   RTP_RATES ("50000 100000 150000 200000" packets/s); RTP_TARGETS ("io_uring fallback
@@ -35,8 +37,10 @@ BIN_DIR="${BIN_DIR:-$TARGET_DIR/release}"
 EDGE_BIN="$BIN_DIR/edge" RELAY_BIN="$BIN_DIR/rtprelay" LOAD_BIN="$BIN_DIR/rtpload"
 if [ "${QUICK:-0}" = 1 ]; then DURATION="${DURATION:-2}"; else DURATION="${DURATION:-10}"; fi
 MAX_LOAD="${MAX_LOAD:-0.5}"
-WORKLOADS="${WORKLOADS:-register_forwarded register_absorbed calls media_calls rtp keepalives}"
+WORKLOADS="${WORKLOADS:-register_forwarded register_absorbed calls media_calls rtp keepalives soak}"
 KA_BINDINGS="${KA_BINDINGS:-100000}" KA_RATE="${KA_RATE:-2000}"
+SOAK_RATE="${SOAK_RATE:-2000}"
+if [ "${QUICK:-0}" = 1 ]; then SOAK_DURATION="${SOAK_DURATION:-20}"; else SOAK_DURATION="${SOAK_DURATION:-600}"; fi
 if [ "${QUICK:-0}" = 1 ]; then KA_INTERVAL="${KA_INTERVAL:-10}" KA_WINDOW="${KA_WINDOW:-10}"; else KA_INTERVAL="${KA_INTERVAL:-30}" KA_WINDOW="${KA_WINDOW:-60}"; fi
 SYSTEMS="${SYSTEMS:-edge kamailio}"
 REG_RATES="${REG_RATES:-1000 2000 4000 6000}"
@@ -336,6 +340,20 @@ EOF
 # --- run ------------------------------------------------------------------------------------
 echo "compare.sh: results in $OUT, logs in $WORK (load $load1)" >&2
 for w in $WORKLOADS; do
+  if [ "$w" = soak ]; then
+    # Edge only: calls at SOAK_RATE for SOAK_DURATION s, transactions and RSS sampled.
+    echo "== soak (${SOAK_RATE} calls/s for ${SOAK_DURATION}s)" >&2
+    sk="$(EDGE_BIN="$EDGE_BIN" EDGE_PORT=$SIP_PORT UAS_PORT=$CORE_PORT UAC_PORT=$UA_PORT \
+      ADMIN_PORT=$ADMIN_PORT "$BENCH/sipp/soak.sh" -r "$SOAK_RATE" -d "$SOAK_DURATION" --json \
+      2>"$WORK/soak.err" | tail -1)" || true
+    if [ -n "$sk" ]; then
+      "$PY" -c 'import json,sys; l=json.loads(sys.argv[1]); l.update(workload="soak", system="edge", offered=l["rate"], unit="calls/s"); l["pass"]=l["failed"] <= 0.01 * l["calls"] and l["responses_5xx"] == 0; print(json.dumps(l))' "$sk" >>"$RUNS"
+      echo "  soak: $sk" >&2
+    else
+      echo "  soak: no result ($WORK/soak.err)" >&2
+    fi
+    continue
+  fi
   if [ "$w" = keepalives ]; then
     # Edge only (the goal is a share of one core, not a ratio): KA_BINDINGS NATed bindings
     # registered through SIPp, pinged every KA_INTERVAL s, measured over KA_WINDOW s.

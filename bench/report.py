@@ -241,6 +241,9 @@ def render(a):
         if w == "keepalives":
             out.extend(keepalive_table(rows))
             continue
+        if w == "soak":
+            out.extend(soak_table(rows))
+            continue
         systems = []
         for l in rows:
             if l["system"] not in systems:
@@ -306,6 +309,31 @@ def render(a):
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write("\n".join(out) + "\n")
     print(os.path.join(a.out, "report.md"))
+
+
+def soak_table(rows):
+    """Sustained calls (edge only): the transaction table must not reach its limit."""
+    t = [
+        "## Soak: sustained calls through the edge (lean transactions)\n",
+        "SIPp's built-in uac/uas (INVITE…BYE, no SDP) at a fixed rate. Transactions sampled "
+        "every 10 s from /metrics (*live* = all, *in progress* = before their final response, "
+        "what `limits.max_transactions` bounds). *B/call held* = (peak RSS − RSS at start) ÷ "
+        "(rate × 32 s), the calls whose RFC 3261/6026 wait timers run at once.\n",
+        "| rate | s | calls | ok | failed | retr. | CPU µs/call | RSS start→peak MiB "
+        "| B/call held | max live tx | max in progress | limit | 5xx sent | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for l in rows:
+        t.append(
+            f"| {l.get('rate')} | {l.get('duration_s')} | {l.get('calls')} | {l.get('ok')} | "
+            f"{l.get('failed')} | {l.get('retransmissions')} | {fmt(l.get('cpu_us_per_call'))} | "
+            f"{(l.get('rss_start_kb') or 0) / 1024:.0f}→{(l.get('rss_peak_kb') or 0) / 1024:.0f} | "
+            f"{l.get('bytes_per_call_held')} | {l.get('max_transactions_active')} | "
+            f"{l.get('max_transactions_in_progress')} | {l.get('transactions_limit')} | "
+            f"{l.get('responses_5xx')} | {'✓' if l.get('pass') else '✗'} |"
+        )
+    t.append("")
+    return t
 
 
 def keepalive_table(rows):

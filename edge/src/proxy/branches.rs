@@ -362,8 +362,24 @@ impl Proxy {
         self.txout = outs;
     }
 
-    /// Drop a context once its search is over and its server transaction is gone.
+    /// Drop a context once its search is over and its server transaction is gone; until
+    /// then, drop what it can no longer use.
     pub(super) fn reap(&mut self, id: u64) {
+        let Some(ctx) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        if ctx.rc.final_sent {
+            // A branch with its final response never needs its request again: its CANCEL
+            // (§9.1) and failover happen before that response, its ACK for a non-2xx is kept
+            // by its client transaction. An answered INVITE's context lives 32 s more (a late
+            // 2xx from another fork must still go upstream): it keeps no copies meanwhile.
+            for (info, state) in ctx.branches.iter_mut().zip(&ctx.rc.branches) {
+                if matches!(state, crate::proxy::context::BranchState::Completed(_)) {
+                    info.request = Bytes::new();
+                    info.target = Bytes::new();
+                }
+            }
+        }
         let Some(ctx) = self.contexts.get(&id) else {
             return;
         };
