@@ -17,7 +17,7 @@ use crate::sip::{self, HeaderName, Limits, Message, NameAddr, Uri};
 use crate::transport::{keepalive, tcp, Source, Transport};
 use bytes::{Bytes, BytesMut};
 use config::EdgeConfig;
-use rtprelay::control::proto::{Command, Reply};
+use sbc_shared::proto::{Command, Reply};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -540,7 +540,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "stream-no-length".into(),
         b"\x00OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\n\r\n".to_vec(),
     ));
-    for (i, s) in rtprelay::fuzzing::stun_seeds().into_iter().enumerate() {
+    for (i, s) in sbc_shared::fuzzing::stun_seeds().into_iter().enumerate() {
         out.push(("stun_sip", format!("stun-{i:02}"), s));
     }
     out.push(("stun_sip", "crlf".into(), b"\r\n\r\n".to_vec()));

@@ -6,7 +6,7 @@
 
 /// The git commit the binary was built from (found by `rtprelay/build.rs`: one repository,
 /// one commit for both daemons), "unknown" outside a checkout.
-pub const BUILD_COMMIT: &str = rtprelay::metrics::GIT_COMMIT;
+pub const BUILD_COMMIT: &str = sbc_shared::GIT_COMMIT;
 
 pub mod admin_api;
 pub mod capture;

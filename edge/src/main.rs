@@ -203,7 +203,7 @@ fn main() {
             }
         }
     }
-    let set_level = match rtprelay::logging::init(&cfg.log) {
+    let set_level = match sbc_shared::logging::init(&cfg.log) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("edge: {e}");

@@ -4,7 +4,7 @@
 
 use crate::admin_api::{self, Core, Op, Refusal, Registration, Relay, Status};
 use crate::server::Edge;
-use rtprelay::admin::ApiAnswer;
+use sbc_shared::admin::ApiAnswer;
 use std::time::Instant;
 
 /// Changes the log level (the logging setup's reload hook).

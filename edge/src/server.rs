@@ -304,7 +304,7 @@ impl Edge {
 /// command line's flags; `set_level` changes the log filter.
 pub struct Reloader {
     pub load: Box<dyn Fn() -> Result<EdgeConfig, String>>,
-    pub set_level: rtprelay::logging::SetLevel,
+    pub set_level: sbc_shared::logging::SetLevel,
 }
 
 /// Bind every listener, then serve forever. Bind errors are returned (fatal at startup).
@@ -323,7 +323,7 @@ pub async fn run(
         let l = tcp::listen(*addr).map_err(|e| annotate(e, "tcp", *addr))?;
         tcp_listeners.push((l.local_addr()?, l));
     }
-    let admin = rtprelay::admin::bind(cfg.admin.listen)
+    let admin = sbc_shared::admin::bind(cfg.admin.listen)
         .await
         .map_err(|e| annotate(e, "admin", cfg.admin.listen))?;
     let mut locals: Vec<(Transport, SocketAddr)> = udp_socks
@@ -382,7 +382,7 @@ pub async fn run(
                 .map(|r| &*r.set_level as &dyn Fn(&str) -> Result<(), String>);
             crate::operator::answer(&edge, method, target, set_level, &stop_tx)
         };
-        tokio::task::spawn_local(rtprelay::admin::serve_local(
+        tokio::task::spawn_local(sbc_shared::admin::serve_local(
             admin,
             metrics.registry.clone(),
             api,
@@ -402,7 +402,7 @@ pub async fn run(
         admin = %edge.cfg.admin.listen,
         "edge started"
     );
-    let mut notifier = rtprelay::sd_notify::Notifier::from_env();
+    let mut notifier = sbc_shared::sd_notify::Notifier::from_env();
     if let Some(n) = &notifier {
         n.ready(&format!(
             "SIP on {:?} {:?}, {} binding(s) loaded",
@@ -462,7 +462,7 @@ pub async fn run(
         if let Some(n) = notifier.as_mut() {
             n.watchdog_tick(Instant::now(), true);
         }
-        rtprelay::sd_notify::test_stall_point();
+        sbc_shared::sd_notify::test_stall_point();
         if last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();
             edge.journal_outcomes();
@@ -504,7 +504,7 @@ impl Drain {
 }
 
 impl Edge {
-    fn start_drain(&self, sig: &str, notifier: Option<&rtprelay::sd_notify::Notifier>) -> Drain {
+    fn start_drain(&self, sig: &str, notifier: Option<&sbc_shared::sd_notify::Notifier>) -> Drain {
         let p = self.current.borrow().proxy.clone();
         self.proxy.borrow_mut().drain(p.drain_retry_after_s);
         let (txs, calls) = self.proxy.borrow().in_progress();
@@ -581,7 +581,7 @@ impl Edge {
     }
 
     /// Flush the location store (fsync) and report; the caller returns from `run`.
-    fn stop(&self, why: &str, notifier: Option<&rtprelay::sd_notify::Notifier>) {
+    fn stop(&self, why: &str, notifier: Option<&sbc_shared::sd_notify::Notifier>) {
         if let Some(n) = notifier {
             n.stopping("stopping");
         }

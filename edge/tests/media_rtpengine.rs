@@ -12,7 +12,7 @@ use edge::media::{
 };
 use edge::sdp::RewriteOptions;
 use edge::sip::Method;
-use rtprelay::control::proto::{CallId, Command, Query, Reply, Tag};
+use sbc_shared::proto::{CallId, Command, Query, Reply, Tag};
 use std::net::SocketAddr;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;

@@ -333,9 +333,7 @@ fn histogram_family<'a>(
     family
 }
 
-/// The commit the binary was built from (`build.rs`: `git rev-parse --short HEAD`, or
-/// `unknown`).
-pub const GIT_COMMIT: &str = env!("RTPRELAY_GIT_COMMIT");
+pub use sbc_shared::GIT_COMMIT;
 
 /// Register `rtprelay_build_info{version,commit,datapath}` = 1 and, on Linux, the process
 /// families (`process_cpu_seconds_total`, `process_resident_memory_bytes`,

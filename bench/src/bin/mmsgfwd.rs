@@ -6,7 +6,7 @@
 
 use bench::mmsgfwd::{Config, Relay};
 use clap::Parser;
-use rtprelay::control::proto::{split_cookie, write_udp_reply, Command, Reply};
+use sbc_shared::proto::{split_cookie, write_udp_reply, Command, Reply};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::ExitCode;

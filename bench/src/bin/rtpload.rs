@@ -12,7 +12,7 @@ use bench::rtpload::procfs;
 use bench::rtpload::report::{RelayProcess, Report};
 use bench::rtpload::stats::{Histogram, StreamRx};
 use clap::Parser;
-use rtprelay::control::proto::Command;
+use sbc_shared::proto::Command;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
@@ -198,7 +198,7 @@ fn setup_only(cli: &Cli, calls: usize) -> Result<String, String> {
     let start = Instant::now();
     let (mut failed, mut first_error) = (0usize, None);
     // `U`/`L` must answer a port (0 is a refusal), `D` a plain `0`.
-    let mut count = |rs: Vec<Result<rtprelay::control::proto::Reply, String>>, port: bool| {
+    let mut count = |rs: Vec<Result<sbc_shared::proto::Reply, String>>, port: bool| {
         for r in rs {
             let bad = match r {
                 Ok(rep) => match rep.port() {

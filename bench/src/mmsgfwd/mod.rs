@@ -2,7 +2,7 @@
 //! against (issue 12: CPU per packet of the io_uring datapath at most 1.1× this).
 //!
 //! Just enough of the rtpproxy control protocol for `rtpload` (`V`, `VF`, `U`, `L`, `D`, `X`,
-//! `I`; cookies; the shared codec `rtprelay::control::proto`): `U` binds a session of two
+//! `I`; cookies; the shared codec `sbc_shared::proto`): `U` binds a session of two
 //! legs, each an RTP+RTCP port pair (4 consecutive ports), and answers the port the `L` party
 //! sends to; `L` answers the port the `U` party sends to. The sessions are spread round robin
 //! over `--threads` forwarding threads ([`datapath`]), each with its own epoll set; a packet on
@@ -13,7 +13,7 @@
 pub mod datapath;
 
 use datapath::{Handle, Leg, Msg, Peer, Session};
-use rtprelay::control::proto::{CallId, Command, Delete, ErrorCode, Reply, Update};
+use sbc_shared::proto::{CallId, Command, Delete, ErrorCode, Reply, Update};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
@@ -102,7 +102,7 @@ impl Relay {
 
     pub fn handle(&mut self, cmd: &Command) -> Reply {
         match cmd {
-            Command::Version => Reply::Number(u64::from(rtprelay::control::proto::BASE_VERSION)),
+            Command::Version => Reply::Number(u64::from(sbc_shared::proto::BASE_VERSION)),
             Command::VersionFeature(d) => {
                 Reply::Number(u64::from(matches!(d, 20040107 | 20050322 | 20060704)))
             }
@@ -285,7 +285,7 @@ fn bind_block(ip: IpAddr, base: u16) -> std::io::Result<[UdpSocket; 4]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtprelay::control::proto::Tag;
+    use sbc_shared::proto::Tag;
     use std::time::Duration;
 
     fn relay(ports: (u16, u16)) -> Relay {

@@ -1,8 +1,8 @@
 //! The control client: rtpproxy commands over UDP through the one shared codec
-//! (`rtprelay::control::proto`), pipelined (a window of outstanding cookies) and retransmitted
+//! (`sbc_shared::proto`), pipelined (a window of outstanding cookies) and retransmitted
 //! with the same cookie until answered, as Kamailio's module does.
 
-use rtprelay::control::proto::{
+use sbc_shared::proto::{
     split_udp_reply, write_udp_command, CallId, Command, Delete, Modifiers, Reply, Tag, Update,
 };
 use std::collections::HashMap;
@@ -268,16 +268,12 @@ mod tests {
                 let Ok((n, from)) = relay.recv_from(&mut buf) else {
                     break;
                 };
-                let (cookie, _) = rtprelay::control::proto::split_cookie(&buf[..n]).unwrap();
+                let (cookie, _) = sbc_shared::proto::split_cookie(&buf[..n]).unwrap();
                 let c = seen.entry(cookie.to_vec()).or_default();
                 *c += 1;
                 if *c == 2 {
                     let mut r = Vec::new();
-                    rtprelay::control::proto::write_udp_reply(
-                        cookie,
-                        &Reply::Number(20040107),
-                        &mut r,
-                    );
+                    sbc_shared::proto::write_udp_reply(cookie, &Reply::Number(20040107), &mut r);
                     relay.send_to(&r, from).unwrap();
                     answered += 1;
                 }

@@ -1,6 +1,6 @@
 //! The relay control client, sans-IO: rtpproxy commands over UDP to a weighted set of relays.
 //!
-//! Commands and replies go through the shared codec ([`rtprelay::control::proto`]); this file
+//! Commands and replies go through the shared codec ([`sbc_shared::proto`]); this file
 //! adds what a client needs on top (rtpproxy protocol note, "Framing"):
 //! - a cookie per command (`<prefix>_<seq>`, the prefix random per process so a restarted
 //!   edge never gets another instance's cached replies), retransmitted with the same cookie
@@ -19,7 +19,7 @@
 //! [`RelayClient::poll_event`] and [`RelayClient::poll_timeout`] as outputs.
 
 use super::metrics::MediaMetrics;
-use rtprelay::control::proto::{split_udp_reply, write_udp_command, Command, Reply, BASE_VERSION};
+use sbc_shared::proto::{split_udp_reply, write_udp_command, Command, Reply, BASE_VERSION};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

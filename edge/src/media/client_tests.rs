@@ -1,5 +1,5 @@
 use super::*;
-use rtprelay::control::proto::{split_cookie, CallId, Tag, Update};
+use sbc_shared::proto::{split_cookie, CallId, Tag, Update};
 
 const A: &str = "127.0.0.1:22222";
 const B: &str = "127.0.0.2:22222";

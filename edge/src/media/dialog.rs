@@ -45,7 +45,7 @@ use super::shell::CommandResult;
 use crate::sdp::{rewrite, RewriteOptions, Sdp, SdpError, StreamRewrite};
 use crate::sip::Method;
 use config::MediaMode;
-use rtprelay::control::proto::{CallId, Command, Delete, Query, Tag, Update};
+use sbc_shared::proto::{CallId, Command, Delete, Query, Tag, Update};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

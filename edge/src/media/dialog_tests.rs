@@ -1,6 +1,6 @@
 use super::*;
 use crate::media::client::ClientError;
-use rtprelay::control::proto::Reply;
+use sbc_shared::proto::Reply;
 use std::collections::HashMap;
 
 const CALLER: &str = "caller-tag";
@@ -76,10 +76,10 @@ impl FakeRelay {
                 self.ports.retain(|(c, _, _), _| *c != d.call.id);
                 match self.live.remove(&d.call.id) {
                     Some(_) => Reply::OK,
-                    None => Reply::Error(rtprelay::control::proto::ErrorCode::SESSION_UNKNOWN),
+                    None => Reply::Error(sbc_shared::proto::ErrorCode::SESSION_UNKNOWN),
                 }
             }
-            _ => Reply::Error(rtprelay::control::proto::ErrorCode(8)),
+            _ => Reply::Error(sbc_shared::proto::ErrorCode(8)),
         }
     }
 }
@@ -600,7 +600,7 @@ fn second_stream_refused_fails_the_offer_and_deletes() {
     assert_eq!(r.send.len(), 1);
     let r = w.d.on_relay_reply(
         r.send[0].id,
-        Ok((0, Reply::Error(rtprelay::control::proto::ErrorCode(8)))),
+        Ok((0, Reply::Error(sbc_shared::proto::ErrorCode(8)))),
         w.now,
     );
     assert!(matches!(

@@ -11,7 +11,7 @@
 
 use super::dialog::CmdId;
 use super::shell::CommandResult;
-use rtprelay::control::proto::ErrorCode;
+use sbc_shared::proto::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -119,7 +119,7 @@ fn is_unknown_call(e: ErrorCode) -> bool {
 mod tests {
     use super::*;
     use crate::media::client::ClientError;
-    use rtprelay::control::proto::Reply;
+    use sbc_shared::proto::Reply;
 
     #[test]
     fn watched_calls_are_queried_every_interval_until_forgotten() {

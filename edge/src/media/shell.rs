@@ -5,7 +5,7 @@ use super::client::{
     ClientConfig, ClientError, ClientEvent, RelayClient, RelayId, RequestId, Target,
 };
 use super::metrics::MediaMetrics;
-use rtprelay::control::proto::{Command, Reply};
+use sbc_shared::proto::{Command, Reply};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::media::{ClientError, MediaMetrics};
-use rtprelay::control::proto::Command;
+use sbc_shared::proto::Command;
 
 fn with_sdp(req: &[u8], ports: &[u16]) -> Vec<u8> {
     with_sdp_at(req, "10.1.1.1", ports)
@@ -135,7 +135,7 @@ fn mode_nat_anchors_calls_from_the_core_to_a_nated_binding() {
 /// it, with a Reason; the relay state is freed (`D`).
 #[test]
 fn a_call_whose_relay_lost_its_media_gets_bye_both_ways() {
-    use rtprelay::control::proto::{ErrorCode, Reply};
+    use sbc_shared::proto::{ErrorCode, Reply};
     let (mut h, mm) = media_harness(|c| c.media.check_interval_s = 5);
     let port = |p: u16| {
         Ok((

@@ -64,7 +64,7 @@ pub fn is_stun(data: &[u8]) -> bool {
 /// The Binding success response for a STUN datagram from `src`, or `None` for STUN that is not
 /// a well-formed Binding request (ignored, RFC 5389 §7.3). Shares the relay's answerer.
 pub fn stun_answer(data: &[u8], src: std::net::SocketAddr) -> Option<Vec<u8>> {
-    rtprelay::stun::answer(data, src)
+    sbc_shared::stun::answer(data, src)
 }
 
 #[cfg(test)]

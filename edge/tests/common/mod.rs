@@ -1,4 +1,5 @@
-//! Shared by the media integration tests: one SIP event through [`MediaDialogs`] and a real
+//! Shared by the media integration tests (`edge/tests/media_rtpengine.rs` and, by `#[path]`,
+//! `tests/tests/media_client.rs`): one SIP event through [`MediaDialogs`] and a real
 //! relay (via [`RelayHandle`]), until every relay command it caused has been answered.
 
 use edge::media::{

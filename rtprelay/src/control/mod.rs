@@ -1,7 +1,7 @@
 //! The control plane: the rtpproxy command protocol.
 //!
-//! - [`proto`]: the sans-IO codec (commands, replies, cookie framing), shared with the edge's
-//!   relay client and the bench tool; depends on nothing else in this crate.
+//! - [`proto`]: the sans-IO codec (commands, replies, cookie framing): `sbc_shared::proto`,
+//!   shared with the edge's relay client and the bench tools (one codec, never two copies).
 //! - [`session`]: [`SessionManager`], sans-IO: Call-ID + tags → legs of the media plane
 //!   ([`crate::backend::MediaBackend`]); command families in `update.rs`, `delete.rs`,
 //!   `query.rs`, `info.rs`.
@@ -19,7 +19,7 @@ pub mod endpoint;
 pub mod fake;
 mod info;
 pub mod metrics;
-pub mod proto;
+pub use sbc_shared::proto;
 mod query;
 pub mod server;
 pub mod session;

@@ -1,5 +1,6 @@
-//! Embeds the git commit in the binary for `rtprelay_build_info{commit}`: `git rev-parse --short
-//! HEAD` at build time, `unknown` outside a git checkout (a source tarball) or without git.
+//! Embeds the git commit in both binaries (`rtprelay_build_info{commit}`,
+//! `edge_build_info{commit}`, via `sbc_shared::GIT_COMMIT`): `git rev-parse --short HEAD` at
+//! build time, `unknown` outside a git checkout (a source tarball) or without git.
 
 use std::process::Command;
 
@@ -13,7 +14,7 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
-    println!("cargo:rustc-env=RTPRELAY_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=SBC_GIT_COMMIT={commit}");
     // Rebuild when HEAD moves (a commit or a checkout); in a worktree `.git` is a file naming
     // the real git dir, so ask git where HEAD lives rather than guessing.
     for path in ["HEAD", "logs/HEAD"] {

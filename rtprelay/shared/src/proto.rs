@@ -2,7 +2,9 @@
 //!
 //! Sans-IO and self-contained: this module depends on nothing else in the crate (std and
 //! `thiserror` only), because three programs speak the protocol through it — the relay's control
-//! server, the edge's relay client and the bench load tool. There must never be a second codec.
+//! server (as `rtprelay::control::proto`), the edge's relay client and the bench tools. It lives
+//! in `sbc-shared` so that the edge links it without linking the relay. There must never be a
+//! second codec.
 //!
 //! The protocol is line oriented ASCII: `COMMAND[modifiers] arg arg ...`, one command per
 //! datagram (UDP, prefixed by a cookie, see [`framing`]) or per line (unix stream sockets).

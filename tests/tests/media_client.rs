@@ -1,6 +1,10 @@
 //! The edge's relay client against rtprelay's real control server (fake media plane) on
 //! loopback: U, L, D round trip; a dead relay in the set makes new calls fail over.
+//!
+//! Here rather than in `edge/tests/` because it links rtprelay, which the edge crate does not
+//! depend on (not even for its tests). Its helpers are the edge media tests' `common`.
 
+#[path = "../../edge/tests/common/mod.rs"]
 mod common;
 
 use config::ControlConfig;
