@@ -25,6 +25,8 @@ use crate::datapath::{self, Command, Ctl, Event, Kind, ShardParams, ShardStats, 
 use crate::table::latch::LatchPolicy;
 use crate::table::Expired;
 use config::{DatapathKind, MediaConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
 use std::sync::mpsc::{
     channel, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
@@ -58,7 +60,9 @@ struct ShardHandle {
     thread: Option<JoinHandle<()>>,
     base_port: u16,
     pairs: u32,
-    /// Pooled pairs announced by the shard and not yet taken (random ports, in random order).
+    /// Pooled pairs announced by the shard and not yet taken; a stream takes uniformly random
+    /// members ([`take_random`]): recycled pairs come back in the order their quarantine
+    /// ended, which must not tell a prober which port the next call gets.
     pool: Vec<LegId>,
     /// Per slot: a leg of a stream this side believes exists.
     live: Vec<bool>,
@@ -96,6 +100,8 @@ pub struct Media {
     /// Ended streams read from the event channels, not yet taken.
     expired: Vec<Expired>,
     removed: Vec<Expired>,
+    /// Picks pooled pairs (seeded from the OS: not predictable from outside).
+    rng: StdRng,
 }
 
 /// A cheap, cloneable, thread-safe reader of every shard's counters (for the metrics exporter,
@@ -176,6 +182,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
         batch: false,
         expired: Vec::new(),
         removed: Vec::new(),
+        rng: StdRng::seed_from_u64(rand::random()),
     };
     let mut requested = cfg.datapath;
     for (i, &(base_port, pairs)) in ranges.iter().enumerate() {
@@ -188,6 +195,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
             ring_buffers: cfg.ring_buffers,
             pin_cpu: (cfg.pin_threads && !cpus.is_empty()).then(|| cpus[i % cpus.len()]),
             pool: cfg.socket_pool,
+            recycle: cfg.socket_recycle,
             listen: cfg.listen,
         };
         let kind = media.spawn(params, requested)?;
@@ -422,7 +430,10 @@ impl Media {
         if h.pool.len() < 2 {
             return None;
         }
-        let legs = (h.pool.pop()?, h.pool.pop()?);
+        let legs = (
+            take_random(&mut h.pool, &mut self.rng)?,
+            take_random(&mut h.pool, &mut self.rng)?,
+        );
         let specs = (a, b);
         let r = if self.batch {
             self.post(
@@ -461,6 +472,15 @@ impl Media {
             h.set_live(leg, on);
         }
     }
+}
+
+/// Take a uniformly random member of `pool` (O(1): the last one fills its place).
+fn take_random<T>(pool: &mut Vec<T>, rng: &mut StdRng) -> Option<T> {
+    if pool.is_empty() {
+        return None;
+    }
+    let i = rng.random_range(0..pool.len());
+    Some(pool.swap_remove(i))
 }
 
 /// Put a command on a shard's queue; a full queue rings the shard and waits (bounded).
@@ -508,14 +528,18 @@ impl MediaBackend for Media {
         self.drain_events();
         let pooled = a.local_ip == self.listen && b.local_ip == self.listen;
         let mut last = BackendError::NoPorts;
-        for shard in shard_order(shard_hint, self.shards.len()) {
-            if pooled {
+        // A pooled pair of any shard before a bind in the hinted one: a burst of calls larger
+        // than one shard's pool should not wait for a shard while another has pairs ready.
+        if pooled {
+            for shard in shard_order(shard_hint, self.shards.len()) {
                 match self.create_pooled(shard, a, b) {
                     Some(Ok(legs)) => return Ok(legs),
                     Some(Err(e)) => return Err(e),
                     None => {}
                 }
             }
+        }
+        for shard in shard_order(shard_hint, self.shards.len()) {
             match self.call(shard, |reply| Command::Create { a, b, reply })? {
                 Ok(legs) => {
                     // The shard may have used pooled pairs (its allocator was empty).
@@ -624,7 +648,33 @@ fn shard_order(hint: u64, n: usize) -> impl Iterator<Item = u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::{shard_order, split_range};
+    use super::{shard_order, split_range, take_random};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Recycled pairs are announced in the order their quarantine ended: the pool must not
+    /// hand them out in that order (FIFO) nor in reverse (LIFO), and every member can come
+    /// first.
+    #[test]
+    fn pool_hand_out_is_random_not_fifo() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut firsts = [0u32; 32];
+        for _ in 0..3_200 {
+            let mut pool: Vec<u32> = (0..32).collect();
+            let order: Vec<u32> = std::iter::from_fn(|| take_random(&mut pool, &mut rng)).collect();
+            assert_eq!(order.len(), 32);
+            assert_ne!(order, (0..32).collect::<Vec<_>>(), "FIFO");
+            assert_ne!(order, (0..32).rev().collect::<Vec<_>>(), "LIFO");
+            firsts[order[0] as usize] += 1;
+        }
+        // Uniform: 100 expected per member; chi-square, 31 degrees of freedom, p = 0.001 at 61.1.
+        let chi2: f64 = firsts
+            .iter()
+            .map(|&o| (f64::from(o) - 100.0).powi(2) / 100.0)
+            .sum();
+        assert!(chi2 < 61.1, "chi-square {chi2:.1}: {firsts:?}");
+        assert_eq!(take_random(&mut Vec::<u32>::new(), &mut rng), None);
+    }
 
     #[test]
     fn shard_order_starts_at_the_hint_and_visits_every_shard_once() {
