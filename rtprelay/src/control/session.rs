@@ -442,8 +442,8 @@ impl SessionManager {
             a_bytes_in = ca.bytes_in,
             b_bytes_in = cb.bytes_in,
             dropped = ca.dropped + cb.dropped,
-            a_latched = %ca.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
-            b_latched = %cb.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            a_latched = %Latched(ca.latched),
+            b_latched = %Latched(cb.latched),
             // What each leg received from its party (RFC 3550 A.3 expected/lost, A.8 jitter;
             // 0 expected: no RTP counted). Also in the stream-end histograms of the shard.
             a_rtp_expected = ca.quality.expected,
@@ -529,6 +529,18 @@ impl SessionManager {
             local
         };
         (!a.is_unspecified()).then_some(a)
+    }
+}
+
+/// A latched address as the "stream ended" line shows it (`-`: none), formatted in place.
+struct Latched(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Latched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
