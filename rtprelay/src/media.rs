@@ -12,7 +12,8 @@
 //! this side tracks which legs are live, from its own calls and the shard's events, which the
 //! shard sends in order and which are read before any decision that depends on them. The
 //! shards are woken once per batch. With an empty pool, or a leg on another interface than
-//! `media.listen`, a call waits for its shard as before.
+//! `media.listen`, a call waits for its shard as before, without stalling the control
+//! runtime's other tasks (see [`off_runtime`]).
 //!
 //! The configured port range is split into one contiguous sub-range per shard; a stream's two
 //! legs are always allocated in one shard (`shard_hint % shards`, the next one when that shard
@@ -412,7 +413,7 @@ impl Media {
         enqueue(h, make(tx))?;
         ring(h);
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = rx.recv_timeout(left).map_err(|e| match e {
+        let r = off_runtime(|| rx.recv_timeout(left)).map_err(|e| match e {
             RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => BackendError::Unavailable,
         });
         self.drain_events();
@@ -474,6 +475,24 @@ impl Media {
     }
 }
 
+/// Run a wait for a shard (`f`) without stalling the control runtime. What still waits for a
+/// shard, and why: a `U` whose legs cannot come from a pool (every shard's pool empty, or a leg
+/// on `media.external`: the shard must bind and may fail), an `L`/`U` that moves a leg to
+/// another interface (a rebind that may fail), `Q`, the `I` listing (live counters) and a full
+/// command queue. Their reply depends on the shard's answer and commands execute one at a time
+/// in arrival order, so the control task itself waits (a shard answers within one loop
+/// iteration; [`REPLY_TIMEOUT`] at worst). On a multi-threaded tokio runtime (the relay's) the
+/// wait runs in `block_in_place`: the worker hands its other tasks (the admin listener's
+/// `/metrics` and `/ready`, unix-socket connections, timers) to another worker meanwhile, so
+/// none of them waits behind a shard. `U`/`L`/`D` of a batch on pooled pairs never get here.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Take a uniformly random member of `pool` (O(1): the last one fills its place).
 fn take_random<T>(pool: &mut Vec<T>, rng: &mut StdRng) -> Option<T> {
     if pool.is_empty() {
@@ -496,7 +515,7 @@ fn enqueue(h: &ShardHandle, mut cmd: Command) -> Result<(), BackendError> {
                 }
                 cmd = c;
                 h.wake.notify();
-                std::thread::sleep(Duration::from_millis(1));
+                off_runtime(|| std::thread::sleep(Duration::from_millis(1)));
             }
             Err(TrySendError::Disconnected(_)) => return Err(BackendError::Unavailable),
         }
@@ -648,7 +667,44 @@ fn shard_order(hint: u64, n: usize) -> impl Iterator<Item = u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::{shard_order, split_range, take_random};
+    use super::{off_runtime, shard_order, split_range, take_random};
+
+    /// A wait for a shard on the control runtime does not stall its other tasks, even with a
+    /// single worker; outside a multi-threaded runtime it simply runs.
+    #[test]
+    fn waiting_for_a_shard_leaves_the_runtime_to_other_tasks() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let ticks = Arc::new(AtomicU32::new(0));
+        let t = ticks.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let during = rt.block_on(async {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let before = ticks.load(Ordering::Relaxed);
+                off_runtime(|| std::thread::sleep(Duration::from_millis(300)));
+                ticks.load(Ordering::Relaxed) - before
+            })
+            .await
+            .expect("task")
+        });
+        assert!(
+            during >= 10,
+            "other tasks ran {during} ticks during the wait"
+        );
+        assert_eq!(off_runtime(|| 7), 7);
+    }
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

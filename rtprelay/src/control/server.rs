@@ -18,7 +18,9 @@
 //! on the socket (up to [`BATCH`]) are executed one after the other inside
 //! [`MediaBackend::begin_batch`]/[`MediaBackend::end_batch`], so `U`/`L`/`D` only queue work
 //! to the shards (pooled sockets, no reply awaited) and the shards are woken once per batch;
-//! then the replies are sent.
+//! then the replies are sent (one recvmmsg and one sendmmsg per batch). The commands that
+//! still need a shard's answer wait for it without stalling the runtime's other tasks
+//! (`media::off_runtime` lists them).
 
 use super::cache::ReplyCache;
 use super::endpoint::{Endpoint, OutcomeKind};

@@ -23,6 +23,7 @@ use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the session manager needs to know about the relay's addresses and limits.
@@ -210,18 +211,22 @@ pub(super) enum EndReason {
     MediaPlaneLost,
 }
 
+/// A Call-ID as the session manager keeps it: one allocation shared by `calls`, `by_leg`,
+/// `owner` and `ending`.
+pub(super) type CallKey = Arc<str>;
+
 /// Call-ID + tags → legs, for the whole relay. Owned by the single control task.
 #[derive(Debug)]
 pub struct SessionManager {
     pub(super) cfg: SessionConfig,
     /// Call-ID → its streams (all branches).
-    pub(super) calls: HashMap<String, Vec<Stream>>,
+    pub(super) calls: HashMap<CallKey, Vec<Stream>>,
     /// Leg A of every stream → its Call-ID (to find streams the media plane expired).
-    pub(super) by_leg: HashMap<LegId, String>,
+    pub(super) by_leg: HashMap<LegId, CallKey>,
     pub(super) stream_count: usize,
     pub(super) totals: Totals,
     /// The client that created each call, and how many calls each client holds.
-    pub(super) owner: HashMap<String, Client>,
+    pub(super) owner: HashMap<CallKey, Client>,
     pub(super) per_client: HashMap<Client, usize>,
     /// The client of the command being handled.
     pub(super) client: Client,
@@ -235,7 +240,7 @@ pub struct SessionManager {
 /// A removed stream waiting for its final counters.
 #[derive(Debug)]
 pub(super) struct Ending {
-    call_id: String,
+    call_id: CallKey,
     stream: Stream,
     reason: EndReason,
     at: Instant,
@@ -353,6 +358,7 @@ impl SessionManager {
         let Some(st) = self.calls.get(call_id).and_then(|s| s.get(idx)) else {
             return;
         };
+        let key = self.by_leg.get(&st.legs[0]).cloned();
         let counters = match backend.remove_deferred(st.legs[0], st.legs[1]) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -360,7 +366,7 @@ impl SessionManager {
                 if let Some(stream) = self.detach(call_id, idx, reason) {
                     let a = stream.legs[0];
                     let ending = Ending {
-                        call_id: call_id.to_owned(),
+                        call_id: key.unwrap_or_else(|| CallKey::from(call_id)),
                         stream,
                         reason,
                         at: now,
@@ -490,9 +496,9 @@ impl SessionManager {
     }
 
     /// A new call of the current client.
-    pub(super) fn own(&mut self, call_id: &str) {
+    pub(super) fn own(&mut self, call_id: &CallKey) {
         if !self.owner.contains_key(call_id) {
-            self.owner.insert(call_id.to_owned(), self.client);
+            self.owner.insert(call_id.clone(), self.client);
             *self.per_client.entry(self.client).or_default() += 1;
         }
     }

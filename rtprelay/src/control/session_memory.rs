@@ -121,3 +121,4 @@ fn memory_per_session_is_bounded() {
         );
     }
 }
+

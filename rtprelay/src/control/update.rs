@@ -23,7 +23,7 @@
 //! answers `E83`, a new call beyond the client's quota `E84`.
 
 use super::proto::{ErrorCode, Interface, Modifiers, Reply, Update};
-use super::session::{backend_error, shard_hint, EndReason, SessionManager, Side, Stream};
+use super::session::{backend_error, shard_hint, CallKey, EndReason, SessionManager, Side, Stream};
 use crate::backend::{BackendError, LegSpec, MediaBackend};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -51,7 +51,7 @@ impl SessionManager {
             Err(code) => return code.into(),
         };
         let n = u.stream_number();
-        let found = self.calls.get(&u.call.id).and_then(|streams| {
+        let found = self.calls.get(u.call.id.as_str()).and_then(|streams| {
             streams.iter().enumerate().find_map(|(idx, st)| {
                 if st.branch != u.call.branch || st.number != n {
                     return None;
@@ -89,7 +89,7 @@ impl SessionManager {
         };
         let from = &u.from_tag.tag;
         let n = u.stream_number();
-        let found = self.calls.get(&u.call.id).and_then(|streams| {
+        let found = self.calls.get(u.call.id.as_str()).and_then(|streams| {
             let candidates = || {
                 streams
                     .iter()
@@ -207,11 +207,12 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
-        if self.draining && !self.calls.contains_key(&u.call.id) {
+        if self.draining && !self.calls.contains_key(u.call.id.as_str()) {
             tracing::info!(call_id = %u.call.id, "draining: new call refused");
             return ErrorCode::OVERLOAD.into();
         }
-        if !self.calls.contains_key(&u.call.id) && self.calls.len() >= self.cfg.max_sessions {
+        if !self.calls.contains_key(u.call.id.as_str()) && self.calls.len() >= self.cfg.max_sessions
+        {
             tracing::warn!(call_id = %u.call.id, limit = self.cfg.max_sessions, "session limit reached");
             return ErrorCode::OVERLOAD.into();
         }
@@ -249,12 +250,17 @@ impl SessionManager {
             signalled: now,
         };
         // Most calls have one stream: a default Vec would reserve room for four (896 bytes).
+        // The Call-ID is stored once, shared by the three maps that need it.
+        let key = match self.calls.get_key_value(u.call.id.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => CallKey::from(u.call.id.as_str()),
+        };
         self.calls
-            .entry(u.call.id.clone())
+            .entry(key.clone())
             .or_insert_with(|| Vec::with_capacity(1))
             .push(stream);
-        self.own(&u.call.id);
-        self.by_leg.insert(leg_a, u.call.id.clone());
+        self.own(&key);
+        self.by_leg.insert(leg_a, key);
         self.stream_count += 1;
         self.totals.streams_created += 1;
         tracing::debug!(call_id = %u.call.id, a_port = leg_a.port, b_port = leg_b.port, "stream created");
@@ -274,7 +280,7 @@ impl SessionManager {
     ) -> Reply {
         let Some(st) = self
             .calls
-            .get_mut(&u.call.id)
+            .get_mut(u.call.id.as_str())
             .and_then(|s| s.get_mut(f.idx))
         else {
             return ErrorCode::SESSION_UNKNOWN.into();
