@@ -140,13 +140,15 @@ impl Side {
 pub(super) struct Stream {
     pub(super) branch: Option<String>,
     pub(super) number: u32,
-    pub(super) a_tag: String,
-    pub(super) b_tag: Option<String>,
+    pub(super) a_tag: Box<str>,
+    pub(super) b_tag: Option<Box<str>>,
     pub(super) legs: [LegId; 2],
     pub(super) specs: [LegSpec; 2],
     pub(super) strong: bool,
     pub(super) weak: [bool; 2],
     pub(super) created: Instant,
+    /// The client that created the call (every stream of a call carries it: no map of owners).
+    pub(super) owner: Client,
     /// Last `U`/`L` about this stream (the media timeout also counts from signalling).
     pub(super) signalled: Instant,
 }
@@ -154,7 +156,7 @@ pub(super) struct Stream {
 impl Stream {
     /// Which side a tag names, if any.
     pub(super) fn side_of(&self, tag: &str) -> Option<Side> {
-        if self.a_tag == tag {
+        if *self.a_tag == *tag {
             Some(Side::A)
         } else if self.b_tag.as_deref() == Some(tag) {
             Some(Side::B)
@@ -178,7 +180,7 @@ impl Stream {
             (Some(t), Side::A) if self.b_tag.is_none() || self.b_tag.as_deref() == Some(&t.tag) => {
                 Some(side)
             }
-            (Some(t), Side::B) if self.a_tag == t.tag => Some(side),
+            (Some(t), Side::B) if *self.a_tag == *t.tag => Some(side),
             _ => None,
         }
     }
@@ -212,7 +214,7 @@ pub(super) enum EndReason {
 }
 
 /// A Call-ID as the session manager keeps it: one allocation shared by `calls`, `by_leg`,
-/// `owner` and `ending`.
+/// and `ending`.
 pub(super) type CallKey = Arc<str>;
 
 /// Call-ID + tags → legs, for the whole relay. Owned by the single control task.
@@ -225,8 +227,7 @@ pub struct SessionManager {
     pub(super) by_leg: HashMap<LegId, CallKey>,
     pub(super) stream_count: usize,
     pub(super) totals: Totals,
-    /// The client that created each call, and how many calls each client holds.
-    pub(super) owner: HashMap<CallKey, Client>,
+    /// How many calls each client holds (a call's client is in its streams).
     pub(super) per_client: HashMap<Client, usize>,
     /// The client of the command being handled.
     pub(super) client: Client,
@@ -254,7 +255,6 @@ impl SessionManager {
             by_leg: HashMap::new(),
             stream_count: 0,
             totals: Totals::default(),
-            owner: HashMap::new(),
             per_client: HashMap::new(),
             client: Client::Local,
             draining: false,
@@ -412,7 +412,7 @@ impl SessionManager {
         let st = streams.swap_remove(idx);
         if streams.is_empty() {
             self.calls.remove(call_id);
-            self.disown(call_id);
+            self.disown(st.owner);
         }
         self.by_leg.remove(&st.legs[0]);
         self.stream_count = self.stream_count.saturating_sub(1);
@@ -496,20 +496,21 @@ impl SessionManager {
     }
 
     /// A new call of the current client.
-    pub(super) fn own(&mut self, call_id: &CallKey) {
-        if !self.owner.contains_key(call_id) {
-            self.owner.insert(call_id.clone(), self.client);
-            *self.per_client.entry(self.client).or_default() += 1;
+    /// The client a new stream of `call_id` belongs to: the call's, or the current client's
+    /// for a new call (counted now).
+    pub(super) fn own(&mut self, call_id: &str) -> Client {
+        if let Some(st) = self.calls.get(call_id).and_then(|s| s.first()) {
+            return st.owner;
         }
+        *self.per_client.entry(self.client).or_default() += 1;
+        self.client
     }
 
-    fn disown(&mut self, call_id: &str) {
-        if let Some(c) = self.owner.remove(call_id) {
-            if let Some(n) = self.per_client.get_mut(&c) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_client.remove(&c);
-                }
+    fn disown(&mut self, c: Client) {
+        if let Some(n) = self.per_client.get_mut(&c) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_client.remove(&c);
             }
         }
     }

@@ -100,13 +100,13 @@ impl SessionManager {
             // yet, then (forking: a later 2xx from another branch) re-binding B.
             candidates()
                 .find_map(|(idx, st)| {
-                    if st.a_tag == *from && b_tag(st) == Some(&to.tag) {
+                    if *st.a_tag == **from && b_tag(st) == Some(&to.tag) {
                         Some(Found {
                             idx,
                             side: Side::B,
                             bind_b: None,
                         })
-                    } else if st.a_tag == to.tag && b_tag(st) == Some(from) {
+                    } else if *st.a_tag == *to.tag && b_tag(st) == Some(from) {
                         Some(Found {
                             idx,
                             side: Side::A,
@@ -118,12 +118,12 @@ impl SessionManager {
                 })
                 .or_else(|| {
                     candidates().find_map(|(idx, st)| match b_tag(st) {
-                        None if st.a_tag == *from => Some(Found {
+                        None if *st.a_tag == **from => Some(Found {
                             idx,
                             side: Side::B,
                             bind_b: Some(to.tag.clone()),
                         }),
-                        None if st.a_tag == to.tag => Some(Found {
+                        None if *st.a_tag == *to.tag => Some(Found {
                             idx,
                             side: Side::A,
                             bind_b: Some(from.clone()),
@@ -133,7 +133,7 @@ impl SessionManager {
                 })
                 .or_else(|| {
                     candidates().find_map(|(idx, st)| {
-                        (st.a_tag == *from).then(|| Found {
+                        (*st.a_tag == **from).then(|| Found {
                             idx,
                             side: Side::B,
                             bind_b: Some(to.tag.clone()),
@@ -237,16 +237,18 @@ impl SessionManager {
             }
         };
         let weak = u.modifiers.weak;
+        let owner = self.own(&u.call.id);
         let stream = Stream {
             branch: u.call.branch.clone(),
             number: u.stream_number(),
-            a_tag: u.from_tag.tag.clone(),
-            b_tag: u.to_tag.as_ref().map(|t| t.tag.clone()),
+            a_tag: u.from_tag.tag.as_str().into(),
+            b_tag: u.to_tag.as_ref().map(|t| t.tag.as_str().into()),
             legs: [leg_a, leg_b],
             specs: [a, b],
             strong: !weak,
             weak: [weak, false],
             created: now,
+            owner,
             signalled: now,
         };
         // Most calls have one stream: a default Vec would reserve room for four (896 bytes).
@@ -259,7 +261,6 @@ impl SessionManager {
             .entry(key.clone())
             .or_insert_with(|| Vec::with_capacity(1))
             .push(stream);
-        self.own(&key);
         self.by_leg.insert(leg_a, key);
         self.stream_count += 1;
         self.totals.streams_created += 1;
@@ -314,10 +315,10 @@ impl SessionManager {
             return backend_error(&e).into();
         }
         if let Some(tag) = f.bind_b {
-            if st.b_tag.as_ref().is_some_and(|old| *old != tag) {
+            if st.b_tag.as_ref().is_some_and(|old| **old != *tag) {
                 tracing::info!(call_id = %u.call.id, to_tag = %tag, "answer from another fork re-binds leg B");
             }
-            st.b_tag = Some(tag);
+            st.b_tag = Some(tag.into_boxed_str());
         }
         if u.modifiers.weak {
             st.weak[me] = true;

@@ -11,11 +11,12 @@ pub mod latch;
 pub mod leg;
 pub mod packet;
 pub mod quality;
+pub mod stamp;
 
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec};
 use alloc::PortAllocator;
 use latch::{LatchPolicy, Verdict};
-use leg::{Counters, Leg};
+use leg::Leg;
 use quality::QualityStats;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -459,9 +460,8 @@ impl Table {
 
     pub fn counters(&self, leg: LegId, now: Instant) -> Result<LegCounters, BackendError> {
         let slot = self.slot(leg)?;
-        self.leg(slot)
-            .map(|l| l.snapshot(now))
-            .ok_or(BackendError::UnknownLeg)
+        let l = self.leg(slot).ok_or(BackendError::UnknownLeg)?;
+        Ok(l.snapshot(self.leg(l.partner), now))
     }
 
     /// Tear down the stream `a`–`b` (either order); both must be partners.
@@ -491,8 +491,12 @@ impl Table {
     ) -> (LegCounters, LegCounters) {
         let mut out = [LegCounters::default(); 2];
         for (i, slot) in [sa, sb].into_iter().enumerate() {
+            if let Some(l) = self.leg(slot) {
+                out[i] = l.snapshot(self.leg(l.partner), now);
+            }
+        }
+        for (i, slot) in [sa, sb].into_iter().enumerate() {
             if let Some(l) = self.legs.get_mut(slot as usize).and_then(Option::take) {
-                out[i] = l.snapshot(now);
                 // One observation per direction: what this leg received from its party.
                 self.quality.observe(&out[i].quality);
                 let recycle = self.pool_target > 0 && self.idle_len < self.idle_max;
@@ -583,7 +587,7 @@ impl Table {
             Verdict::Relatched { .. } => self.stats.relatches += 1,
             Verdict::Accept => {}
         }
-        leg.last_rx = Some(now);
+        leg.last_rx = stamp::Stamp::at(now);
         if let (packet::Kind::Rtp { ssrc }, Component::Rtp) = (kind, component) {
             if let Some((pt, seq, ts)) = packet::rtp_fields(pkt) {
                 leg.quality.on_rtp(ssrc, seq, ts, pt, now);
@@ -599,11 +603,10 @@ impl Table {
             self.stats.dropped_no_peer += 1;
             return Action::Drop(DropReason::NoPeer);
         };
+        // What leaves the partner's ports is exactly this: its "out" counters are these.
         if let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) {
-            count(&mut leg.counters, len, true);
-        }
-        if let Some(p) = self.legs.get_mut(partner as usize).and_then(Option::as_mut) {
-            count(&mut p.counters, len, false);
+            leg.counters.packets_in += 1;
+            leg.counters.bytes_in += len;
         }
         self.stats.forwarded_packets += 1;
         self.stats.forwarded_bytes += len;
@@ -617,16 +620,6 @@ impl Table {
     /// Whether `slot` currently holds a leg (used by shells to discard stale completions).
     pub fn is_active(&self, slot: u32) -> bool {
         self.leg(slot).is_some()
-    }
-}
-
-fn count(c: &mut Counters, len: u64, inbound: bool) {
-    if inbound {
-        c.packets_in += 1;
-        c.bytes_in += len;
-    } else {
-        c.packets_out += 1;
-        c.bytes_out += len;
     }
 }
 

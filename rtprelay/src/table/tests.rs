@@ -815,3 +815,15 @@ fn socket_recycle_reuses_bound_pairs_after_quarantine_with_clean_state() {
         .expect("create on recycled pairs");
     assert_eq!((s.open.len(), s.closes), (2, 0));
 }
+
+/// Issue 12 (memory per session): a leg's slab entry stays within 272 bytes (half of the
+/// shard's share of the 1 kB per session; `control/session_memory.rs` checks the sum). The
+/// parts that made it 384: two 80-byte latches (now 48: packed address, 8-byte stamps), 16-byte
+/// `Option<Instant>`s (now [`stamp::Stamp`]), "out" counters (read from the partner).
+#[test]
+fn leg_slab_entry_is_bounded() {
+    let leg = std::mem::size_of::<Option<Leg>>();
+    assert!(leg <= 272, "Option<Leg> is {leg} bytes");
+    assert!(std::mem::size_of::<latch::Latch>() <= 48);
+    assert!(std::mem::size_of::<quality::Quality>() <= 72);
+}
