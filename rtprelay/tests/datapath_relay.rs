@@ -558,7 +558,7 @@ both_datapaths! {
     tiny_buffer_ring_bursts: 46_950;
     idle_shard_does_not_spin: 46_970;
     ipv6_legs: 46_550;
-    recycled_pairs_forward_with_clean_state: 46_700;
+    recycled_pairs_forward_with_clean_state: 45_600;
 }
 
 #[test]
