@@ -100,10 +100,17 @@ pub struct MediaConfig {
     /// Port pairs each shard keeps bound ahead of use on `listen` (random ports, like any
     /// allocation), so that a new stream costs no bind; 0 = bind when a stream is created.
     pub socket_pool: usize,
+    /// Port pairs per shard kept bound after their stream ended, to go back to the socket pool
+    /// once their quarantine is over (no close, no new bind); beyond this many, a freed pair's
+    /// sockets are closed at once. Bounds the idle open sockets a burst of call ends leaves
+    /// (two descriptors per pair). 0 = always close; only with `socket_pool` > 0.
+    pub socket_recycle: usize,
 }
 
 /// Upper bound of `media.socket_pool` (pairs per shard).
 pub const MAX_SOCKET_POOL: usize = 4096;
+/// Upper bound of `media.socket_recycle` (pairs per shard).
+pub const MAX_SOCKET_RECYCLE: usize = 16384;
 
 impl Default for MediaConfig {
     fn default() -> Self {
@@ -120,6 +127,7 @@ impl Default for MediaConfig {
             strict_source: true,
             ring_buffers: 4096,
             socket_pool: 32,
+            socket_recycle: 1024,
         }
     }
 }
@@ -150,6 +158,12 @@ impl Validate for RelayConfig {
             return Err(ConfigError::invalid(
                 "media.socket_pool",
                 "must be at most 4096 (pairs per shard)",
+            ));
+        }
+        if m.socket_recycle > MAX_SOCKET_RECYCLE {
+            return Err(ConfigError::invalid(
+                "media.socket_recycle",
+                "must be at most 16384 (pairs per shard)",
             ));
         }
         if m.timeout_s == 0 {

@@ -12,7 +12,8 @@
 //! this side tracks which legs are live, from its own calls and the shard's events, which the
 //! shard sends in order and which are read before any decision that depends on them. The
 //! shards are woken once per batch. With an empty pool, or a leg on another interface than
-//! `media.listen`, a call waits for its shard as before.
+//! `media.listen`, a call waits for its shard as before, without stalling the control
+//! runtime's other tasks (see [`off_runtime`]).
 //!
 //! The configured port range is split into one contiguous sub-range per shard; a stream's two
 //! legs are always allocated in one shard (`shard_hint % shards`, the next one when that shard
@@ -25,6 +26,8 @@ use crate::datapath::{self, Command, Ctl, Event, Kind, ShardParams, ShardStats, 
 use crate::table::latch::LatchPolicy;
 use crate::table::Expired;
 use config::{DatapathKind, MediaConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::net::IpAddr;
 use std::sync::mpsc::{
     channel, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
@@ -58,7 +61,9 @@ struct ShardHandle {
     thread: Option<JoinHandle<()>>,
     base_port: u16,
     pairs: u32,
-    /// Pooled pairs announced by the shard and not yet taken (random ports, in random order).
+    /// Pooled pairs announced by the shard and not yet taken; a stream takes uniformly random
+    /// members ([`take_random`]): recycled pairs come back in the order their quarantine
+    /// ended, which must not tell a prober which port the next call gets.
     pool: Vec<LegId>,
     /// Per slot: a leg of a stream this side believes exists.
     live: Vec<bool>,
@@ -96,6 +101,8 @@ pub struct Media {
     /// Ended streams read from the event channels, not yet taken.
     expired: Vec<Expired>,
     removed: Vec<Expired>,
+    /// Picks pooled pairs (seeded from the OS: not predictable from outside).
+    rng: StdRng,
 }
 
 /// A cheap, cloneable, thread-safe reader of every shard's counters (for the metrics exporter,
@@ -176,6 +183,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
         batch: false,
         expired: Vec::new(),
         removed: Vec::new(),
+        rng: StdRng::seed_from_u64(rand::random()),
     };
     let mut requested = cfg.datapath;
     for (i, &(base_port, pairs)) in ranges.iter().enumerate() {
@@ -188,6 +196,7 @@ pub fn start(cfg: &MediaConfig) -> Result<Media, StartError> {
             ring_buffers: cfg.ring_buffers,
             pin_cpu: (cfg.pin_threads && !cpus.is_empty()).then(|| cpus[i % cpus.len()]),
             pool: cfg.socket_pool,
+            recycle: cfg.socket_recycle,
             listen: cfg.listen,
         };
         let kind = media.spawn(params, requested)?;
@@ -404,7 +413,7 @@ impl Media {
         enqueue(h, make(tx))?;
         ring(h);
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = rx.recv_timeout(left).map_err(|e| match e {
+        let r = off_runtime(|| rx.recv_timeout(left)).map_err(|e| match e {
             RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => BackendError::Unavailable,
         });
         self.drain_events();
@@ -422,7 +431,10 @@ impl Media {
         if h.pool.len() < 2 {
             return None;
         }
-        let legs = (h.pool.pop()?, h.pool.pop()?);
+        let legs = (
+            take_random(&mut h.pool, &mut self.rng)?,
+            take_random(&mut h.pool, &mut self.rng)?,
+        );
         let specs = (a, b);
         let r = if self.batch {
             self.post(
@@ -463,6 +475,33 @@ impl Media {
     }
 }
 
+/// Run a wait for a shard (`f`) without stalling the control runtime. What still waits for a
+/// shard, and why: a `U` whose legs cannot come from a pool (every shard's pool empty, or a leg
+/// on `media.external`: the shard must bind and may fail), an `L`/`U` that moves a leg to
+/// another interface (a rebind that may fail), `Q`, the `I` listing (live counters) and a full
+/// command queue. Their reply depends on the shard's answer and commands execute one at a time
+/// in arrival order, so the control task itself waits (a shard answers within one loop
+/// iteration; [`REPLY_TIMEOUT`] at worst). On a multi-threaded tokio runtime (the relay's) the
+/// wait runs in `block_in_place`: the worker hands its other tasks (the admin listener's
+/// `/metrics` and `/ready`, unix-socket connections, timers) to another worker meanwhile, so
+/// none of them waits behind a shard. `U`/`L`/`D` of a batch on pooled pairs never get here.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Take a uniformly random member of `pool` (O(1): the last one fills its place).
+fn take_random<T>(pool: &mut Vec<T>, rng: &mut StdRng) -> Option<T> {
+    if pool.is_empty() {
+        return None;
+    }
+    let i = rng.random_range(0..pool.len());
+    Some(pool.swap_remove(i))
+}
+
 /// Put a command on a shard's queue; a full queue rings the shard and waits (bounded).
 fn enqueue(h: &ShardHandle, mut cmd: Command) -> Result<(), BackendError> {
     let queue = h.tx.as_ref().ok_or(BackendError::Unavailable)?;
@@ -476,7 +515,7 @@ fn enqueue(h: &ShardHandle, mut cmd: Command) -> Result<(), BackendError> {
                 }
                 cmd = c;
                 h.wake.notify();
-                std::thread::sleep(Duration::from_millis(1));
+                off_runtime(|| std::thread::sleep(Duration::from_millis(1)));
             }
             Err(TrySendError::Disconnected(_)) => return Err(BackendError::Unavailable),
         }
@@ -508,14 +547,18 @@ impl MediaBackend for Media {
         self.drain_events();
         let pooled = a.local_ip == self.listen && b.local_ip == self.listen;
         let mut last = BackendError::NoPorts;
-        for shard in shard_order(shard_hint, self.shards.len()) {
-            if pooled {
+        // A pooled pair of any shard before a bind in the hinted one: a burst of calls larger
+        // than one shard's pool should not wait for a shard while another has pairs ready.
+        if pooled {
+            for shard in shard_order(shard_hint, self.shards.len()) {
                 match self.create_pooled(shard, a, b) {
                     Some(Ok(legs)) => return Ok(legs),
                     Some(Err(e)) => return Err(e),
                     None => {}
                 }
             }
+        }
+        for shard in shard_order(shard_hint, self.shards.len()) {
             match self.call(shard, |reply| Command::Create { a, b, reply })? {
                 Ok(legs) => {
                     // The shard may have used pooled pairs (its allocator was empty).
@@ -624,7 +667,70 @@ fn shard_order(hint: u64, n: usize) -> impl Iterator<Item = u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::{shard_order, split_range};
+    use super::{off_runtime, shard_order, split_range, take_random};
+
+    /// A wait for a shard on the control runtime does not stall its other tasks, even with a
+    /// single worker; outside a multi-threaded runtime it simply runs.
+    #[test]
+    fn waiting_for_a_shard_leaves_the_runtime_to_other_tasks() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let ticks = Arc::new(AtomicU32::new(0));
+        let t = ticks.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let during = rt.block_on(async {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let before = ticks.load(Ordering::Relaxed);
+                off_runtime(|| std::thread::sleep(Duration::from_millis(300)));
+                ticks.load(Ordering::Relaxed) - before
+            })
+            .await
+            .expect("task")
+        });
+        assert!(
+            during >= 10,
+            "other tasks ran {during} ticks during the wait"
+        );
+        assert_eq!(off_runtime(|| 7), 7);
+    }
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Recycled pairs are announced in the order their quarantine ended: the pool must not
+    /// hand them out in that order (FIFO) nor in reverse (LIFO), and every member can come
+    /// first.
+    #[test]
+    fn pool_hand_out_is_random_not_fifo() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut firsts = [0u32; 32];
+        for _ in 0..3_200 {
+            let mut pool: Vec<u32> = (0..32).collect();
+            let order: Vec<u32> = std::iter::from_fn(|| take_random(&mut pool, &mut rng)).collect();
+            assert_eq!(order.len(), 32);
+            assert_ne!(order, (0..32).collect::<Vec<_>>(), "FIFO");
+            assert_ne!(order, (0..32).rev().collect::<Vec<_>>(), "LIFO");
+            firsts[order[0] as usize] += 1;
+        }
+        // Uniform: 100 expected per member; chi-square, 31 degrees of freedom, p = 0.001 at 61.1.
+        let chi2: f64 = firsts
+            .iter()
+            .map(|&o| (f64::from(o) - 100.0).powi(2) / 100.0)
+            .sum();
+        assert!(chi2 < 61.1, "chi-square {chi2:.1}: {firsts:?}");
+        assert_eq!(take_random(&mut Vec::<u32>::new(), &mut rng), None);
+    }
 
     #[test]
     fn shard_order_starts_at_the_hint_and_visits_every_shard_once() {

@@ -495,6 +495,47 @@ fn ipv6_legs(kind: DatapathKind, port_min: u16) {
     );
 }
 
+/// Socket recycling (`media.socket_recycle`): with 8 pairs (a quarantine of 2) the same ports
+/// come back within a few calls, still bound and armed; each new stream on them forwards and
+/// latches its own parties, starting from zero counters and no latch.
+fn recycled_pairs_forward_with_clean_state(kind: DatapathKind, port_min: u16) {
+    let Some(mut m) = start(&cfg(kind, port_min, 8, 60)) else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut repeats = 0;
+    for call in 0..8u16 {
+        let (pa, pb) = (party(), party());
+        let (a, b) = m
+            .create(
+                u64::from(call),
+                spec(Some(pa.local_addr().expect("a"))),
+                spec(Some(pb.local_addr().expect("b"))),
+            )
+            .expect("create");
+        for leg in [a, b] {
+            repeats += usize::from(!seen.insert(leg.port));
+            let c = m.counters(leg).expect("counters");
+            assert_eq!((c.packets_in, c.latched), (0, None), "call {call}: {leg:?}");
+        }
+        pa.send_to(&rtp(0xaaaa, call), relay(a)).expect("send a");
+        let (_, from, seq) = recv(&pb).unwrap_or_else(|| panic!("call {call}: B got nothing"));
+        assert_eq!((from, seq), (relay(b), call));
+        pb.send_to(&rtp(0xbbbb, call), relay(b)).expect("send b");
+        let (_, from, seq) = recv(&pa).unwrap_or_else(|| panic!("call {call}: A got nothing"));
+        assert_eq!((from, seq), (relay(a), call));
+        assert_eq!(
+            m.counters(a).expect("a").latched,
+            Some(pa.local_addr().expect("a"))
+        );
+        m.remove(a, b).expect("remove");
+    }
+    assert!(
+        repeats > 0,
+        "no port came back in 16 allocations of 8 pairs"
+    );
+}
+
 macro_rules! both_datapaths {
     ($($name:ident: $port:expr;)*) => {
         mod fallback {
@@ -517,6 +558,7 @@ both_datapaths! {
     tiny_buffer_ring_bursts: 46_950;
     idle_shard_does_not_spin: 46_970;
     ipv6_legs: 46_550;
+    recycled_pairs_forward_with_clean_state: 45_600;
 }
 
 #[test]

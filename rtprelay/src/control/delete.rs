@@ -20,7 +20,7 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
-        let Some(streams) = self.calls.get_mut(&d.call.id) else {
+        let Some(streams) = self.calls.get_mut(d.call.id.as_str()) else {
             return ErrorCode::SESSION_UNKNOWN.into();
         };
         let mut matched = false;
@@ -53,9 +53,9 @@ impl SessionManager {
     }
 
     pub(super) fn delete_all(&mut self, backend: &mut dyn MediaBackend, now: Instant) -> Reply {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        let ids: Vec<_> = self.calls.keys().cloned().collect();
         for id in ids {
-            while self.calls.get(&id).is_some_and(|s| !s.is_empty()) {
+            while self.calls.get(&*id).is_some_and(|s| !s.is_empty()) {
                 self.remove_stream(&id, 0, backend, EndReason::DeleteAll, now);
             }
         }

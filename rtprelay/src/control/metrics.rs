@@ -33,7 +33,13 @@ pub struct ControlMetrics {
     /// `rtprelay_control_quota_refused_total{quota}`: `U` refused by a quota (`stream`: the
     /// per-call stream quota, `E83`; `client`: the per-client session quota, `E84`).
     pub quota_refused: IntCounterVec,
+    /// `commands` of [`KNOWN_COMMANDS`] × [`RESULTS`], resolved once: a label lookup hashes
+    /// and locks, per command.
+    known: std::sync::Arc<[IntCounter]>,
 }
+
+/// Results whose series are resolved in advance, in [`ControlMetrics::known`] order.
+const RESULTS: [&str; 3] = ["ok", "error", "retransmit"];
 
 impl ControlMetrics {
     /// Create the metrics and register them on `registry`.
@@ -65,6 +71,15 @@ impl ControlMetrics {
                 ),
                 &["quota"],
             )?,
+            known: std::sync::Arc::from([]),
+        };
+        let m = ControlMetrics {
+            known: KNOWN_COMMANDS
+                .iter()
+                .flat_map(|c| RESULTS.iter().map(move |r| (*c, *r)))
+                .map(|(c, r)| m.commands.with_label_values(&[c, r]))
+                .collect(),
+            ..m
         };
         registry.register(Box::new(m.loops_refused.clone()))?;
         registry.register(Box::new(m.quota_refused.clone()))?;
@@ -94,9 +109,18 @@ impl ControlMetrics {
 
     /// Count one processed input.
     pub fn record(&self, outcome: Outcome) {
-        self.commands
-            .with_label_values(&[outcome.command, outcome.result.label()])
-            .inc();
+        let (command, result) = (outcome.command, outcome.result.label());
+        let known = KNOWN_COMMANDS
+            .iter()
+            .position(|c| *c == command)
+            .and_then(|c| {
+                let r = RESULTS.iter().position(|r| *r == result)?;
+                self.known.get(c * RESULTS.len() + r)
+            });
+        match known {
+            Some(counter) => counter.inc(),
+            None => self.commands.with_label_values(&[command, result]).inc(),
+        }
     }
 
     /// Count an input dropped before parsing.
@@ -147,6 +171,16 @@ mod tests {
         });
         m.reject("source");
         m.set_sessions(3);
+        for command in KNOWN_COMMANDS {
+            m.record(Outcome {
+                command,
+                result: OutcomeKind::Retransmit,
+            });
+        }
+        m.record(Outcome {
+            command: "unknown",
+            result: OutcomeKind::Error,
+        });
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&r.gather(), &mut out)
@@ -157,6 +191,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rtprelay_control_rejected_total{reason=\"source\"} 1"));
+        for command in KNOWN_COMMANDS {
+            let line = format!(
+                "rtprelay_control_commands_total{{command=\"{command}\",result=\"retransmit\"}} 1"
+            );
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(text
+            .contains("rtprelay_control_commands_total{command=\"unknown\",result=\"error\"} 1"));
         assert!(text.contains("rtprelay_sessions 3"));
         // Known label sets exist before their first event.
         assert!(text.contains("rtprelay_control_commands_total{command=\"D\",result=\"error\"} 0"));

@@ -31,7 +31,7 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
-        let Some(st) = self.calls.get(&q.call.id).and_then(|streams| {
+        let Some(st) = self.calls.get(q.call.id.as_str()).and_then(|streams| {
             streams
                 .iter()
                 .filter(|st| {

@@ -18,7 +18,9 @@
 //! on the socket (up to [`BATCH`]) are executed one after the other inside
 //! [`MediaBackend::begin_batch`]/[`MediaBackend::end_batch`], so `U`/`L`/`D` only queue work
 //! to the shards (pooled sockets, no reply awaited) and the shards are woken once per batch;
-//! then the replies are sent.
+//! then the replies are sent (one recvmmsg and one sendmmsg per batch). The commands that
+//! still need a shard's answer wait for it without stalling the runtime's other tasks
+//! (`media::off_runtime` lists them).
 
 use super::cache::ReplyCache;
 use super::endpoint::{Endpoint, OutcomeKind};
@@ -172,32 +174,31 @@ impl Server {
         let mut collect = tokio::time::interval(COLLECT_EVERY);
         collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; MAX_COMMAND];
+        // One recvmmsg reads a batch, one sendmmsg sends its replies (a syscall per batch,
+        // not per datagram: the kernel's send path was half the control thread's CPU).
+        let mut rx = mmsg::RecvBatch::new(BATCH, MAX_COMMAND);
+        let mut tx_batch = mmsg::SendBatch::new(BATCH);
         let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
-        let mut pending: Option<io::Result<(usize, SocketAddr)>> = None;
         tracing::info!(udp = ?udp.as_ref().and_then(|s| s.local_addr().ok()), "control server ready");
         loop {
             tokio::select! {
-                r = recv(udp.as_ref(), &mut buf, &mut pending) => {
+                r = recv(udp.as_ref(), &mut rx) => {
                     let Some(sock) = udp.as_ref() else { continue };
-                    // One batch: this datagram and whatever else is queued (up to BATCH); the
-                    // media plane is woken once for all of them (see `MediaBackend::begin_batch`).
-                    let mut next = Some(r);
+                    let n = match r {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "control recv failed");
+                            continue;
+                        }
+                    };
+                    // One batch: the datagrams queued (up to BATCH); the media plane is woken
+                    // once for all of them (see `MediaBackend::begin_batch`).
                     replies.clear();
                     backend.begin_batch();
-                    for _ in 0..BATCH {
-                        let Some(r) = next.take() else { break };
-                        match r {
-                            Ok((n, src)) => {
-                                if let Some(reply) = datagram(&allow, &metrics, &mut endpoint, backend.as_mut(), buf.get(..n), src) {
-                                    replies.push((reply, src));
-                                }
-                            }
-                            Err(e) => tracing::debug!(error = %e, "control recv failed"),
-                        }
-                        match sock.try_recv_from(&mut buf) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            r => next = Some(r),
+                    for i in 0..n {
+                        let Some((data, src)) = rx.get(i) else { continue };
+                        if let Some(reply) = datagram(&allow, &metrics, &mut endpoint, backend.as_mut(), Some(data), src) {
+                            replies.push((reply, src));
                         }
                     }
                     backend.end_batch();
@@ -205,7 +206,10 @@ impl Server {
                     // at the next tick (keeps the pending set small).
                     endpoint.sessions.collect_removed(backend.as_mut());
                     metrics.publish(&endpoint.sessions);
-                    for (reply, src) in replies.drain(..) {
+                    // What sendmmsg did not take (socket buffer full, or an error on one
+                    // reply) is sent one by one, waiting for room.
+                    let sent = tx_batch.send(sock, &replies);
+                    for (reply, src) in replies.drain(..).skip(sent) {
                         let sent = match sock.try_send_to(&reply, src) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(&reply, src).await,
                             r => r,
@@ -213,10 +217,6 @@ impl Server {
                         if let Err(e) = sent {
                             tracing::debug!(%src, error = %e, "control reply not sent");
                         }
-                    }
-                    // A datagram read but not handled (the batch was full) goes first next time.
-                    if let Some(r) = next {
-                        pending = Some(r);
                     }
                 }
                 Some((line, reply_tx)) = lines.recv() => {
@@ -294,19 +294,182 @@ fn datagram(
     reply
 }
 
-/// Receive from the UDP socket (a datagram left over from the last batch first), or wait
-/// forever when there is none.
-async fn recv(
-    sock: Option<&UdpSocket>,
-    buf: &mut [u8],
-    pending: &mut Option<io::Result<(usize, SocketAddr)>>,
-) -> io::Result<(usize, SocketAddr)> {
-    if let Some(r) = pending.take() {
-        return r;
+/// Receive a batch of datagrams from the UDP socket (at least one), or wait forever when
+/// there is no socket.
+async fn recv(sock: Option<&UdpSocket>, rx: &mut mmsg::RecvBatch) -> io::Result<usize> {
+    let Some(sock) = sock else {
+        return std::future::pending().await;
+    };
+    loop {
+        sock.readable().await?;
+        match rx.recv(sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
     }
-    match sock {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+}
+
+/// recvmmsg/sendmmsg on the control socket, through tokio's readiness (`try_io`), so a
+/// `WouldBlock` clears it as `try_recv_from` would.
+mod mmsg {
+    use crate::datapath::sockaddr;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    use tokio::net::UdpSocket;
+
+    fn zero_mmsghdr() -> libc::mmsghdr {
+        // SAFETY: plain data; null pointers and zero lengths are valid "empty" values.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// Receive memory for up to `n` datagrams of `size` bytes, allocated once.
+    pub struct RecvBatch {
+        size: usize,
+        bufs: Vec<u8>,
+        iov: Vec<libc::iovec>,
+        names: Vec<libc::sockaddr_storage>,
+        hdrs: Vec<libc::mmsghdr>,
+        got: usize,
+    }
+
+    // SAFETY: the raw pointers in `iov`/`hdrs` point into this struct's own vectors (set
+    // right before each call); nothing is shared between threads.
+    unsafe impl Send for RecvBatch {}
+
+    impl RecvBatch {
+        pub fn new(n: usize, size: usize) -> RecvBatch {
+            let empty = libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            RecvBatch {
+                size,
+                bufs: vec![0u8; n * size],
+                iov: vec![empty; n],
+                names: vec![sockaddr::empty_storage(); n],
+                hdrs: vec![zero_mmsghdr(); n],
+                got: 0,
+            }
+        }
+
+        /// Read the datagrams queued (up to the batch size) without waiting.
+        pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+            let fd = sock.as_raw_fd();
+            self.got = 0;
+            let n = sock.try_io(Interest::READABLE, || {
+                let base = self.bufs.as_mut_ptr();
+                for i in 0..self.hdrs.len() {
+                    self.iov[i] = libc::iovec {
+                        // SAFETY: i * size < bufs.len().
+                        iov_base: unsafe { base.add(i * self.size) }.cast(),
+                        iov_len: self.size,
+                    };
+                    let h = &mut self.hdrs[i];
+                    *h = zero_mmsghdr();
+                    h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+                    h.msg_hdr.msg_namelen =
+                        std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                    h.msg_hdr.msg_iov = &mut self.iov[i];
+                    h.msg_hdr.msg_iovlen = 1;
+                }
+                // SAFETY: every header points at live memory of this struct, sized as said.
+                let r = unsafe {
+                    libc::recvmmsg(
+                        fd,
+                        self.hdrs.as_mut_ptr(),
+                        self.hdrs.len() as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            })?;
+            self.got = n;
+            Ok(n)
+        }
+
+        /// Datagram `i` of the last [`RecvBatch::recv`] and its source. A datagram longer
+        /// than the buffer is cut (as `recv_from` into the same buffer would).
+        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+            if i >= self.got {
+                return None;
+            }
+            let h = self.hdrs.get(i)?;
+            let src = sockaddr::parse_storage(&self.names[i], h.msg_hdr.msg_namelen)?;
+            let len = (h.msg_len as usize).min(self.size);
+            Some((self.bufs.get(i * self.size..i * self.size + len)?, src))
+        }
+    }
+
+    /// Send memory for up to `n` replies.
+    pub struct SendBatch {
+        iov: Vec<libc::iovec>,
+        names: Vec<libc::sockaddr_storage>,
+        hdrs: Vec<libc::mmsghdr>,
+    }
+
+    // SAFETY: as for `RecvBatch`.
+    unsafe impl Send for SendBatch {}
+
+    impl SendBatch {
+        pub fn new(n: usize) -> SendBatch {
+            let empty = libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            SendBatch {
+                iov: vec![empty; n],
+                names: vec![sockaddr::empty_storage(); n],
+                hdrs: vec![zero_mmsghdr(); n],
+            }
+        }
+
+        /// Send the first replies (up to the batch size) in one sendmmsg, without waiting.
+        /// Returns how many the kernel took (0 on `WouldBlock` or an error on the first).
+        pub fn send(&mut self, sock: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> usize {
+            let n = replies.len().min(self.hdrs.len());
+            if n == 0 {
+                return 0;
+            }
+            let fd = sock.as_raw_fd();
+            let r = sock.try_io(Interest::WRITABLE, || {
+                for (i, (reply, dst)) in replies.iter().take(n).enumerate() {
+                    let namelen = sockaddr::write(*dst, &mut self.names[i]);
+                    self.iov[i] = libc::iovec {
+                        iov_base: reply.as_ptr() as *mut libc::c_void,
+                        iov_len: reply.len(),
+                    };
+                    let h = &mut self.hdrs[i];
+                    *h = zero_mmsghdr();
+                    h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+                    h.msg_hdr.msg_namelen = namelen;
+                    h.msg_hdr.msg_iov = &mut self.iov[i];
+                    h.msg_hdr.msg_iovlen = 1;
+                }
+                // SAFETY: the headers point at `replies` (alive for the call) and at this
+                // struct's memory; the kernel only reads them.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.hdrs.as_mut_ptr(),
+                        n as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            });
+            r.unwrap_or(0)
+        }
     }
 }
 

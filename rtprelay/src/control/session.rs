@@ -23,6 +23,7 @@ use crate::backend::{BackendError, LegCounters, LegId, LegSpec, MediaBackend};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the session manager needs to know about the relay's addresses and limits.
@@ -139,13 +140,15 @@ impl Side {
 pub(super) struct Stream {
     pub(super) branch: Option<String>,
     pub(super) number: u32,
-    pub(super) a_tag: String,
-    pub(super) b_tag: Option<String>,
+    pub(super) a_tag: Box<str>,
+    pub(super) b_tag: Option<Box<str>>,
     pub(super) legs: [LegId; 2],
     pub(super) specs: [LegSpec; 2],
     pub(super) strong: bool,
     pub(super) weak: [bool; 2],
     pub(super) created: Instant,
+    /// The client that created the call (every stream of a call carries it: no map of owners).
+    pub(super) owner: Client,
     /// Last `U`/`L` about this stream (the media timeout also counts from signalling).
     pub(super) signalled: Instant,
 }
@@ -153,7 +156,7 @@ pub(super) struct Stream {
 impl Stream {
     /// Which side a tag names, if any.
     pub(super) fn side_of(&self, tag: &str) -> Option<Side> {
-        if self.a_tag == tag {
+        if *self.a_tag == *tag {
             Some(Side::A)
         } else if self.b_tag.as_deref() == Some(tag) {
             Some(Side::B)
@@ -177,7 +180,7 @@ impl Stream {
             (Some(t), Side::A) if self.b_tag.is_none() || self.b_tag.as_deref() == Some(&t.tag) => {
                 Some(side)
             }
-            (Some(t), Side::B) if self.a_tag == t.tag => Some(side),
+            (Some(t), Side::B) if *self.a_tag == *t.tag => Some(side),
             _ => None,
         }
     }
@@ -210,18 +213,21 @@ pub(super) enum EndReason {
     MediaPlaneLost,
 }
 
+/// A Call-ID as the session manager keeps it: one allocation shared by `calls`, `by_leg`,
+/// and `ending`.
+pub(super) type CallKey = Arc<str>;
+
 /// Call-ID + tags → legs, for the whole relay. Owned by the single control task.
 #[derive(Debug)]
 pub struct SessionManager {
     pub(super) cfg: SessionConfig,
     /// Call-ID → its streams (all branches).
-    pub(super) calls: HashMap<String, Vec<Stream>>,
+    pub(super) calls: HashMap<CallKey, Vec<Stream>>,
     /// Leg A of every stream → its Call-ID (to find streams the media plane expired).
-    pub(super) by_leg: HashMap<LegId, String>,
+    pub(super) by_leg: HashMap<LegId, CallKey>,
     pub(super) stream_count: usize,
     pub(super) totals: Totals,
-    /// The client that created each call, and how many calls each client holds.
-    pub(super) owner: HashMap<String, Client>,
+    /// How many calls each client holds (a call's client is in its streams).
     pub(super) per_client: HashMap<Client, usize>,
     /// The client of the command being handled.
     pub(super) client: Client,
@@ -235,7 +241,7 @@ pub struct SessionManager {
 /// A removed stream waiting for its final counters.
 #[derive(Debug)]
 pub(super) struct Ending {
-    call_id: String,
+    call_id: CallKey,
     stream: Stream,
     reason: EndReason,
     at: Instant,
@@ -249,7 +255,6 @@ impl SessionManager {
             by_leg: HashMap::new(),
             stream_count: 0,
             totals: Totals::default(),
-            owner: HashMap::new(),
             per_client: HashMap::new(),
             client: Client::Local,
             draining: false,
@@ -353,6 +358,7 @@ impl SessionManager {
         let Some(st) = self.calls.get(call_id).and_then(|s| s.get(idx)) else {
             return;
         };
+        let key = self.by_leg.get(&st.legs[0]).cloned();
         let counters = match backend.remove_deferred(st.legs[0], st.legs[1]) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -360,7 +366,7 @@ impl SessionManager {
                 if let Some(stream) = self.detach(call_id, idx, reason) {
                     let a = stream.legs[0];
                     let ending = Ending {
-                        call_id: call_id.to_owned(),
+                        call_id: key.unwrap_or_else(|| CallKey::from(call_id)),
                         stream,
                         reason,
                         at: now,
@@ -406,7 +412,7 @@ impl SessionManager {
         let st = streams.swap_remove(idx);
         if streams.is_empty() {
             self.calls.remove(call_id);
-            self.disown(call_id);
+            self.disown(st.owner);
         }
         self.by_leg.remove(&st.legs[0]);
         self.stream_count = self.stream_count.saturating_sub(1);
@@ -442,8 +448,8 @@ impl SessionManager {
             a_bytes_in = ca.bytes_in,
             b_bytes_in = cb.bytes_in,
             dropped = ca.dropped + cb.dropped,
-            a_latched = %ca.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
-            b_latched = %cb.latched.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            a_latched = %Latched(ca.latched),
+            b_latched = %Latched(cb.latched),
             // What each leg received from its party (RFC 3550 A.3 expected/lost, A.8 jitter;
             // 0 expected: no RTP counted). Also in the stream-end histograms of the shard.
             a_rtp_expected = ca.quality.expected,
@@ -490,20 +496,21 @@ impl SessionManager {
     }
 
     /// A new call of the current client.
-    pub(super) fn own(&mut self, call_id: &str) {
-        if !self.owner.contains_key(call_id) {
-            self.owner.insert(call_id.to_owned(), self.client);
-            *self.per_client.entry(self.client).or_default() += 1;
+    /// The client a new stream of `call_id` belongs to: the call's, or the current client's
+    /// for a new call (counted now).
+    pub(super) fn own(&mut self, call_id: &str) -> Client {
+        if let Some(st) = self.calls.get(call_id).and_then(|s| s.first()) {
+            return st.owner;
         }
+        *self.per_client.entry(self.client).or_default() += 1;
+        self.client
     }
 
-    fn disown(&mut self, call_id: &str) {
-        if let Some(c) = self.owner.remove(call_id) {
-            if let Some(n) = self.per_client.get_mut(&c) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_client.remove(&c);
-                }
+    fn disown(&mut self, c: Client) {
+        if let Some(n) = self.per_client.get_mut(&c) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_client.remove(&c);
             }
         }
     }
@@ -529,6 +536,18 @@ impl SessionManager {
             local
         };
         (!a.is_unspecified()).then_some(a)
+    }
+}
+
+/// A latched address as the "stream ended" line shows it (`-`: none), formatted in place.
+struct Latched(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Latched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

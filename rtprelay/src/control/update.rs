@@ -23,7 +23,7 @@
 //! answers `E83`, a new call beyond the client's quota `E84`.
 
 use super::proto::{ErrorCode, Interface, Modifiers, Reply, Update};
-use super::session::{backend_error, shard_hint, EndReason, SessionManager, Side, Stream};
+use super::session::{backend_error, shard_hint, CallKey, EndReason, SessionManager, Side, Stream};
 use crate::backend::{BackendError, LegSpec, MediaBackend};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -51,7 +51,7 @@ impl SessionManager {
             Err(code) => return code.into(),
         };
         let n = u.stream_number();
-        let found = self.calls.get(&u.call.id).and_then(|streams| {
+        let found = self.calls.get(u.call.id.as_str()).and_then(|streams| {
             streams.iter().enumerate().find_map(|(idx, st)| {
                 if st.branch != u.call.branch || st.number != n {
                     return None;
@@ -89,7 +89,7 @@ impl SessionManager {
         };
         let from = &u.from_tag.tag;
         let n = u.stream_number();
-        let found = self.calls.get(&u.call.id).and_then(|streams| {
+        let found = self.calls.get(u.call.id.as_str()).and_then(|streams| {
             let candidates = || {
                 streams
                     .iter()
@@ -100,13 +100,13 @@ impl SessionManager {
             // yet, then (forking: a later 2xx from another branch) re-binding B.
             candidates()
                 .find_map(|(idx, st)| {
-                    if st.a_tag == *from && b_tag(st) == Some(&to.tag) {
+                    if *st.a_tag == **from && b_tag(st) == Some(&to.tag) {
                         Some(Found {
                             idx,
                             side: Side::B,
                             bind_b: None,
                         })
-                    } else if st.a_tag == to.tag && b_tag(st) == Some(from) {
+                    } else if *st.a_tag == *to.tag && b_tag(st) == Some(from) {
                         Some(Found {
                             idx,
                             side: Side::A,
@@ -118,12 +118,12 @@ impl SessionManager {
                 })
                 .or_else(|| {
                     candidates().find_map(|(idx, st)| match b_tag(st) {
-                        None if st.a_tag == *from => Some(Found {
+                        None if *st.a_tag == **from => Some(Found {
                             idx,
                             side: Side::B,
                             bind_b: Some(to.tag.clone()),
                         }),
-                        None if st.a_tag == to.tag => Some(Found {
+                        None if *st.a_tag == *to.tag => Some(Found {
                             idx,
                             side: Side::A,
                             bind_b: Some(from.clone()),
@@ -133,7 +133,7 @@ impl SessionManager {
                 })
                 .or_else(|| {
                     candidates().find_map(|(idx, st)| {
-                        (st.a_tag == *from).then(|| Found {
+                        (*st.a_tag == **from).then(|| Found {
                             idx,
                             side: Side::B,
                             bind_b: Some(to.tag.clone()),
@@ -207,11 +207,12 @@ impl SessionManager {
         backend: &mut dyn MediaBackend,
         now: Instant,
     ) -> Reply {
-        if self.draining && !self.calls.contains_key(&u.call.id) {
+        if self.draining && !self.calls.contains_key(u.call.id.as_str()) {
             tracing::info!(call_id = %u.call.id, "draining: new call refused");
             return ErrorCode::OVERLOAD.into();
         }
-        if !self.calls.contains_key(&u.call.id) && self.calls.len() >= self.cfg.max_sessions {
+        if !self.calls.contains_key(u.call.id.as_str()) && self.calls.len() >= self.cfg.max_sessions
+        {
             tracing::warn!(call_id = %u.call.id, limit = self.cfg.max_sessions, "session limit reached");
             return ErrorCode::OVERLOAD.into();
         }
@@ -236,25 +237,31 @@ impl SessionManager {
             }
         };
         let weak = u.modifiers.weak;
+        let owner = self.own(&u.call.id);
         let stream = Stream {
             branch: u.call.branch.clone(),
             number: u.stream_number(),
-            a_tag: u.from_tag.tag.clone(),
-            b_tag: u.to_tag.as_ref().map(|t| t.tag.clone()),
+            a_tag: u.from_tag.tag.as_str().into(),
+            b_tag: u.to_tag.as_ref().map(|t| t.tag.as_str().into()),
             legs: [leg_a, leg_b],
             specs: [a, b],
             strong: !weak,
             weak: [weak, false],
             created: now,
+            owner,
             signalled: now,
         };
         // Most calls have one stream: a default Vec would reserve room for four (896 bytes).
+        // The Call-ID is stored once, shared by the three maps that need it.
+        let key = match self.calls.get_key_value(u.call.id.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => CallKey::from(u.call.id.as_str()),
+        };
         self.calls
-            .entry(u.call.id.clone())
+            .entry(key.clone())
             .or_insert_with(|| Vec::with_capacity(1))
             .push(stream);
-        self.own(&u.call.id);
-        self.by_leg.insert(leg_a, u.call.id.clone());
+        self.by_leg.insert(leg_a, key);
         self.stream_count += 1;
         self.totals.streams_created += 1;
         tracing::debug!(call_id = %u.call.id, a_port = leg_a.port, b_port = leg_b.port, "stream created");
@@ -274,7 +281,7 @@ impl SessionManager {
     ) -> Reply {
         let Some(st) = self
             .calls
-            .get_mut(&u.call.id)
+            .get_mut(u.call.id.as_str())
             .and_then(|s| s.get_mut(f.idx))
         else {
             return ErrorCode::SESSION_UNKNOWN.into();
@@ -308,10 +315,10 @@ impl SessionManager {
             return backend_error(&e).into();
         }
         if let Some(tag) = f.bind_b {
-            if st.b_tag.as_ref().is_some_and(|old| *old != tag) {
+            if st.b_tag.as_ref().is_some_and(|old| **old != *tag) {
                 tracing::info!(call_id = %u.call.id, to_tag = %tag, "answer from another fork re-binds leg B");
             }
-            st.b_tag = Some(tag);
+            st.b_tag = Some(tag.into_boxed_str());
         }
         if u.modifiers.weak {
             st.weak[me] = true;

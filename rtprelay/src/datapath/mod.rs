@@ -218,6 +218,8 @@ pub struct ShardParams {
     pub pin_cpu: Option<usize>,
     /// Socket pool: pairs kept bound ahead of use (`media.socket_pool`), on `listen`.
     pub pool: usize,
+    /// Socket recycling: freed pairs kept bound at most (`media.socket_recycle`).
+    pub recycle: usize,
     pub listen: std::net::IpAddr,
 }
 
@@ -233,6 +235,7 @@ impl ShardParams {
             rand::random(),
         )
         .with_pool(self.pool, self.listen)
+        .with_recycle(self.recycle)
     }
 }
 

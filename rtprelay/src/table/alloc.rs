@@ -80,13 +80,24 @@ impl PortAllocator {
 
     /// Return a slot; freeing a slot that is not in use is ignored (idempotent).
     pub fn free(&mut self, slot: u32) {
+        self.free_with(slot, |_| false)
+    }
+
+    /// Return a slot like [`PortAllocator::free`]; a slot that leaves the quarantine because
+    /// of it is offered to `reclaim` first: `true` takes it straight back (allocated again,
+    /// never in the free list), e.g. to recycle its still-bound sockets.
+    pub fn free_with(&mut self, slot: u32, mut reclaim: impl FnMut(u32) -> bool) {
         if let Some(u) = self.in_use.get_mut(slot as usize) {
             if *u {
                 *u = false;
                 self.quarantine.push_back(slot);
                 while self.quarantine.len() > self.quarantine_len {
                     if let Some(s) = self.quarantine.pop_front() {
-                        self.free.push(s);
+                        if reclaim(s) {
+                            self.in_use[s as usize] = true;
+                        } else {
+                            self.free.push(s);
+                        }
                     }
                 }
             }

@@ -39,6 +39,7 @@
 //!
 //! A change of the signalled address (re-INVITE) resets the latch: the party has moved.
 
+use super::stamp::Stamp;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -93,15 +94,67 @@ impl Verdict {
 /// Latch state of one component (RTP or RTCP port) of one leg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Latch {
-    addr: Option<SocketAddr>,
+    addr: Packed,
     /// SSRC of the last RTP/RTCP packet accepted from `addr`.
-    ssrc: Option<u32>,
+    ssrc: u32,
+    has_ssrc: bool,
     /// Time of the last packet accepted from `addr`.
-    last: Option<Instant>,
+    last: Stamp,
     /// When the first latch happened (start of the learning window).
-    since: Option<Instant>,
+    since: Stamp,
     /// The signalled address itself was latched once: learning is over.
     learned: bool,
+}
+
+/// An `Option<SocketAddr>` in 24 bytes instead of 32 (two per leg): the IP, the port, the
+/// IPv6 scope (a link-local source is answered through its interface); the IPv6 flow label is
+/// not kept (it says nothing about where to send).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Packed {
+    ip: [u8; 16],
+    scope: u32,
+    port: u16,
+    /// 0: none, 4: IPv4 (first 4 bytes of `ip`), 6: IPv6.
+    family: u8,
+}
+
+impl Packed {
+    fn new(a: SocketAddr) -> Packed {
+        let mut ip = [0u8; 16];
+        match a {
+            SocketAddr::V4(v4) => {
+                ip[..4].copy_from_slice(&v4.ip().octets());
+                Packed {
+                    ip,
+                    scope: 0,
+                    port: v4.port(),
+                    family: 4,
+                }
+            }
+            SocketAddr::V6(v6) => Packed {
+                ip: v6.ip().octets(),
+                scope: v6.scope_id(),
+                port: v6.port(),
+                family: 6,
+            },
+        }
+    }
+
+    fn get(&self) -> Option<SocketAddr> {
+        match self.family {
+            4 => {
+                let [a, b, c, d, ..] = self.ip;
+                Some(SocketAddr::from(([a, b, c, d], self.port)))
+            }
+            6 => Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                self.ip.into(),
+                self.port,
+                0,
+                self.scope,
+            ))),
+            _ => None,
+        }
+    }
 }
 
 /// Private, shared or link-local: an address that says "I am behind a NAT" when it appears in
@@ -138,7 +191,7 @@ pub fn trusted(remote: Option<SocketAddr>) -> Option<SocketAddr> {
 
 impl Latch {
     pub fn addr(&self) -> Option<SocketAddr> {
-        self.addr
+        self.addr.get()
     }
 
     pub fn reset(&mut self) {
@@ -155,7 +208,7 @@ impl Latch {
         signalled: Option<SocketAddr>,
         src: SocketAddr,
     ) -> bool {
-        match self.addr {
+        match self.addr.get() {
             Some(latched) => latched == src,
             None => match trusted(signalled) {
                 Some(s) => s.ip() == src.ip(),
@@ -181,7 +234,7 @@ impl Latch {
                 _ => Verdict::Accept,
             };
         }
-        let Some(latched) = self.addr else {
+        let Some(latched) = self.addr.get() else {
             if let Some(s) = public_signalled {
                 if policy.strict && s.ip() != src.ip() {
                     return Verdict::Foreign;
@@ -193,13 +246,14 @@ impl Latch {
         };
         if latched == src {
             if ssrc.is_some() {
-                self.ssrc = ssrc;
+                self.set_ssrc(ssrc);
             }
-            self.last = Some(now);
+            self.last = Stamp::at(now);
             return Verdict::Accept;
         }
         let learning = self
             .since
+            .get()
             .is_some_and(|t| now.saturating_duration_since(t) < policy.learning);
         if learning && !self.learned && usable(signalled) == Some(src) {
             self.latch(src, ssrc, now);
@@ -208,9 +262,10 @@ impl Latch {
         }
         let silent = self
             .last
+            .get()
             .is_none_or(|t| now.saturating_duration_since(t) >= policy.rebind_silence);
         let may_move = if policy.strict {
-            silent && ssrc.is_some() && ssrc == self.ssrc && src.ip() == latched.ip()
+            silent && ssrc.is_some() && ssrc == self.ssrc() && src.ip() == latched.ip()
         } else {
             silent
         };
@@ -222,11 +277,22 @@ impl Latch {
         }
     }
 
+    fn ssrc(&self) -> Option<u32> {
+        self.has_ssrc.then_some(self.ssrc)
+    }
+
+    fn set_ssrc(&mut self, ssrc: Option<u32>) {
+        self.has_ssrc = ssrc.is_some();
+        self.ssrc = ssrc.unwrap_or(0);
+    }
+
     fn latch(&mut self, src: SocketAddr, ssrc: Option<u32>, now: Instant) {
-        self.addr = Some(src);
-        self.ssrc = ssrc;
-        self.last = Some(now);
-        self.since.get_or_insert(now);
+        self.addr = Packed::new(src);
+        self.set_ssrc(ssrc);
+        self.last = Stamp::at(now);
+        if self.since.is_none() {
+            self.since = Stamp::at(now);
+        }
     }
 }
 
@@ -240,6 +306,21 @@ mod tests {
 
     const S: Option<u32> = Some(0x1234);
     const OTHER: Option<u32> = Some(0x9999);
+
+    #[test]
+    fn packed_address_round_trip() {
+        for a in [
+            "192.0.2.1:4000",
+            "[2001:db8::1]:5004",
+            "[fe80::1%3]:6000",
+            "0.0.0.0:0",
+        ] {
+            let a = sa(a);
+            assert_eq!(Packed::new(a).get(), Some(a));
+        }
+        assert_eq!(Packed::default().get(), None);
+        assert!(std::mem::size_of::<Latch>() <= 48);
+    }
 
     #[test]
     fn strict_latches_signalled_ip_only() {

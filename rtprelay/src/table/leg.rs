@@ -3,6 +3,7 @@
 
 use super::latch::{trusted, Latch};
 use super::quality::Quality;
+use super::stamp::Stamp;
 use crate::backend::{LegCounters, LegSpec};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,12 +31,12 @@ impl Component {
     }
 }
 
+/// Received and forwarded from this leg's party. What leaves a leg's ports is what its
+/// partner received and forwarded, so "out" figures are read from the partner.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub packets_in: u64,
     pub bytes_in: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
     pub dropped: u64,
 }
 
@@ -51,8 +52,8 @@ pub struct Leg {
     /// Receive statistics of the party's RTP (RFC 3550 A.1/A.3/A.8).
     pub quality: Quality,
     /// Last accepted packet on either port.
-    pub last_rx: Option<Instant>,
-    pub created: Instant,
+    pub last_rx: Stamp,
+    pub created: Stamp,
 }
 
 impl Leg {
@@ -64,8 +65,8 @@ impl Leg {
             latch: [Latch::default(); 2],
             counters: Counters::default(),
             quality: Quality::default(),
-            last_rx: None,
-            created: now,
+            last_rx: Stamp::NONE,
+            created: Stamp::at(now),
         }
     }
 
@@ -88,18 +89,23 @@ impl Leg {
 
     /// Last time this leg was alive: last packet, or creation if none yet.
     pub fn last_activity(&self) -> Instant {
-        self.last_rx.unwrap_or(self.created)
+        self.last_rx
+            .get()
+            .or_else(|| self.created.get())
+            .unwrap_or_else(Instant::now)
     }
 
-    pub fn snapshot(&self, now: Instant) -> LegCounters {
+    /// Counters of this leg; `partner`'s received-and-forwarded are what this leg sent.
+    pub fn snapshot(&self, partner: Option<&Leg>, now: Instant) -> LegCounters {
+        let out = partner.map(|p| p.counters).unwrap_or_default();
         LegCounters {
             packets_in: self.counters.packets_in,
             bytes_in: self.counters.bytes_in,
-            packets_out: self.counters.packets_out,
-            bytes_out: self.counters.bytes_out,
+            packets_out: out.packets_in,
+            bytes_out: out.bytes_in,
             dropped: self.counters.dropped,
             latched: self.latch[Component::Rtp.index()].addr(),
-            idle: self.last_rx.map(|t| now.saturating_duration_since(t)),
+            idle: self.last_rx.get().map(|t| now.saturating_duration_since(t)),
             quality: self.quality.figures(),
         }
     }

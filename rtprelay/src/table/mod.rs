@@ -11,11 +11,12 @@ pub mod latch;
 pub mod leg;
 pub mod packet;
 pub mod quality;
+pub mod stamp;
 
 use crate::backend::{BackendError, LegCounters, LegId, LegSpec};
 use alloc::PortAllocator;
 use latch::{LatchPolicy, Verdict};
-use leg::{Counters, Leg};
+use leg::Leg;
 use quality::QualityStats;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -91,6 +92,14 @@ pub struct Table {
     pool_len: usize,
     pool_target: usize,
     pool_ip: IpAddr,
+    /// Socket recycling (see [`Table::with_recycle`]): `idle[slot]` for pairs whose stream
+    /// ended but whose sockets stay bound on `pool_ip` (in quarantine, or in `recycled`).
+    idle: Vec<bool>,
+    idle_len: usize,
+    idle_max: usize,
+    /// Idle pairs out of quarantine, taken back from the allocator, waiting for room in the
+    /// pool.
+    recycled: Vec<u32>,
     policy: LatchPolicy,
     timeout: Duration,
     active_streams: u64,
@@ -112,6 +121,7 @@ impl Table {
         let alloc = PortAllocator::new(base_port, pairs, seed);
         let legs = vec![None; alloc.pairs() as usize];
         let pooled = vec![false; alloc.pairs() as usize];
+        let idle = vec![false; alloc.pairs() as usize];
         Table {
             shard,
             alloc,
@@ -120,6 +130,10 @@ impl Table {
             pool_len: 0,
             pool_target: 0,
             pool_ip: IpAddr::from([127, 0, 0, 1]),
+            idle,
+            idle_len: 0,
+            idle_max: 0,
+            recycled: Vec::new(),
             policy,
             timeout,
             active_streams: 0,
@@ -137,8 +151,53 @@ impl Table {
         self
     }
 
+    /// Recycle sockets (`media.socket_recycle`): a freed pair bound on the pool address keeps
+    /// its sockets (up to `max` such pairs; beyond, they are closed at once) through its
+    /// quarantine, then goes back to the pool without a new bind, a new fixed-file
+    /// registration or a close. While idle its receives stay armed, so whatever arrives is
+    /// read and dropped as `no_session` (no stale datagram waits in the socket for the next
+    /// stream); the next stream gets a fresh [`Leg`] (no latch, no counters). Which recycled
+    /// pair a stream gets is not predictable: the control side takes a uniformly random
+    /// member of the pool.
+    pub fn with_recycle(mut self, max: usize) -> Table {
+        self.idle_max = max;
+        self
+    }
+
     pub fn shard(&self) -> u16 {
         self.shard
+    }
+
+    /// Pairs kept bound after their stream ended (quarantined or waiting for the pool).
+    pub fn idle_pairs(&self) -> usize {
+        self.idle_len
+    }
+
+    /// Give a slot back to the allocator (its sockets closed, or kept bound if it is idle). A
+    /// slot whose quarantine ends meanwhile and whose sockets are still bound is taken back
+    /// for the pool ([`Table::refill_pool`]).
+    fn release(&mut self, slot: u32) {
+        let (idle, recycled) = (&self.idle, &mut self.recycled);
+        self.alloc.free_with(slot, |s| {
+            let keep = idle.get(s as usize).copied().unwrap_or(false);
+            if keep {
+                recycled.push(s);
+            }
+            keep
+        });
+    }
+
+    /// A slot handed out again while its sockets are still bound (`idle`): they now belong to
+    /// the new owner. Returns whether it was idle.
+    fn unidle(&mut self, slot: u32) -> bool {
+        match self.idle.get_mut(slot as usize) {
+            Some(i) if *i => {
+                *i = false;
+                self.idle_len -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Pairs bound ahead of use and not yet a leg.
@@ -159,6 +218,16 @@ impl Table {
     /// may use as a last resort) or a port cannot be bound. Returns the legs made ready.
     pub fn refill_pool(&mut self, sockets: &mut impl Sockets) -> Vec<LegId> {
         let mut out = Vec::new();
+        // Recycled pairs first: out of quarantine, still bound, nothing to do but announce.
+        while self.pool_len < self.pool_target {
+            let Some(slot) = self.recycled.pop() else {
+                break;
+            };
+            self.unidle(slot);
+            self.pooled[slot as usize] = true;
+            self.pool_len += 1;
+            out.push(self.leg_id(slot));
+        }
         while self.pool_len < self.pool_target && self.alloc.has_unquarantined() {
             match self.allocate_bound(self.pool_ip, sockets) {
                 Ok(slot) => {
@@ -191,8 +260,12 @@ impl Table {
         }
     }
 
-    /// Any pooled pair (for an allocation when the allocator has nothing left).
+    /// Any recycled or pooled pair (for an allocation when the allocator has nothing left).
     fn claim_any_pooled(&mut self) -> Option<u32> {
+        if let Some(slot) = self.recycled.pop() {
+            self.unidle(slot);
+            return Some(slot);
+        }
         let slot = self.pooled.iter().position(|p| *p)? as u32;
         self.pooled[slot as usize] = false;
         self.pool_len -= 1;
@@ -214,7 +287,7 @@ impl Table {
         match sockets.open(slot, ip, self.alloc.port_of(slot)) {
             Ok(()) => Ok(slot),
             Err(e) => {
-                self.alloc.release_unusable(slot);
+                self.release(slot);
                 Err(BackendError::Bind(e.to_string()))
             }
         }
@@ -234,7 +307,7 @@ impl Table {
             Ok(s) => s,
             Err(e) => {
                 sockets.close(la);
-                self.alloc.free(la);
+                self.release(la);
                 return Err(e);
             }
         };
@@ -242,7 +315,7 @@ impl Table {
             Ok(s) => s,
             Err(e) => {
                 sockets.close(lb);
-                self.alloc.free(lb);
+                self.release(lb);
                 return Err(e);
             }
         };
@@ -250,7 +323,7 @@ impl Table {
             Ok(s) => s,
             Err(e) => {
                 sockets.close(la);
-                self.alloc.free(la);
+                self.release(la);
                 return Err(e);
             }
         };
@@ -281,7 +354,7 @@ impl Table {
     /// Port pairs that can still take a leg: the allocator's (quarantined ones included) and
     /// the pooled ones.
     pub fn free_port_pairs(&self) -> u64 {
-        (self.alloc.free_pairs() + self.pool_len) as u64
+        (self.alloc.free_pairs() + self.pool_len + self.recycled.len()) as u64
     }
 
     pub fn leg_id(&self, slot: u32) -> LegId {
@@ -323,10 +396,14 @@ impl Table {
                 let slot = self.claim_any_pooled().ok_or(BackendError::NoPorts)?;
                 return self.rebind_pooled(slot, ip, sockets);
             };
+            // The oldest quarantined pair (nothing else was free) may still be bound.
+            if self.unidle(slot) {
+                return self.rebind_pooled(slot, ip, sockets);
+            }
             match sockets.open(slot, ip, self.alloc.port_of(slot)) {
                 Ok(()) => return Ok(slot),
                 Err(e) => {
-                    self.alloc.release_unusable(slot);
+                    self.release(slot);
                     last_err = Some(e);
                 }
             }
@@ -349,7 +426,7 @@ impl Table {
             Ok(s) => s,
             Err(e) => {
                 sockets.close(sa);
-                self.alloc.free(sa);
+                self.release(sa);
                 return Err(e);
             }
         };
@@ -383,9 +460,8 @@ impl Table {
 
     pub fn counters(&self, leg: LegId, now: Instant) -> Result<LegCounters, BackendError> {
         let slot = self.slot(leg)?;
-        self.leg(slot)
-            .map(|l| l.snapshot(now))
-            .ok_or(BackendError::UnknownLeg)
+        let l = self.leg(slot).ok_or(BackendError::UnknownLeg)?;
+        Ok(l.snapshot(self.leg(l.partner), now))
     }
 
     /// Tear down the stream `a`–`b` (either order); both must be partners.
@@ -415,12 +491,22 @@ impl Table {
     ) -> (LegCounters, LegCounters) {
         let mut out = [LegCounters::default(); 2];
         for (i, slot) in [sa, sb].into_iter().enumerate() {
+            if let Some(l) = self.leg(slot) {
+                out[i] = l.snapshot(self.leg(l.partner), now);
+            }
+        }
+        for (i, slot) in [sa, sb].into_iter().enumerate() {
             if let Some(l) = self.legs.get_mut(slot as usize).and_then(Option::take) {
-                out[i] = l.snapshot(now);
                 // One observation per direction: what this leg received from its party.
                 self.quality.observe(&out[i].quality);
-                sockets.close(slot);
-                self.alloc.free(slot);
+                let recycle = self.pool_target > 0 && self.idle_len < self.idle_max;
+                if recycle && l.spec.local_ip == self.pool_ip {
+                    self.idle[slot as usize] = true;
+                    self.idle_len += 1;
+                } else {
+                    sockets.close(slot);
+                }
+                self.release(slot);
             }
         }
         self.active_streams = self.active_streams.saturating_sub(1);
@@ -501,7 +587,7 @@ impl Table {
             Verdict::Relatched { .. } => self.stats.relatches += 1,
             Verdict::Accept => {}
         }
-        leg.last_rx = Some(now);
+        leg.last_rx = stamp::Stamp::at(now);
         if let (packet::Kind::Rtp { ssrc }, Component::Rtp) = (kind, component) {
             if let Some((pt, seq, ts)) = packet::rtp_fields(pkt) {
                 leg.quality.on_rtp(ssrc, seq, ts, pt, now);
@@ -517,11 +603,10 @@ impl Table {
             self.stats.dropped_no_peer += 1;
             return Action::Drop(DropReason::NoPeer);
         };
+        // What leaves the partner's ports is exactly this: its "out" counters are these.
         if let Some(leg) = self.legs.get_mut(slot as usize).and_then(Option::as_mut) {
-            count(&mut leg.counters, len, true);
-        }
-        if let Some(p) = self.legs.get_mut(partner as usize).and_then(Option::as_mut) {
-            count(&mut p.counters, len, false);
+            leg.counters.packets_in += 1;
+            leg.counters.bytes_in += len;
         }
         self.stats.forwarded_packets += 1;
         self.stats.forwarded_bytes += len;
@@ -535,16 +620,6 @@ impl Table {
     /// Whether `slot` currently holds a leg (used by shells to discard stale completions).
     pub fn is_active(&self, slot: u32) -> bool {
         self.leg(slot).is_some()
-    }
-}
-
-fn count(c: &mut Counters, len: u64, inbound: bool) {
-    if inbound {
-        c.packets_in += 1;
-        c.bytes_in += len;
-    } else {
-        c.packets_out += 1;
-        c.bytes_out += len;
     }
 }
 

@@ -18,6 +18,7 @@
 //! source's expected/received into the leg's totals and starts over (A.1 `init_seq`); the
 //! jitter reported is the current source's.
 
+use super::stamp::Stamp;
 use std::time::Instant;
 
 /// A.1: a jump of more than this many numbers ahead is a restart (or garbage), not loss.
@@ -163,9 +164,11 @@ pub struct Quality {
     prior_expected: u64,
     prior_received: u64,
     /// Arrival times are counted from here (the first RTP packet of the leg).
-    epoch: Option<Instant>,
-    /// A.8 relative transit time of the previous packet, and the clock rate it was measured at.
-    transit: Option<(u32, u32)>,
+    epoch: Stamp,
+    /// A.8 relative transit time of the previous packet (if `has_transit`), measured at
+    /// `rate`.
+    transit: u32,
+    has_transit: bool,
     /// A.8 jitter estimate ×16 (the integer form: `jitter += d - ((jitter + 8) >> 4)`), in
     /// timestamp units of `rate`.
     jitter16: u64,
@@ -183,14 +186,17 @@ impl Quality {
             }
             self.ssrc = Some(ssrc);
             self.seq = SeqState::new(seq);
-            self.transit = None;
+            self.has_transit = false;
             self.jitter16 = 0;
         }
         if !self.seq.update(seq) {
             return;
         }
         let rate = clock_rate(pt);
-        let epoch = *self.epoch.get_or_insert(now);
+        let epoch = self.epoch.get().unwrap_or(now);
+        if self.epoch.is_none() {
+            self.epoch = Stamp::at(now);
+        }
         let since = now.saturating_duration_since(epoch);
         // Arrival in timestamp units; only differences matter, so it may wrap like `ts`.
         let arrival = since
@@ -199,9 +205,9 @@ impl Quality {
             .wrapping_add(u64::from(since.subsec_nanos()) * u64::from(rate) / 1_000_000_000)
             as u32;
         let transit = arrival.wrapping_sub(ts);
-        match self.transit {
+        match (self.has_transit, self.transit, self.rate) {
             // A.8: D(i-1,i) = (R_i - R_{i-1}) - (S_i - S_{i-1}) = transit_i - transit_{i-1}.
-            Some((prev, prev_rate)) if prev_rate == rate => {
+            (true, prev, prev_rate) if prev_rate == rate => {
                 let d = u64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
                 self.jitter16 = self.jitter16 + d - ((self.jitter16 + 8) >> 4);
             }
@@ -209,7 +215,7 @@ impl Quality {
             // take; the estimate so far is kept.
             _ => {}
         }
-        self.transit = Some((transit, rate));
+        (self.transit, self.has_transit) = (transit, true);
         self.rate = rate;
     }
 

@@ -742,3 +742,88 @@ fn socket_pool_exhaustion_falls_back_to_pooled_then_no_ports() {
         .expect("bound on create");
     assert_eq!(s.open.len(), 2);
 }
+
+/// Socket recycling: a freed pair keeps its sockets through its quarantine (no close), comes
+/// back to the pool only once the quarantine is over (no new bind), and the next stream on it
+/// starts clean (no latch, no counters). Beyond `with_recycle`'s bound, freed pairs are closed.
+#[test]
+fn socket_recycle_reuses_bound_pairs_after_quarantine_with_clean_state() {
+    let t0 = Instant::now();
+    let mut s = FakeSockets::default();
+    // 8 pairs: quarantine of 2; a pool of 2 (one stream).
+    let mut t = table(8, true).with_pool(2, lo()).with_recycle(8);
+    let p1 = t.refill_pool(&mut s);
+    let first = (p1[0], p1[1]);
+    t.create_pooled(first, (spec(None), spec(None)), t0, &mut s)
+        .expect("create 1");
+    // Latch and count on the first stream.
+    let slot = |l: LegId| u32::from((l.port - 30_000) / 2);
+    let src = sa("192.168.1.5:4000");
+    t.on_packet(slot(first.0), Component::Rtp, src, &rtp(1), t0);
+    assert_eq!(
+        t.counters(first.0, t0).expect("counters").latched,
+        Some(src)
+    );
+    t.remove(first.0, first.1, t0, &mut s).expect("remove 1");
+    assert_eq!(s.closes, 0, "kept bound");
+    assert_eq!(t.idle_pairs(), 2);
+    assert_eq!(s.open.len(), 2);
+    // In quarantine: the refill binds other pairs.
+    let p2 = t.refill_pool(&mut s);
+    assert_eq!(p2.len(), 2);
+    assert!(p2.iter().all(|l| *l != first.0 && *l != first.1));
+    assert_eq!(s.open.len(), 4);
+    // A packet on an idle pair is no stream's.
+    assert_eq!(
+        t.on_packet(slot(first.0), Component::Rtp, src, &rtp(1), t0),
+        Action::Drop(DropReason::NoSession)
+    );
+    t.create_pooled((p2[0], p2[1]), (spec(None), spec(None)), t0, &mut s)
+        .expect("create 2");
+    t.remove(p2[0], p2[1], t0, &mut s).expect("remove 2");
+    // Two frees later the first pairs left the quarantine: back in the pool, not rebound.
+    let p3: BTreeSet<u16> = t.refill_pool(&mut s).iter().map(|l| l.port).collect();
+    assert_eq!(p3, BTreeSet::from([first.0.port, first.1.port]));
+    assert_eq!((s.open.len(), s.closes), (4, 0), "no bind, no close");
+    assert_eq!(
+        t.idle_pairs(),
+        2,
+        "the second stream's pairs, in quarantine"
+    );
+    t.create_pooled(first, (spec(None), spec(None)), t0, &mut s)
+        .expect("create 3 on recycled pairs");
+    for leg in [first.0, first.1] {
+        let c = t.counters(leg, t0).expect("counters");
+        assert_eq!(c, LegCounters::default(), "clean state on {leg:?}");
+    }
+    // The bound: one idle pair at most; the other is closed at once.
+    let mut s = FakeSockets::default();
+    let mut t = table(8, true).with_pool(2, lo()).with_recycle(1);
+    let p = t.refill_pool(&mut s);
+    t.create_pooled((p[0], p[1]), (spec(None), spec(None)), t0, &mut s)
+        .expect("create");
+    t.remove(p[0], p[1], t0, &mut s).expect("remove");
+    assert_eq!((t.idle_pairs(), s.closes, s.open.len()), (1, 1, 1));
+    // Exhaustion uses idle pairs too (the oldest quarantined one is bound already).
+    let mut s = FakeSockets::default();
+    let mut t = table(2, true).with_pool(2, lo()).with_recycle(8);
+    let p = t.refill_pool(&mut s);
+    t.create_pooled((p[0], p[1]), (spec(None), spec(None)), t0, &mut s)
+        .expect("create");
+    t.remove(p[0], p[1], t0, &mut s).expect("remove");
+    t.create(spec(None), spec(None), t0, &mut s)
+        .expect("create on recycled pairs");
+    assert_eq!((s.open.len(), s.closes), (2, 0));
+}
+
+/// Issue 12 (memory per session): a leg's slab entry stays within 272 bytes (half of the
+/// shard's share of the 1 kB per session; `control/session_memory.rs` checks the sum). The
+/// parts that made it 384: two 80-byte latches (now 48: packed address, 8-byte stamps), 16-byte
+/// `Option<Instant>`s (now [`stamp::Stamp`]), "out" counters (read from the partner).
+#[test]
+fn leg_slab_entry_is_bounded() {
+    let leg = std::mem::size_of::<Option<Leg>>();
+    assert!(leg <= 272, "Option<Leg> is {leg} bytes");
+    assert!(std::mem::size_of::<latch::Latch>() <= 48);
+    assert!(std::mem::size_of::<quality::Quality>() <= 72);
+}
