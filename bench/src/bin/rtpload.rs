@@ -170,14 +170,8 @@ fn check(cli: &Cli) -> Result<(), String> {
 const SETUP_CHUNK: usize = 500;
 const MAX_SETUP_CALLS: usize = 1_000_000;
 
-/// `--setup-only N`: N calls, each U + L + D (one stream, as Kamailio sends them), pipelined
-/// with `--window` commands in flight, in chunks of [`SETUP_CHUNK`] calls. Reports wall time,
-/// failures and, with `--relay-pid`, the relay's utime+stime ÷ N (clock ticks of 10 ms: use
-/// N ≥ 10,000 for a figure to ±1 µs).
-fn setup_only(cli: &Cli, calls: usize) -> Result<String, String> {
-    if calls == 0 || calls > MAX_SETUP_CALLS {
-        return Err(format!("--setup-only must be 1..={MAX_SETUP_CALLS}"));
-    }
+/// A control client to the relay under test, checked with `V`.
+fn connect(cli: &Cli) -> Result<Client, String> {
     let mut client = Client::new(
         cli.control,
         ClientOptions {
@@ -189,6 +183,18 @@ fn setup_only(cli: &Cli, calls: usize) -> Result<String, String> {
     client
         .call(&Command::Version)
         .map_err(|e| format!("relay at {} does not answer V: {e}", cli.control))?;
+    Ok(client)
+}
+
+/// `--setup-only N`: N calls, each U + L + D (one stream, as Kamailio sends them), pipelined
+/// with `--window` commands in flight, in chunks of [`SETUP_CHUNK`] calls. Reports wall time,
+/// failures and, with `--relay-pid`, the relay's utime+stime ÷ N (clock ticks of 10 ms: use
+/// N ≥ 10,000 for a figure to ±1 µs).
+fn setup_only(cli: &Cli, calls: usize) -> Result<String, String> {
+    if calls == 0 || calls > MAX_SETUP_CALLS {
+        return Err(format!("--setup-only must be 1..={MAX_SETUP_CALLS}"));
+    }
+    let mut client = connect(cli)?;
     let run_id: u32 = rand::random();
     // Party addresses only appear in signalling: nothing is sent to them.
     let a: SocketAddr = SocketAddr::new(cli.local, 9);
@@ -260,17 +266,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
     let b_addrs: Vec<SocketAddr> = side_b.iter().map(addr_of).collect::<Result<_, _>>()?;
     let run_id: u32 = rand::random();
 
-    let mut client = Client::new(
-        cli.control,
-        ClientOptions {
-            window: cli.window,
-            ..ClientOptions::default()
-        },
-    )
-    .map_err(|e| format!("control socket: {e}"))?;
-    client
-        .call(&Command::Version)
-        .map_err(|e| format!("relay at {} does not answer V: {e}", cli.control))?;
+    let mut client = connect(cli)?;
 
     let rss_before = cli.relay_pid.and_then(procfs::rss_bytes);
     // Open the streams: U (party A), then L (party B).

@@ -303,32 +303,28 @@ impl Table {
         sockets: &mut impl Sockets,
     ) -> Result<(), BackendError> {
         let la = self.claim_pooled(a)?;
-        let lb = match self.claim_pooled(b) {
-            Ok(s) => s,
-            Err(e) => {
-                sockets.close(la);
-                self.release(la);
-                return Err(e);
-            }
-        };
-        let la = match self.rebind_pooled(la, sa.local_ip, sockets) {
-            Ok(s) => s,
-            Err(e) => {
-                sockets.close(lb);
-                self.release(lb);
-                return Err(e);
-            }
-        };
-        let lb = match self.rebind_pooled(lb, sb.local_ip, sockets) {
-            Ok(s) => s,
-            Err(e) => {
-                sockets.close(la);
-                self.release(la);
-                return Err(e);
-            }
-        };
+        let r = self.claim_pooled(b);
+        let lb = self.or_give_back(r, la, sockets)?;
+        let r = self.rebind_pooled(la, sa.local_ip, sockets);
+        let la = self.or_give_back(r, lb, sockets)?;
+        let r = self.rebind_pooled(lb, sb.local_ip, sockets);
+        let lb = self.or_give_back(r, la, sockets)?;
         self.bridge(la, lb, sa, sb, now);
         Ok(())
+    }
+
+    /// `r`, or on error close and release `other` (the half already claimed) and pass the
+    /// error on.
+    fn or_give_back(
+        &mut self,
+        r: Result<u32, BackendError>,
+        other: u32,
+        sockets: &mut impl Sockets,
+    ) -> Result<u32, BackendError> {
+        r.inspect_err(|_| {
+            sockets.close(other);
+            self.release(other);
+        })
     }
 
     fn bridge(&mut self, sa: u32, sb: u32, a: LegSpec, b: LegSpec, now: Instant) {
