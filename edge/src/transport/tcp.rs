@@ -278,6 +278,9 @@ fn transport_error_later(edge: &Rc<Edge>, dest: Dest) {
     tokio::task::spawn_local(async move { edge.on_transport_error(dest) });
 }
 
+/// How long a connection the peer closed cleanly may take to write what is still queued.
+const FLUSH_ON_EOF: Duration = Duration::from_secs(2);
+
 async fn run_connection(
     edge: Rc<Edge>,
     id: FlowId,
@@ -336,8 +339,21 @@ async fn run_connection(
         Some(Close::WriteFailed) => tracing::debug!(%peer, "tcp write failed, connection closed"),
         None => {}
     }
-    writer_task.abort();
+    // Forget the flow first: its sender goes, so the writer ends once it has written what is
+    // queued. A peer that half-closes right after its request (`socat`, scripts, some phones
+    // on unregister) still gets the answer; a connection closed for a fault is cut at once.
     edge.flows.borrow_mut().remove(id);
+    if why.is_none() {
+        let mut writer_task = writer_task;
+        if tokio::time::timeout(FLUSH_ON_EOF, &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
+    } else {
+        writer_task.abort();
+    }
     edge.metrics.tcp_connections.dec();
 }
 
