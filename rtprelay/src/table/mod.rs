@@ -241,15 +241,17 @@ impl Table {
         out
     }
 
-    /// Take the pooled pair of `leg` out of the pool (bound on the pool address).
-    fn claim_pooled(&mut self, leg: LegId) -> Result<u32, BackendError> {
+    /// The slot `leg` names in this shard (its RTP port), live or not.
+    fn slot_of_leg(&self, leg: LegId) -> Result<u32, BackendError> {
         if leg.shard != self.shard || !leg.port.is_multiple_of(2) {
             return Err(BackendError::UnknownLeg);
         }
-        let slot = self
-            .alloc
-            .slot_of(leg.port)
-            .ok_or(BackendError::UnknownLeg)?;
+        self.alloc.slot_of(leg.port).ok_or(BackendError::UnknownLeg)
+    }
+
+    /// Take the pooled pair of `leg` out of the pool (bound on the pool address).
+    fn claim_pooled(&mut self, leg: LegId) -> Result<u32, BackendError> {
+        let slot = self.slot_of_leg(leg)?;
         match self.pooled.get_mut(slot as usize) {
             Some(p) if *p => {
                 *p = false;
@@ -362,13 +364,7 @@ impl Table {
 
     /// Slot of an existing leg.
     pub fn slot(&self, leg: LegId) -> Result<u32, BackendError> {
-        if leg.shard != self.shard || !leg.port.is_multiple_of(2) {
-            return Err(BackendError::UnknownLeg);
-        }
-        let slot = self
-            .alloc
-            .slot_of(leg.port)
-            .ok_or(BackendError::UnknownLeg)?;
+        let slot = self.slot_of_leg(leg)?;
         match self.legs.get(slot as usize) {
             Some(Some(_)) => Ok(slot),
             _ => Err(BackendError::UnknownLeg),
